@@ -1,0 +1,56 @@
+# videogen — every command a developer needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONPATH := layers/videogen:.
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help run test test-fast lint chaos chaos-small bench build validate deploy-dev deploy-prod clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt layers/videogen/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP) ## serve the whole system locally (API :3000, fal simulator :3001)
+	$(BIN)/python -m devstack
+
+test: $(STAMP) ## every test: unit, integration (moto + real state machine), e2e over HTTP
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP) ## unit tests only
+	$(BIN)/pytest -q tests/unit
+
+lint: $(STAMP) ## ruff, mypy, cfn-lint, sam validate --lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check layers functions devstack
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint
+
+chaos: $(STAMP) ## chaos run against the local stack (300 jobs, every fault on); exits non-zero on a broken invariant
+	$(BIN)/python -m devstack.chaos --jobs $${JOBS:-300}
+
+chaos-small: $(STAMP) ## the seeded 40-job chaos run CI uses
+	$(BIN)/python -m devstack.chaos --jobs 40 --seed 7
+
+bench: $(STAMP) ## benchmarks, printed as ratios against baselines measured in the same run
+	$(BIN)/python -m bench
+
+build: $(STAMP) ## sam build (needs python3.13 on PATH; pyenv provides it)
+	PATH="$$(dirname $$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13)):$$PATH" $(BIN)/sam build
+
+deploy-dev: build ## deploy the dev stack (AWS credentials required)
+	$(BIN)/sam deploy --config-env dev
+
+deploy-prod: build ## deploy the prod stack (asks to confirm the change set)
+	$(BIN)/sam deploy --config-env prod
+
+clean: ## remove build output and caches (keeps the venv)
+	rm -rf .aws-sam .local .mypy_cache .ruff_cache

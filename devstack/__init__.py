@@ -1,0 +1,1 @@
+"""Local development stack (never deployed): simulators and the local gateway."""

@@ -1,0 +1,164 @@
+"""Local stand-in for API Gateway (HTTP API, payload format 2.0).
+
+Routes come from template.yaml (the functions' HttpApi events). Each request is
+turned into the v2 event API Gateway would send, JWT-checked like the HTTP API's
+JWT authorizer where the route is authorized, and answered by the REAL handler.
+Also serves the local-only routes ``GET /_local/health``, ``POST /_local/users``
+and ``GET /_local/stats``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from devstack.auth import AuthError, LocalAuthority
+from devstack.template import Route
+
+TEXT_TYPES = ("application/json", "application/problem+json", "text/", "application/x-www-form-urlencoded")
+MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's own limit
+
+
+def _compile(route: Route) -> re.Pattern[str]:
+    pattern = re.sub(r"\{(\w+)\+?\}", r"(?P<\1>[^/]+)", route.path)
+    return re.compile(f"^{pattern}$")
+
+
+class LocalApi:
+    """Everything the HTTP server needs, kept apart from the socket code so tests can call it."""
+
+    def __init__(
+        self,
+        routes: list[Route],
+        invoke: Callable[[str, dict[str, Any]], Any],
+        authority: LocalAuthority,
+        local_routes: dict[tuple[str, str], Callable[[bytes], tuple[int, Any]]] | None = None,
+    ) -> None:
+        self._routes = [(r, _compile(r)) for r in routes]
+        self._invoke = invoke
+        self._authority = authority
+        self._local = local_routes or {}
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes,
+               source_ip: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+        url = urlsplit(target)
+        local = self._local.get((method, url.path))
+        if local is not None:
+            status, payload = local(body)
+            return status, {"content-type": "application/json"}, json.dumps(payload).encode()
+        if len(body) > MAX_PAYLOAD:
+            return self._message(413, "Request Entity Too Large")
+        for route, pattern in self._routes:
+            match = pattern.match(url.path)
+            if route.method == method and match:
+                break
+        else:
+            return self._message(404, "Not Found")
+        claims = None
+        if route.authorized:
+            try:
+                claims = self._authority.verify(headers.get("authorization"))
+            except AuthError:
+                return self._message(401, "Unauthorized")
+        event = self._event(route, method, url.path, url.query, headers, body, match.groupdict(), claims, source_ip)
+        try:
+            result = self._invoke(route.function, event)
+        except Exception:  # the function crashed: API Gateway answers 500
+            return self._message(500, "Internal Server Error")
+        return self._response(result)
+
+    @staticmethod
+    def _message(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+        return status, {"content-type": "application/json"}, json.dumps({"message": message}).encode()
+
+    @staticmethod
+    def _event(route: Route, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+               path_params: dict[str, str], claims: dict[str, Any] | None, source_ip: str) -> dict[str, Any]:
+        content_type = headers.get("content-type", "")
+        is_text = not body or content_type.startswith(TEXT_TYPES)
+        params: dict[str, str] = {}
+        for k, v in parse_qsl(query, keep_blank_values=True):
+            params[k] = f"{params[k]},{v}" if k in params else v
+        now = datetime.now(UTC)
+        route_key = f"{route.method} {route.path}"
+        return {
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": headers,
+            "queryStringParameters": params or None,
+            "pathParameters": path_params or None,
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "local",
+                "authorizer": {"jwt": {"claims": claims, "scopes": None}} if claims is not None else None,
+                "domainName": headers.get("host", "127.0.0.1"),
+                "domainPrefix": "local",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
+                         "userAgent": headers.get("user-agent", "")},
+                "requestId": uuid.uuid4().hex,
+                "routeKey": route_key,
+                "stage": "$default",
+                "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "timeEpoch": int(time.time() * 1000),
+            },
+            "body": (body.decode() if is_text else base64.b64encode(body).decode()) if body else None,
+            "isBase64Encoded": bool(body) and not is_text,
+        }
+
+    @staticmethod
+    def _response(result: Any) -> tuple[int, dict[str, str], bytes]:
+        if not isinstance(result, dict) or "statusCode" not in result:
+            return 200, {"content-type": "application/json"}, json.dumps(result).encode()
+        headers = {k.lower(): str(v) for k, v in (result.get("headers") or {}).items()}
+        raw = result.get("body") or ""
+        body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        return int(result["statusCode"]), headers, body
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers: dict[str, str] = {}
+        for k, v in self.headers.items():
+            key = k.lower()
+            headers[key] = f"{headers[key]},{v}" if key in headers else v
+        status, out_headers, payload = self.server.api.handle(self.command, self.path, headers, body,
+                                                              self.client_address[0])
+        self.send_response(status)
+        for k, v in out_headers.items():
+            if k not in ("content-length", "connection"):
+                self.send_header(k, v)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    api: LocalApi
+
+
+def serve(api: LocalApi, host: str, port: int) -> _Server:
+    server = _Server((host, port), _Handler)
+    server.api = api
+    return server

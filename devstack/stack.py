@@ -1,0 +1,274 @@
+"""The local stack: the whole system on this machine, no AWS account, no Docker.
+
+* moto (a ThreadedMotoServer) plays AWS: DynamoDB, S3, Step Functions — whose
+  interpreter runs the REAL statemachines/video_job.asl.json — EventBridge and
+  Secrets Manager. Resources are created from template.yaml.
+* Lambda invokes (from the state machine, the gateway and the schedule) run the
+  REAL handlers in this process.
+* The local gateway serves the API on :3000 (``PORT``); the fal.ai simulator
+  listens on :3001 (``FALSIM_PORT``), unless ``FAL_KEY`` is set: then the real
+  fal.ai is used (webhooks when ``PUBLIC_URL`` is set, the poll loop otherwise).
+* The reconciler runs every ``RECONCILE_EVERY_S`` seconds, as EventBridge would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from devstack.auth import LocalAuthority
+from devstack.gateway import LocalApi, serve
+from devstack.template import SamTemplate
+
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
+
+
+@dataclass
+class StackConfig:
+    host: str = "127.0.0.1"
+    port: int = 3000
+    falsim_port: int = 3001
+    moto_port: int = 3005
+    time_scale: float = 0.02
+    reconcile_every_s: float = 10.0
+    reconcile_grace_s: int = 10
+    fal_key: str = ""  # set: talk to the real fal.ai instead of the simulator
+    public_url: str = ""  # with a real fal key: where fal can reach the webhook
+    sim_seed: int | None = None
+    sim_config: dict[str, Any] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        env = os.environ
+        return cls(
+            port=int(env.get("PORT", 3000)),
+            falsim_port=int(env.get("FALSIM_PORT", 3001)),
+            moto_port=int(env.get("MOTO_PORT", 3005)),
+            time_scale=float(env.get("TIME_SCALE", 0.02)),
+            reconcile_every_s=float(env.get("RECONCILE_EVERY_S", 10)),
+            reconcile_grace_s=int(env.get("RECONCILE_GRACE_S", 10)),
+            fal_key=env.get("FAL_KEY", ""),
+            public_url=env.get("PUBLIC_URL", ""),
+            sim_seed=int(env["FALSIM_SEED"]) if env.get("FALSIM_SEED") else None,
+            extra_env={k: env[k] for k in ("CRASH_POINTS", "CRASH_RATE") if k in env},
+        )
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.template = SamTemplate.load()
+        self.authority = LocalAuthority()
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.moto: Any = None
+        self.sim: Any = None
+        self.server: Any = None
+        self.lambdas: Any = None
+        self.resources: Any = None
+        self._reconcile_runs = 0
+        self._reconcile_totals: dict[str, int] = {}
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.config.host}:{self.server.server_address[1]}"
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://{self.config.host}:{self.config.moto_port}"
+
+    # --- start / stop -----------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        from devstack import moto_patches
+
+        moto_patches.apply()
+        cfg = self.config
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_SESSION_TOKEN="local",
+            AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+        )
+        if cfg.moto_port:  # a moto server other processes can reach; else moto is already in-process (tests)
+            from moto.server import ThreadedMotoServer
+
+            os.environ.update(AWS_ENDPOINT_URL=self.moto_url, MOTO_PORT=str(cfg.moto_port))
+            self.moto = ThreadedMotoServer(ip_address=cfg.host, port=cfg.moto_port, verbose=False)
+            self.moto.start()
+            requests.post(f"{self.moto_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
+
+        real_fal = bool(cfg.fal_key)
+        if not real_fal:
+            from devstack.falsim import FalSimulator
+
+            self.sim = FalSimulator(host=cfg.host, port=cfg.falsim_port, seed=cfg.sim_seed)
+            self.sim.start()
+            if cfg.sim_config:
+                self.sim.set_config(**cfg.sim_config)
+
+        self.server = serve(LocalApi([], self._invoke, self.authority), cfg.host, cfg.port)
+        api_url = self.api_url
+        overrides = self._local_env(api_url, real_fal)
+        from devstack.provision import provision
+
+        self.resources = provision(self.template, overrides=overrides)
+        os.environ.update(self.resources.env)
+        os.environ.update(overrides)
+        from videogen import wiring
+
+        wiring.reset()
+        from devstack.lambdas import LocalLambdas
+
+        self.lambdas = LocalLambdas(self.template, self.resources)
+        self.lambdas.install()
+        self.server.api = LocalApi(self.template.routes(), self._invoke, self.authority, self._local_routes())
+        self._spawn(lambda: self.server.serve_forever(poll_interval=0.05), "gateway")
+        if cfg.reconcile_every_s > 0:
+            self._spawn(self._reconcile_loop, "reconciler")
+        self.ready.set()
+        return self
+
+    def _local_env(self, api_url: str, real_fal: bool) -> dict[str, str]:
+        cfg = self.config
+        env = {
+            "ENVIRONMENT": "local",
+            "TIME_SCALE": str(cfg.time_scale),
+            "RECONCILE_GRACE_S": str(cfg.reconcile_grace_s),
+            "WEBHOOK_TOKEN": secrets.token_urlsafe(24),
+            "WEBHOOK_TOKEN_PARAMETER": "",
+            "FAL_KEY_PARAMETER": "",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            **cfg.extra_env,
+        }
+        if real_fal:
+            env.update(FAL_KEY=cfg.fal_key, WEBHOOK_BASE_URL=cfg.public_url.rstrip("/"))
+        else:
+            sim = self.sim.base_url
+            env.update(
+                FAL_KEY="local-simulator-key",
+                FAL_QUEUE_URL=sim,
+                FAL_JWKS_URL=f"{sim}/.well-known/jwks.json",
+                WEBHOOK_BASE_URL=api_url,
+                MEDIA_ALLOWED_HOSTS=sim.split("://", 1)[1],
+                MEDIA_REQUIRE_HTTPS="false",
+            )
+        return env
+
+    def _spawn(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.lambdas:
+            self.lambdas.uninstall()
+        if self.sim:
+            self.sim.stop()
+        if self.moto:
+            self.moto.stop()
+
+    # --- gateway glue ------------------------------------------------------------------------
+
+    def _invoke(self, function: str, event: dict[str, Any]) -> Any:
+        return self.lambdas.invoke(function, event)
+
+    def _local_routes(self) -> dict[tuple[str, str], Any]:
+        return {
+            ("GET", "/_local/health"): lambda _: (200 if self.ready.is_set() else 503, {"ok": self.ready.is_set()}),
+            ("POST", "/_local/users"): self._create_user,
+            ("GET", "/_local/stats"): lambda _: (200, self.stats()),
+        }
+
+    def _create_user(self, body: bytes) -> tuple[int, Any]:
+        from videogen import wiring
+        from videogen.domain.errors import DomainError
+        from videogen.services.credits import grant_credits
+
+        try:
+            data = json.loads(body or b"{}")
+            user_id = str(data["user_id"])
+            credits = data.get("credits", 0)
+        except (ValueError, KeyError, TypeError):
+            return 400, {"error": 'send {"user_id": "...", "credits": N}'}
+        try:
+            if credits:
+                grant_credits(wiring.store(), user_id=user_id, credits=credits,
+                              grant_id=str(data.get("grant_id") or f"local-{uuid.uuid4().hex}"))
+        except DomainError as exc:
+            return exc.status, {"error": exc.detail}
+        return 200, {"user_id": user_id, "token": self.authority.issue(user_id),
+                     "balance": wiring.store().get_balance(user_id).balance}
+
+    def stats(self) -> dict[str, Any]:
+        from videogen import crash
+
+        return {"crash_points_fired": dict(crash.fired), "reconcile_runs": self._reconcile_runs,
+                "reconcile": dict(self._reconcile_totals),
+                "falsim": self.sim.stats() if self.sim else None}
+
+    # --- the schedule --------------------------------------------------------------------------
+
+
+    def reconcile_once(self) -> dict[str, int]:
+        """One scheduled run of the real reconcile handler, with the event EventBridge sends."""
+        event = {"version": "0", "id": uuid.uuid4().hex, "detail-type": "Scheduled Event",
+                 "source": "aws.events", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "resources": [], "detail": {}}
+        result: dict[str, int] = self.lambdas.invoke("ReconcileFunction", event) or {}
+        self._reconcile_runs += 1
+        for k, v in result.items():
+            self._reconcile_totals[k] = self._reconcile_totals.get(k, 0) + int(v)
+        return result
+
+    def _reconcile_loop(self) -> None:
+        self._reconcile_totals = {}
+        while not self._stop.wait(self.config.reconcile_every_s):
+            try:
+                self.reconcile_once()
+            except Exception as exc:  # a failed run is retried by the next one, like the schedule would
+                print(f"reconciler run failed: {type(exc).__name__}", flush=True)
+
+
+def main() -> None:
+    stack = LocalStack(StackConfig.from_env()).start()
+    cfg = stack.config
+    fal = "real fal.ai" + (f" (webhooks via {cfg.public_url})" if cfg.public_url else " (poll loop, no webhooks)") \
+        if cfg.fal_key else f"fal simulator at {stack.sim.base_url}"
+    print(
+        f"videogen local stack ready\n"
+        f"  API          {stack.api_url}   (try: curl {stack.api_url}/v1/models)\n"
+        f"  fal          {fal}\n"
+        f"  AWS (moto)   {stack.moto_url}\n"
+        f"  create a user:  curl -s -XPOST {stack.api_url}/_local/users "
+        f"-d '{{\"user_id\":\"alice\",\"credits\":100}}'\n"
+        f"  Ctrl-C stops it.",
+        flush=True,
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    stack.stop()
+
+
+if __name__ == "__main__":
+    main()

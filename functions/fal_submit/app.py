@@ -1,0 +1,18 @@
+"""State machine task SubmitToFal: hand the job to fal.ai. Raises FalTransientError for the
+state machine's Retry; returns {"done": bool}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from videogen import wiring
+from videogen.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context(correlation_id_path="job_id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return wiring.fal_tasks().submit(str(event["job_id"]))

@@ -1,0 +1,1 @@
+"""videogen: the shared package of the videogen backend (domain, ports, adapters, services)."""

@@ -1,0 +1,647 @@
+"""DynamoDB adapter: the single table holding balances, ledgers, idempotency records and jobs.
+
+Item layout (one table, ``pk``/``sk``):
+
+=====================  ======================  ==============================================
+pk                     sk                      what
+=====================  ======================  ==============================================
+``USER#<uid>``         ``BALANCE``             balance, active_jobs (the per-user cap counter)
+``USER#<uid>``         ``LEDGER#<entry id>``   one ledger entry (ids are time ordered)
+``USER#<uid>``         ``GRANT#<grant id>``    marks a grant as applied (idempotent grants)
+``USER#<uid>``         ``IDEM#<key>``          idempotency record: fingerprint + stored answer (TTL)
+``JOB#<job id>``       ``JOB``                 the job; ``gsi1*`` lists it per user, ``active_*``
+                                               (sparse) finds it while it is not terminal
+=====================  ======================  ==============================================
+
+Every state change is a conditional write. Multi-item changes (submit, refund,
+completion, grant) are one ``TransactWriteItems`` each, so they happen entirely
+or not at all. ``ConditionalCheckFailed`` becomes a domain outcome here; no
+caller sees a botocore error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import random
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from videogen.domain.errors import (
+    ConcurrentUpdate,
+    GrantConflict,
+    IdempotencyKeyInUse,
+    InvalidCursor,
+    TransitionRejected,
+)
+from videogen.domain.models import (
+    ACTIVE,
+    ALLOWED_FROM,
+    FalRequest,
+    Job,
+    JobError,
+    JobStatus,
+    LedgerEntry,
+    LedgerType,
+    Progress,
+    StoredVideo,
+    new_id,
+    rfc3339,
+)
+
+ACTIVE_SHARDS = 8  # the sparse "Active" index is spread over this many partitions
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def _item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _unitem(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
+
+
+def _values(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in values.items()}
+
+
+def user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def job_key(job_id: str) -> dict[str, Any]:
+    return _item({"pk": f"JOB#{job_id}", "sk": "JOB"})
+
+
+def balance_key(user_id: str) -> dict[str, Any]:
+    return _item({"pk": user_pk(user_id), "sk": "BALANCE"})
+
+
+def idem_key(user_id: str, key: str) -> dict[str, Any]:
+    return _item({"pk": user_pk(user_id), "sk": f"IDEM#{key}"})
+
+
+def active_shard(job_id: str) -> str:
+    return f"ACTIVE#{zlib.crc32(job_id.encode()) % ACTIVE_SHARDS}"
+
+
+@dataclass(frozen=True)
+class Balance:
+    balance: int = 0
+    active_jobs: int = 0
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    fingerprint: str
+    job_id: str
+    status_code: int
+    body: dict[str, Any]
+
+
+class IdempotencyKeyTaken(Exception):
+    """The submit transaction found the key already used; carries the stored record."""
+
+    def __init__(self, record: IdempotencyRecord) -> None:
+        super().__init__(record.job_id)
+        self.record = record
+
+
+class BalanceChanged(Exception):
+    """The balance item moved since it was read (optimistic check); re-read and retry."""
+
+
+def _reasons(exc: ClientError) -> list[str]:
+    return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+
+
+def _is(exc: ClientError, code: str) -> bool:
+    return exc.response.get("Error", {}).get("Code") == code
+
+
+class DynamoStore:
+    """All reads and conditional writes of the domain against one DynamoDB table."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._db = client
+        self._table = table_name
+
+    # --- users and credits ---------------------------------------------------------------
+
+    def get_balance(self, user_id: str) -> Balance:
+        item = self._db.get_item(TableName=self._table, Key=balance_key(user_id), ConsistentRead=True).get("Item")
+        if not item:
+            return Balance()
+        data = _unitem(item)
+        return Balance(int(data.get("balance", 0)), int(data.get("active_jobs", 0)))
+
+    def grant(self, user_id: str, amount: int, grant_id: str) -> bool:
+        """Add ``amount`` credits once per ``grant_id``. False when the grant was applied before."""
+        now = rfc3339()
+        entry_id = new_id("le")
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _item(
+                                {"pk": user_pk(user_id), "sk": f"GRANT#{grant_id}", "amount": amount,
+                                 "entry_id": entry_id, "created_at": now}
+                            ),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": balance_key(user_id),
+                            "UpdateExpression": "ADD balance :a SET updated_at = :now",
+                            "ExpressionAttributeValues": _values({":a": amount, ":now": now}),
+                        }
+                    },
+                    self._ledger_put(user_id, entry_id, LedgerType.GRANT, amount, None, now),
+                ]
+            )
+            return True
+        except ClientError as exc:
+            if _is(exc, "TransactionCanceledException") and _reasons(exc)[0] == "ConditionalCheckFailed":
+                marker = self._db.get_item(
+                    TableName=self._table,
+                    Key=_item({"pk": user_pk(user_id), "sk": f"GRANT#{grant_id}"}),
+                    ConsistentRead=True,
+                ).get("Item")
+                if marker and int(_unitem(marker)["amount"]) != amount:
+                    raise GrantConflict(f"grant {grant_id!r} was applied with another amount") from None
+                return False
+            if _is(exc, "TransactionCanceledException") and "TransactionConflict" in _reasons(exc):
+                raise ConcurrentUpdate("grant raced another write; retry") from None
+            raise
+
+    def _ledger_put(
+        self, user_id: str, entry_id: str, kind: LedgerType, amount: int, job_id: str | None, now: str
+    ) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _item(
+                    {"pk": user_pk(user_id), "sk": f"LEDGER#{entry_id}", "id": entry_id, "type": kind.value,
+                     "amount": amount, "job_id": job_id, "created_at": now}
+                ),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def list_ledger(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
+        items, next_cursor = self._page(
+            {"KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+             "ExpressionAttributeValues": _values({":pk": user_pk(user_id), ":p": "LEDGER#"})},
+            limit, cursor, key_names=("pk", "sk"), owner=("pk", user_pk(user_id)),
+        )
+        return [LedgerEntry.model_validate(i) for i in items], next_cursor
+
+    def ledger_totals(self, user_id: str) -> dict[str, int]:
+        """Sums per entry type over the whole ledger (used by invariant checks and admin)."""
+        totals = {t.value: 0 for t in LedgerType}
+        cursor = None
+        while True:
+            entries, cursor = self.list_ledger(user_id, 100, cursor)
+            for e in entries:
+                totals[e.type.value] += e.amount
+            if not cursor:
+                return totals
+
+    # --- idempotency + submit --------------------------------------------------------------
+
+    def get_idempotency(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        item = self._db.get_item(TableName=self._table, Key=idem_key(user_id, key), ConsistentRead=True).get("Item")
+        return self._idem_record(item) if item else None
+
+    @staticmethod
+    def _idem_record(item: Mapping[str, Any]) -> IdempotencyRecord:
+        data = _unitem(item)
+        return IdempotencyRecord(
+            fingerprint=data["fingerprint"], job_id=data["job_id"], status_code=int(data["status_code"]),
+            body=json.loads(data["body"]),
+        )
+
+    def read_for_submit(self, user_id: str, key: str) -> tuple[Balance, IdempotencyRecord | None]:
+        """One consistent snapshot of the user's balance item and the idempotency record."""
+        got = self._db.transact_get_items(
+            TransactItems=[
+                {"Get": {"TableName": self._table, "Key": balance_key(user_id)}},
+                {"Get": {"TableName": self._table, "Key": idem_key(user_id, key)}},
+            ]
+        )["Responses"]
+        bal_item, idem_item = got[0].get("Item"), got[1].get("Item")
+        bal = _unitem(bal_item) if bal_item else {}
+        balance = Balance(int(bal.get("balance", 0)), int(bal.get("active_jobs", 0)))
+        return balance, (self._idem_record(idem_item) if idem_item else None)
+
+    def create_job(
+        self,
+        job: Job,
+        *,
+        idempotency_key: str,
+        fingerprint: str,
+        answer: dict[str, Any],
+        seen: Balance,
+        max_active: int,
+        idem_ttl_s: int,
+    ) -> None:
+        """Charge, job, idempotency record and ledger entry as ONE transaction.
+
+        Conditions: the balance is still exactly ``seen.balance`` (so the answer's
+        balance is exact) and covers the cost, the active-job count is under the cap,
+        and the key is unused. Raises :class:`IdempotencyKeyTaken` with the stored
+        record, :class:`BalanceChanged` to re-read and retry, or
+        :class:`IdempotencyKeyInUse` when a concurrent transaction holds the key.
+        """
+        now = job.created_at
+        cost = job.credits_charged
+        entry_id = new_id("le")
+        items = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": balance_key(job.user_id),
+                    "UpdateExpression": "SET balance = balance - :cost, updated_at = :now ADD active_jobs :one",
+                    "ConditionExpression": "balance = :seen AND balance >= :cost "
+                    "AND (attribute_not_exists(active_jobs) OR active_jobs < :cap)",
+                    "ExpressionAttributeValues": _values(
+                        {":cost": cost, ":now": now, ":one": 1, ":seen": seen.balance, ":cap": max_active}
+                    ),
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(
+                        {"pk": user_pk(job.user_id), "sk": f"IDEM#{idempotency_key}", "fingerprint": fingerprint,
+                         "job_id": job.id, "status_code": 202, "body": json.dumps(answer, separators=(",", ":")),
+                         "created_at": now, "expires_at": int(time.time()) + idem_ttl_s}
+                    ),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._job_item(job),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            self._ledger_put(job.user_id, entry_id, LedgerType.CHARGE, cost, job.id, now),
+        ]
+        try:
+            self._db.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if not _is(exc, "TransactionCanceledException"):
+                raise
+            reasons = _reasons(exc)
+            if reasons[1] == "ConditionalCheckFailed":
+                record = self.get_idempotency(job.user_id, idempotency_key)
+                if record is None:  # expired between the two calls: treat like in use
+                    raise IdempotencyKeyInUse() from None
+                raise IdempotencyKeyTaken(record) from None
+            if reasons[0] == "ConditionalCheckFailed":
+                raise BalanceChanged() from None
+            if "TransactionConflict" in reasons:
+                if reasons[1] == "TransactionConflict":
+                    raise IdempotencyKeyInUse() from None
+                raise BalanceChanged() from None
+            raise
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def _job_item(self, job: Job) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "pk": f"JOB#{job.id}",
+            "sk": "JOB",
+            "id": job.id,
+            "user_id": job.user_id,
+            "status": job.status.value,
+            "model": job.model,
+            "input_json": json.dumps(job.input, separators=(",", ":")),
+            "credits_charged": job.credits_charged,
+            "created_at": job.created_at,
+            "updated_at": job.updated_at,
+            "deadline_at": job.deadline_at,
+            "submit_attempts": job.submit_attempts,
+            "progress": job.progress.model_dump(exclude_none=True),
+            "gsi1pk": user_pk(job.user_id),
+            "gsi1sk": f"JOB#{job.id}",
+        }
+        if not job.is_terminal:
+            values["active_pk"] = active_shard(job.id)
+            values["active_sk"] = job.updated_at
+        return _item(values)
+
+    @staticmethod
+    def _job(item: Mapping[str, Any]) -> Job:
+        data = _unitem(item)
+        data["input"] = json.loads(data.pop("input_json", "{}"))
+        return Job.model_validate(data)
+
+    def find_by_request_id(self, request_id: str) -> Job | None:
+        resp = self._db.query(
+            TableName=self._table, IndexName="ByFalRequest", KeyConditionExpression="fal_request_id = :r",
+            ExpressionAttributeValues=_values({":r": request_id}), Limit=1,
+        )
+        items = resp.get("Items", [])
+        return self.get_job(_unitem(items[0])["pk"].removeprefix("JOB#")) if items else None
+
+    def get_job(self, job_id: str) -> Job | None:
+        item = self._db.get_item(TableName=self._table, Key=job_key(job_id), ConsistentRead=True).get("Item")
+        return self._job(item) if item else None
+
+    def list_jobs(
+        self, user_id: str, status: JobStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None]:
+        query: dict[str, Any] = {
+            "IndexName": "ByUser",
+            "KeyConditionExpression": "gsi1pk = :pk AND begins_with(gsi1sk, :p)",
+            "ExpressionAttributeValues": _values({":pk": user_pk(user_id), ":p": "JOB#"}),
+        }
+        if status is not None:
+            query["FilterExpression"] = "#s = :s"
+            query["ExpressionAttributeNames"] = {"#s": "status"}
+            query["ExpressionAttributeValues"].update(_values({":s": status.value}))
+        items, next_cursor = self._page(
+            query, limit, cursor, key_names=("pk", "sk", "gsi1pk", "gsi1sk"), owner=("gsi1pk", user_pk(user_id))
+        )
+        jobs = [Job.model_validate({**i, "input": json.loads(i.pop("input_json", "{}"))}) for i in items]
+        return jobs, next_cursor
+
+    def _page(
+        self,
+        query: dict[str, Any],
+        limit: int,
+        cursor: str | None,
+        *,
+        key_names: tuple[str, ...],
+        owner: tuple[str, str],
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest-first page of ``limit`` items; the cursor is an opaque, owner-checked start key."""
+        start = self._decode_cursor(cursor, key_names, owner) if cursor else None
+        out: list[dict[str, Any]] = []
+        while len(out) < limit:
+            kwargs = {**query, "TableName": self._table, "ScanIndexForward": False, "Limit": limit - len(out)}
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            resp = self._db.query(**kwargs)
+            out.extend(_unitem(i) for i in resp.get("Items", []))
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                break
+        if start and len(out) >= limit:
+            last = out[-1]
+            start = _item({k: last[k] for k in key_names if k in last})
+        return out, (self._encode_cursor(start) if start else None)
+
+    @staticmethod
+    def _encode_cursor(key: Mapping[str, Any]) -> str:
+        plain = {k: _de.deserialize(v) for k, v in key.items()}
+        return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    @staticmethod
+    def _decode_cursor(cursor: str, key_names: Iterable[str], owner: tuple[str, str]) -> dict[str, Any]:
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise InvalidCursor("cursor is not one this API returned") from None
+        names = set(key_names)
+        if (
+            not isinstance(raw, dict)
+            or set(raw) != names
+            or not all(isinstance(v, str) for v in raw.values())
+            or raw.get(owner[0]) != owner[1]
+        ):
+            raise InvalidCursor("cursor is not one this API returned")
+        return _item(raw)
+
+    # --- job transitions (each a conditional write) ----------------------------------------------
+
+    def _update_job(
+        self,
+        job_id: str,
+        sets: Mapping[str, Any],
+        allowed_from: Iterable[JobStatus],
+        *,
+        extra_condition: str = "",
+        removes: Iterable[str] = (),
+    ) -> Job:
+        now = rfc3339()
+        sets = {**sets, "updated_at": now}
+        names = {f"#{k}": k for k in sets} | {"#status": "status"}
+        values = _values({f":{k}": v for k, v in sets.items()})
+        allowed = sorted(s.value for s in allowed_from)
+        values.update(_values({f":from{i}": s for i, s in enumerate(allowed)}))
+        update = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
+        if "active_sk" not in sets and not list(removes):
+            update += ", active_sk = :updated_at"
+        if removes:
+            update += " REMOVE " + ", ".join(removes)
+        condition = "attribute_exists(pk) AND #status IN (" + ", ".join(f":from{i}" for i in range(len(allowed))) + ")"
+        if extra_condition:
+            condition += f" AND {extra_condition}"
+        try:
+            resp = self._db.update_item(
+                TableName=self._table, Key=job_key(job_id), UpdateExpression=update,
+                ConditionExpression=condition, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is(exc, "ConditionalCheckFailedException"):
+                raise TransitionRejected(job_id) from None
+            raise
+        return self._job(resp["Attributes"])
+
+    def record_submit_attempt(self, job_id: str) -> Job:
+        """Count a submit attempt before calling fal, so a request id lost to a crash is visible."""
+        now = rfc3339()
+        try:
+            resp = self._db.update_item(
+                TableName=self._table, Key=job_key(job_id),
+                UpdateExpression="SET submit_attempts = submit_attempts + :one, updated_at = :now, active_sk = :now",
+                ConditionExpression="#s = :queued AND attribute_not_exists(fal)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=_values({":one": 1, ":now": now, ":queued": JobStatus.QUEUED.value}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is(exc, "ConditionalCheckFailedException"):
+                raise TransitionRejected(job_id) from None
+            raise
+        return self._job(resp["Attributes"])
+
+    def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
+        return self._update_job(
+            job_id,
+            {"status": JobStatus.SUBMITTED.value, "fal": request.model_dump(), "fal_request_id": request.request_id,
+             "progress": progress.model_dump(exclude_none=True)},
+            ALLOWED_FROM[JobStatus.SUBMITTED],
+        )
+
+    def update_progress(self, job_id: str, status: JobStatus, progress: Progress) -> Job:
+        """Keep ``progress`` current while fal works; status only moves forward (submitted → in_progress)."""
+        allowed = {JobStatus.SUBMITTED} if status == JobStatus.SUBMITTED else {JobStatus.SUBMITTED, status}
+        return self._update_job(
+            job_id, {"status": status.value, "progress": progress.model_dump(exclude_none=True)}, allowed
+        )
+
+    def touch(self, job_id: str) -> None:
+        """Move an active job's place in the stale index (the reconciler looked at it now)."""
+        with contextlib.suppress(TransitionRejected):
+            self._update_job(job_id, {}, ACTIVE)
+
+    def complete(self, job: Job, video: StoredVideo) -> Job:
+        """Active → completed with the stored video, and free the user's active slot. One transaction."""
+        now = rfc3339()
+        allowed = sorted(s.value for s in ALLOWED_FROM[JobStatus.COMPLETED])
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": job_key(job.id),
+                            "UpdateExpression": "SET #s = :completed, video = :video, completed_at = :now, "
+                            "updated_at = :now, progress = :progress, event_pending = :true, active_sk = :now",
+                            "ConditionExpression": "#s IN (" + ", ".join(f":f{i}" for i in range(len(allowed))) + ")",
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": _values(
+                                {":completed": JobStatus.COMPLETED.value, ":video": video.model_dump(), ":now": now,
+                                 ":progress": {"message": "completed"}, ":true": True}
+                                | {f":f{i}": s for i, s in enumerate(allowed)}
+                            ),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": balance_key(job.user_id),
+                            "UpdateExpression": "ADD active_jobs :minus",
+                            "ExpressionAttributeValues": _values({":minus": -1}),
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _is(exc, "TransactionCanceledException"):
+                raise TransitionRejected(job.id) from None
+            raise
+        done = self.get_job(job.id)
+        assert done is not None
+        return done
+
+    def finish_with_refund(self, job: Job, status: JobStatus, error: JobError | None) -> Job:
+        """Active → failed/canceled, credits back, ledger refund, slot freed: ONE transaction.
+
+        The job's status condition makes the refund happen at most once, whatever races.
+        """
+        if status not in (JobStatus.FAILED, JobStatus.CANCELED):
+            raise ValueError(status)
+        now = rfc3339()
+        allowed = sorted(s.value for s in ALLOWED_FROM[status])
+        sets = "SET #s = :to, completed_at = :now, updated_at = :now, event_pending = :true, active_sk = :now"
+        values: dict[str, Any] = {":to": status.value, ":now": now, ":true": True}
+        values |= {f":f{i}": s for i, s in enumerate(allowed)}
+        if error is not None:
+            sets += ", #e = :error"
+            values[":error"] = error.model_dump()
+        entry_id = new_id("le")
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": job_key(job.id),
+                            "UpdateExpression": sets,
+                            "ConditionExpression": "#s IN (" + ", ".join(f":f{i}" for i in range(len(allowed))) + ")",
+                            "ExpressionAttributeNames": {"#s": "status"} | ({"#e": "error"} if error else {}),
+                            "ExpressionAttributeValues": _values(values),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": balance_key(job.user_id),
+                            "UpdateExpression": "ADD balance :credits, active_jobs :minus SET updated_at = :now",
+                            "ExpressionAttributeValues": _values(
+                                {":credits": job.credits_charged, ":minus": -1, ":now": now}
+                            ),
+                        }
+                    },
+                    self._ledger_put(job.user_id, entry_id, LedgerType.REFUND, job.credits_charged, job.id, now),
+                ]
+            )
+        except ClientError as exc:
+            if _is(exc, "TransactionCanceledException"):
+                raise TransitionRejected(job.id) from None
+            raise
+        done = self.get_job(job.id)
+        assert done is not None
+        return done
+
+    def clear_event_pending(self, job_id: str) -> None:
+        """The terminal event went out: the job leaves the sparse index for good."""
+        try:
+            self._db.update_item(
+                TableName=self._table, Key=job_key(job_id),
+                UpdateExpression="REMOVE event_pending, active_pk, active_sk",
+                ConditionExpression="attribute_exists(event_pending)",
+            )
+        except ClientError as exc:
+            if not _is(exc, "ConditionalCheckFailedException"):
+                raise
+
+    def find_stale_active(self, updated_before: str, limit: int) -> list[Job]:
+        """Jobs in the sparse index (not terminal, or terminal with their event unpublished)
+        untouched since ``updated_before``, oldest first per shard."""
+        found: list[Job] = []
+        shards = list(range(ACTIVE_SHARDS))
+        random.shuffle(shards)  # no shard starves when a run stops at ``limit``
+        for shard in shards:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "Active",
+                "KeyConditionExpression": "active_pk = :p AND active_sk < :t",
+                "ExpressionAttributeValues": _values({":p": f"ACTIVE#{shard}", ":t": updated_before}),
+                "Limit": limit - len(found),
+            }
+            items = self._db.query(**kwargs).get("Items", [])
+            for item in items:
+                job = self.get_job(_unitem(item)["id"])  # the index may lag: read the item itself
+                if job is not None and (not job.is_terminal or job.event_pending):
+                    found.append(job)
+            if len(found) >= limit:
+                break
+        return found
+
+
+def backoff(attempt: int, base_s: float = 0.01, cap_s: float = 0.2) -> None:
+    """Full-jitter sleep between optimistic retries."""
+    time.sleep(random.uniform(0, min(cap_s, base_s * 2**attempt)))

@@ -1,0 +1,1 @@
+"""HTTP glue shared by the API handlers: the one exception→problem+json mapping."""

@@ -1,0 +1,92 @@
+"""Runtime settings, parsed once from the environment by a pydantic model.
+
+Nothing reads ``os.environ`` at import time: handlers call :func:`get_settings`
+(cached) on first use, and tests call ``get_settings.cache_clear()`` after
+changing the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, field_validator
+
+DEFAULT_MEDIA_HOSTS = "v3.fal.media,v3b.fal.media,fal.media,storage.googleapis.com"
+
+
+class Settings(BaseModel):
+    """Every tunable of the shared package, one field each (env var = upper-case name)."""
+
+    environment: str = Field("dev", description="dev | prod | local | test")
+    table_name: str = "videogen"
+    bucket_name: str = "videogen-videos"
+    state_machine_arn: str = ""
+    event_bus_name: str = "videogen"
+
+    # credits and limits
+    max_active_jobs: int = Field(10, ge=1)
+    idempotency_ttl_hours: int = Field(48, ge=24)
+    disabled_models: str = Field("", description="comma-separated registry ids taken off sale")
+    max_body_bytes: int = 64 * 1024
+
+    # fal.ai
+    fal_queue_url: str = "https://queue.fal.run"
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    fal_key_parameter: str = Field("", description="Secrets Manager id or SSM SecureString name of FAL_KEY")
+    fal_key: str = Field("", description="FAL_KEY itself (local development only)")
+    fal_timeout_s: float = 10.0
+    webhook_base_url: str = Field("", description="public base URL of the API, e.g. https://x.execute-api...")
+    webhook_token_parameter: str = ""
+    webhook_token: str = Field("", description="per-deployment token in the webhook URL (local only)")
+    webhook_tolerance_s: int = 300
+    jwks_cache_s: int = Field(3600, le=24 * 3600)
+
+    # media transfer
+    media_allowed_hosts: str = DEFAULT_MEDIA_HOSTS
+    media_require_https: bool = True
+    media_max_bytes: int = 2 * 1024**3
+    media_part_bytes: int = 8 * 1024**2
+    media_timeout_s: float = 30.0
+    video_url_ttl_s: int = 3600
+
+    # step functions timing
+    time_scale: float = Field(1.0, gt=0, description="multiplies every wait of the job workflow (local: < 1)")
+
+    # reconciler
+    reconcile_batch: int = 50
+    reconcile_grace_s: int = 120
+
+    # crash points (never honoured outside local/test)
+    crash_points: str = ""
+    crash_rate: float = 0.0
+
+    @field_validator("media_require_https", mode="before")
+    @classmethod
+    def _boolish(cls, v: object) -> object:
+        if isinstance(v, str):
+            return v.strip().lower() in {"1", "true", "yes", "on"}
+        return v
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.media_allowed_hosts.split(",") if h.strip())
+
+    @property
+    def disabled_model_ids(self) -> frozenset[str]:
+        return frozenset(m.strip() for m in self.disabled_models.split(",") if m.strip())
+
+    @property
+    def is_local(self) -> bool:
+        return self.environment in {"local", "test"}
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,117 @@
+"""Domain errors. Each carries its stable API ``code`` and HTTP ``status``.
+
+The one exception→status mapping of the API lives in :mod:`videogen.api.problems`
+and reads these attributes; nothing matches on message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class IdempotencyKeyMissing(DomainError):
+    code, status, title = "idempotency_key_missing", 400, "Idempotency-Key header required"
+
+
+class IdempotencyKeyInvalid(DomainError):
+    code, status, title = "idempotency_key_invalid", 400, "Idempotency-Key is invalid"
+
+
+class InvalidCursor(DomainError):
+    code, status, title = "invalid_cursor", 400, "Invalid cursor"
+
+
+class BadRequest(DomainError):
+    code, status, title = "bad_request", 400, "Bad request"
+
+
+class Unauthorized(DomainError):
+    code, status, title = "unauthorized", 401, "Unauthorized"
+
+
+class InvalidSignature(DomainError):
+    code, status, title = "invalid_signature", 401, "Invalid webhook signature"
+
+
+class InsufficientCredits(DomainError):
+    code, status, title = "insufficient_credits", 402, "Insufficient credits"
+
+
+class JobNotFound(DomainError):
+    code, status, title = "job_not_found", 404, "Job not found"
+
+
+class ModelNotFound(DomainError):
+    code, status, title = "model_not_found", 404, "Model not found"
+
+
+class RouteNotFound(DomainError):
+    code, status, title = "not_found", 404, "Not found"
+
+
+class IdempotencyKeyInUse(DomainError):
+    code, status, title = "idempotency_key_in_use", 409, "A request with this Idempotency-Key is in progress"
+
+
+class NotCancelable(DomainError):
+    code, status, title = "not_cancelable", 409, "Job can no longer be canceled"
+
+
+class PayloadTooLarge(DomainError):
+    code, status, title = "payload_too_large", 413, "Payload too large"
+
+
+class ValidationFailed(DomainError):
+    code, status, title = "validation_failed", 422, "Validation failed"
+
+    def __init__(self, errors: list[dict[str, str]], detail: str = "") -> None:
+        super().__init__(detail or "The request does not match the schema", errors=errors)
+        self.errors = errors
+
+
+class IdempotencyKeyReused(DomainError):
+    code, status, title = "idempotency_key_reused", 422, "Idempotency-Key reused with a different body"
+
+
+class TooManyActiveJobs(DomainError):
+    code, status, title = "too_many_active_jobs", 429, "Too many active jobs"
+
+
+class ConcurrentUpdate(DomainError):
+    """A conditional write lost a race it could not resolve by retrying."""
+
+    code, status, title = "concurrent_update", 429, "Too many concurrent requests"
+
+
+class ServiceUnavailable(DomainError):
+    code, status, title = "service_unavailable", 503, "Service temporarily unavailable"
+
+
+class GrantConflict(DomainError):
+    code, status, title = "grant_conflict", 409, "Grant id already used with other values"
+
+
+# --- errors that never reach the API -------------------------------------------------
+
+
+class TransitionRejected(Exception):
+    """A conditional state change found the job in another state (someone else won)."""
+
+
+class MediaRejected(Exception):
+    """The result media failed a guard (host, scheme, size, type). Final: do not retry."""
+
+
+class MediaTransferError(Exception):
+    """The result media could not be fetched or stored right now. Retry later."""

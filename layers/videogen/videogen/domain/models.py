@@ -1,0 +1,126 @@
+"""Jobs, ledger entries and the job state machine's rules."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
+ACTIVE = frozenset(JobStatus) - TERMINAL
+
+# The only legal moves. Every write that changes a status is conditioned on the
+# job still being in one of the "from" states, so racing actors produce one move.
+ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.SUBMITTED: frozenset({JobStatus.QUEUED}),
+    JobStatus.IN_PROGRESS: frozenset({JobStatus.QUEUED, JobStatus.SUBMITTED}),
+    JobStatus.COMPLETED: frozenset(ACTIVE),
+    JobStatus.FAILED: frozenset(ACTIVE),
+    # Cancel only while fal has not started generating.
+    JobStatus.CANCELED: frozenset({JobStatus.QUEUED, JobStatus.SUBMITTED}),
+}
+
+
+class LedgerType(StrEnum):
+    GRANT = "grant"
+    CHARGE = "charge"
+    REFUND = "refund"
+
+
+class Progress(BaseModel):
+    queue_position: int | None = None
+    message: str | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class StoredVideo(BaseModel):
+    """Where the finished video lives in our bucket (never the provider's URL)."""
+
+    s3_key: str
+    sha256: str
+    size_bytes: int
+    content_type: str = "video/mp4"
+
+
+class FalRequest(BaseModel):
+    """The three URLs fal returned on submit; stored, never rebuilt."""
+
+    request_id: str
+    status_url: str
+    response_url: str
+    cancel_url: str
+
+
+class Job(BaseModel):
+    id: str
+    user_id: str
+    status: JobStatus
+    model: str
+    input: dict[str, Any]
+    credits_charged: int
+    created_at: str
+    updated_at: str
+    completed_at: str | None = None
+    progress: Progress = Field(default_factory=Progress)
+    error: JobError | None = None
+    fal: FalRequest | None = None
+    video: StoredVideo | None = None
+    submit_attempts: int = 0
+    deadline_at: int = 0  # epoch seconds after which the job is failed and refunded
+    event_pending: bool = False  # terminal, its EventBridge event not yet confirmed (outbox)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+
+class LedgerEntry(BaseModel):
+    id: str
+    type: LedgerType
+    amount: int
+    job_id: str | None = None
+    created_at: str
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(dt: datetime | None = None) -> str:
+    dt = dt or utc_now()
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(prefix: str) -> str:
+    """A time-ordered, URL-safe id (ULID layout: 48-bit ms time + 80 random bits)."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, rem = divmod(value, 32)
+        chars.append(_CROCKFORD[rem])
+    return f"{prefix}_{''.join(reversed(chars)).lower()}"

@@ -1,0 +1,201 @@
+"""The model registry: the reviewed list of video models this product sells.
+
+One entry per model: the fal endpoint id, the pydantic input model (its JSON
+Schema is what ``GET /v1/models`` publishes and what ``POST /v1/videos``
+validates against), the credit price (which may depend on the inputs), and
+the expected and maximum generation time that drive the poll loop.
+
+Changing a price or adding a model is a code review of this file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+
+from videogen.domain.errors import ModelNotFound
+from videogen.domain.errors import ValidationFailed as ValidationFailedError
+
+Prompt = Field(min_length=1, max_length=2500, description="What the video should show")
+NegativePrompt = Field(None, max_length=2500)
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Kling21StandardI2V(_Input):
+    prompt: str = Prompt
+    image_url: HttpUrl
+    duration: Literal["5", "10"] = "5"
+    negative_prompt: str | None = NegativePrompt
+    cfg_scale: float | None = Field(None, ge=0, le=1)
+
+
+class Kling26ProI2V(_Input):
+    prompt: str = Prompt
+    start_image_url: HttpUrl
+    end_image_url: HttpUrl | None = None
+    duration: Literal["5", "10"] = "5"
+    generate_audio: bool = True
+    negative_prompt: str | None = NegativePrompt
+
+
+class Kling26MotionControl(_Input):
+    image_url: HttpUrl
+    video_url: HttpUrl
+    character_orientation: Literal["image", "video"]
+    prompt: str | None = Field(None, max_length=2500)
+    keep_original_sound: bool = True
+
+
+class MinimaxVideo01(_Input):
+    prompt: str = Prompt
+    prompt_optimizer: bool = True
+
+
+class Veo31I2V(_Input):
+    prompt: str = Prompt
+    image_url: HttpUrl
+    aspect_ratio: Literal["auto", "16:9", "9:16"] = "auto"
+    duration: Literal["4s", "6s", "8s"] = "8s"
+    resolution: Literal["720p", "1080p", "4k"] = "720p"
+    generate_audio: bool = True
+    negative_prompt: str | None = NegativePrompt
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+
+class Sora2I2V(_Input):
+    prompt: str = Prompt
+    image_url: HttpUrl
+    resolution: Literal["auto", "720p"] = "auto"
+    aspect_ratio: Literal["auto", "16:9", "9:16"] = "auto"
+    duration: int = Field(4, ge=4, le=20)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    name: str
+    fal_endpoint: str
+    input_model: type[_Input]
+    price: Callable[[Any], int]
+    expected_s: int  # typical time from submit to result: the first poll waits this long
+    max_s: int  # queue + generation deadline: then cancel at fal, fail and refund
+
+    def parse_input(self, raw: Any) -> _Input:
+        if not isinstance(raw, dict):
+            raise ValidationFailedError([{"loc": "input", "msg": "input must be an object"}])
+        try:
+            return self.input_model.model_validate(raw)
+        except ValidationError as exc:
+            errors = [
+                {"loc": ".".join(["input", *map(str, e["loc"])]), "msg": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ]
+            raise ValidationFailedError(errors) from None
+
+    def credits(self, parsed: _Input) -> int:
+        return int(self.price(parsed))
+
+    def input_schema(self) -> dict[str, Any]:
+        return self.input_model.model_json_schema()
+
+    @property
+    def default_credits(self) -> int:
+        """The price with default inputs (what GET /v1/models shows as the base price)."""
+        fields = self.input_model.model_fields
+        sample = {
+            name: ("https://example.com/a.png" if "url" in name else "x")
+            for name, f in fields.items()
+            if f.is_required()
+        }
+        if "character_orientation" in sample:
+            sample["character_orientation"] = "image"
+        return self.credits(self.input_model.model_validate(sample))
+
+
+def _veo_price(i: Veo31I2V) -> int:
+    per_second = {"720p": 2, "1080p": 3, "4k": 6}[i.resolution]
+    base = per_second * int(i.duration.rstrip("s"))
+    return math.ceil(base * 1.5) if i.generate_audio else base
+
+
+_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        id="kling-2.1-standard-i2v",
+        name="Kling 2.1 Standard (image to video)",
+        fal_endpoint="fal-ai/kling-video/v2.1/standard/image-to-video",
+        input_model=Kling21StandardI2V,
+        price=lambda i: 4 * (int(i.duration) // 5),
+        expected_s=120,
+        max_s=1800,
+    ),
+    ModelSpec(
+        id="kling-2.6-pro-i2v",
+        name="Kling 2.6 Pro (image to video)",
+        fal_endpoint="fal-ai/kling-video/v2.6/pro/image-to-video",
+        input_model=Kling26ProI2V,
+        price=lambda i: (7 if i.generate_audio else 5) * (int(i.duration) // 5),
+        expected_s=150,
+        max_s=1800,
+    ),
+    ModelSpec(
+        id="kling-2.6-standard-motion-control",
+        name="Kling 2.6 Standard motion control",
+        fal_endpoint="fal-ai/kling-video/v2.6/standard/motion-control",
+        input_model=Kling26MotionControl,
+        price=lambda i: 6,
+        expected_s=150,
+        max_s=1800,
+    ),
+    ModelSpec(
+        id="minimax-video-01",
+        name="MiniMax Video-01 (text to video)",
+        fal_endpoint="fal-ai/minimax/video-01",
+        input_model=MinimaxVideo01,
+        price=lambda i: 5,
+        expected_s=180,
+        max_s=1800,
+    ),
+    ModelSpec(
+        id="veo-3.1-i2v",
+        name="Veo 3.1 (image to video)",
+        fal_endpoint="fal-ai/veo3.1/image-to-video",
+        input_model=Veo31I2V,
+        price=_veo_price,
+        expected_s=90,
+        max_s=1200,
+    ),
+    ModelSpec(
+        id="sora-2-i2v",
+        name="Sora 2 (image to video)",
+        fal_endpoint="fal-ai/sora-2/image-to-video",
+        input_model=Sora2I2V,
+        price=lambda i: 2 * i.duration,
+        expected_s=180,
+        max_s=1800,
+    ),
+)
+
+
+class Registry:
+    """The models on sale: all of ``_MODELS`` minus the ones disabled by configuration."""
+
+    def __init__(self, models: tuple[ModelSpec, ...] = _MODELS, disabled: frozenset[str] = frozenset()) -> None:
+        self._models = {m.id: m for m in models if m.id not in disabled}
+
+    def get(self, model_id: object) -> ModelSpec:
+        if not isinstance(model_id, str) or model_id not in self._models:
+            raise ModelNotFound(f"Unknown model {model_id!r}; GET /v1/models lists the available ones")
+        return self._models[model_id]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._models.values())
+
+    def by_endpoint(self, endpoint: str) -> ModelSpec | None:
+        return next((m for m in self._models.values() if m.fal_endpoint == endpoint), None)

@@ -1,0 +1,1 @@
+"""Use cases: each a small function or class over the ports; handlers call exactly one."""

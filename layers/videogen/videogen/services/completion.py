@@ -1,0 +1,127 @@
+"""The ONE way a job ends. Webhook, poll loop (Check), deadline, cancel and reconciler all call this.
+
+complete: result URL → guarded download → streamed into S3 (sha256) → conditional
+transition to ``completed`` → ``Job Completed`` event.
+fail/cancel: conditional transition with refund (one transaction) → ``Job Failed``
+/ ``Job Canceled`` event.
+
+Whoever gets there first wins; the others find a terminal job and stop. Events go
+out through an outbox flag (``event_pending``) so a crash between the transition
+and the event is repaired by the reconciler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from videogen import crash
+from videogen.adapters.dynamo import DynamoStore
+from videogen.domain.errors import MediaRejected, TransitionRejected
+from videogen.domain.models import Job, JobError, JobStatus, StoredVideo
+from videogen.observability import count, logger
+from videogen.ports import EventPublisher, FalResult, MediaSource, VideoStore
+
+EVENT_TYPES = {
+    JobStatus.COMPLETED: "Job Completed",
+    JobStatus.FAILED: "Job Failed",
+    JobStatus.CANCELED: "Job Canceled",
+}
+
+
+def video_key(job: Job) -> str:
+    """Deterministic object key: racing finishers write the same object, never two."""
+    return f"videos/{job.id}.mp4"
+
+
+class JobFinisher:
+    def __init__(
+        self, store: DynamoStore, media: MediaSource, videos: VideoStore, events: EventPublisher
+    ) -> None:
+        self._store = store
+        self._media = media
+        self._videos = videos
+        self._events = events
+
+    # --- outcomes -----------------------------------------------------------------------
+
+    def settle(self, job: Job, result: FalResult) -> Job:
+        """Apply a finished fal request's outcome (success → complete, error → fail)."""
+        if result.ok:
+            assert result.video_url is not None
+            return self.complete_from_url(job, result.video_url)
+        return self.fail(job, "generation_failed", result.error or "the provider reported a failure")
+
+    def complete_from_url(self, job: Job, url: str) -> Job:
+        """Copy the provider's video into our bucket and mark the job completed.
+
+        Raises ``MediaTransferError`` when the copy broke (the job stays active and
+        the next actor retries); a video that fails a guard fails the job instead.
+        """
+        current = self._store.get_job(job.id) or job
+        if current.is_terminal:
+            return current
+        key = video_key(current)
+        video = self._videos.head(key)  # a previous actor may have stored it and died
+        if video is None:
+            try:
+                stream = self._media.open(url)
+                try:
+                    video = self._videos.put_stream(key, stream)
+                finally:
+                    stream.close()
+            except MediaRejected as exc:
+                logger.warning("result media rejected", extra={"job_id": job.id, "reason": str(exc)[:200]})
+                count("MediaRejected")
+                return self.fail(current, "media_rejected", "the generated video failed a safety check")
+            count("VideoBytesStored", video.size_bytes)
+        crash.point(crash.AFTER_S3_UPLOAD)
+        return self._transition_completed(current, video)
+
+    def _transition_completed(self, job: Job, video: StoredVideo) -> Job:
+        try:
+            done = self._store.complete(job, video)
+        except TransitionRejected:
+            latest = self._store.get_job(job.id) or job
+            if latest.status != JobStatus.COMPLETED:
+                # It ended otherwise meanwhile (deadline, cancel): the object belongs to no job.
+                self._videos.delete(video_key(job))
+            logger.info("completion lost the race", extra={"job_id": job.id, "status": latest.status.value})
+            return latest
+        count("JobsCompleted")
+        logger.info("job completed", extra={"job_id": job.id, "size_bytes": video.size_bytes})
+        crash.point(crash.AFTER_TRANSITION)
+        self.publish(done)
+        return done
+
+    def fail(self, job: Job, code: str, message: str, status: JobStatus = JobStatus.FAILED) -> Job:
+        """Fail (or cancel) the job and refund its credits, exactly once."""
+        try:
+            done = self._store.finish_with_refund(job, status, JobError(code=code, message=message[:500]))
+        except TransitionRejected:
+            latest = self._store.get_job(job.id) or job
+            logger.info("failure lost the race", extra={"job_id": job.id, "status": latest.status.value})
+            return latest
+        count("JobsCanceled" if status == JobStatus.CANCELED else "JobsFailed")
+        count("CreditsRefunded", job.credits_charged)
+        logger.info("job ended with refund", extra={"job_id": job.id, "status": status.value, "code": code})
+        crash.point(crash.AFTER_TRANSITION)
+        self.publish(done)
+        return done
+
+    def publish(self, job: Job) -> None:
+        """Emit the job's terminal event (at least once) and clear its outbox flag."""
+        detail: dict[str, Any] = {
+            "job_id": job.id,
+            "user_id": job.user_id,
+            "status": job.status.value,
+            "model": job.model,
+            "credits_charged": job.credits_charged,
+            "completed_at": job.completed_at,
+        }
+        if job.video:
+            detail["video"] = {"s3_key": job.video.s3_key, "size_bytes": job.video.size_bytes,
+                               "sha256": job.video.sha256}
+        if job.error:
+            detail["error"] = job.error.model_dump()
+        self._events.publish(EVENT_TYPES[job.status], detail)
+        self._store.clear_event_pending(job.id)

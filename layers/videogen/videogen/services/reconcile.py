@@ -1,0 +1,96 @@
+"""The reconciler: finds jobs that stopped moving and drives each to its right end.
+
+Runs on an EventBridge schedule. Reads only the sparse ``Active`` index (no table
+scans), handles a bounded batch per run (the rest waits for the next run), and
+uses the same completion / failure / refund code as the webhook and the poll loop,
+so it is safe next to them and next to another reconciler.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+from videogen.adapters.dynamo import DynamoStore
+from videogen.adapters.fal import FalRejectedError, FalTransientError
+from videogen.config import Settings
+from videogen.domain.errors import MediaTransferError
+from videogen.domain.models import Job, rfc3339
+from videogen.domain.registry import Registry
+from videogen.observability import count, logger
+from videogen.ports import Workflow
+from videogen.services.completion import JobFinisher
+from videogen.services.fal_tasks import FalTasks
+from videogen.services.submission import execution_input
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: DynamoStore,
+        registry: Registry,
+        workflow: Workflow,
+        tasks: FalTasks,
+        finisher: JobFinisher,
+        settings: Settings,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._workflow = workflow
+        self._tasks = tasks
+        self._finisher = finisher
+        self._settings = settings
+
+    def run(self, now: float | None = None) -> dict[str, int]:
+        """One pass: at most ``reconcile_batch`` stale jobs. Returns what was found and done."""
+        now = time.time() if now is None else now
+        cutoff = rfc3339(datetime.fromtimestamp(now - self._settings.reconcile_grace_s, UTC))
+        jobs = self._store.find_stale_active(cutoff, self._settings.reconcile_batch)
+        outcomes: Counter[str] = Counter(found=len(jobs))
+        for job in jobs:
+            try:
+                outcome = self.repair(job, now)
+            except (FalTransientError, MediaTransferError) as exc:
+                outcome = "retry_later"
+                logger.warning("repair deferred", extra={"job_id": job.id, "error": type(exc).__name__})
+                self._store.touch(job.id)
+            outcomes[outcome] += 1
+            count(f"Reconcile_{outcome}")
+        count("ReconcileFound", len(jobs))
+        logger.info("reconcile pass", extra={"outcomes": dict(outcomes)})
+        return dict(outcomes)
+
+    def repair(self, job: Job, now: float) -> str:
+        if job.is_terminal:
+            if job.event_pending:
+                self._finisher.publish(job)
+                return "event_published"
+            return "already_done"
+        if job.deadline_at and now >= job.deadline_at:
+            self._tasks.expire(job.id, "deadline_exceeded", cancel_at_fal=True)
+            return "expired"
+        state = self._workflow.state(job.id)
+        if job.fal is None:
+            if state == "MISSING":
+                spec = self._registry.get(job.model)
+                self._workflow.start(job.id, execution_input(job, spec, self._settings))
+                return "execution_started"
+            if state == "RUNNING":
+                self._store.touch(job.id)
+                return "running"
+            # The execution ended but the job never reached fal: nothing will move it again.
+            self._finisher.fail(job, "execution_failed", "the job could not be handed to the provider")
+            return "failed_refunded"
+        try:
+            if self._tasks.poll(job):
+                return "finished"
+        except FalRejectedError:
+            # fal does not know the request any more (lost, expired result): nothing to wait for.
+            self._finisher.fail(job, "provider_lost", "the provider lost the request")
+            return "failed_refunded"
+        # fal is still working. A running execution keeps polling; if it died, the reconciler
+        # polls on its next passes until the job's deadline.
+        self._store.touch(job.id)
+        return "running" if state == "RUNNING" else "polled_orphan"
+

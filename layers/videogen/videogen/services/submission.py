@@ -1,0 +1,162 @@
+"""POST /v1/videos: validate, then charge + job + idempotency record + ledger in ONE
+transaction, then start the job's execution. No call to fal on this path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from videogen import crash
+from videogen.adapters.dynamo import BalanceChanged, DynamoStore, IdempotencyKeyTaken, IdempotencyRecord, backoff
+from videogen.config import Settings
+from videogen.domain.errors import (
+    ConcurrentUpdate,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    PayloadTooLarge,
+    TooManyActiveJobs,
+    ValidationFailed,
+)
+from videogen.domain.models import Job, JobStatus, Progress, new_id, rfc3339
+from videogen.domain.registry import ModelSpec, Registry
+from videogen.observability import count, logger
+from videogen.ports import Workflow
+from videogen.services.views import job_view
+
+_KEY = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
+MAX_OPTIMISTIC_ATTEMPTS = 30
+
+
+@dataclass(frozen=True)
+class SubmitAnswer:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+    @property
+    def location(self) -> str:
+        return f"/v1/videos/{self.body['job']['id']}"
+
+
+def check_key(key: str | None) -> str:
+    if key is None or key == "":
+        raise IdempotencyKeyMissing("Send an Idempotency-Key header (1-255 printable ASCII characters)")
+    if not _KEY.match(key) or key != key.strip():
+        raise IdempotencyKeyInvalid("Idempotency-Key must be 1-255 printable ASCII characters")
+    return key
+
+
+def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"The body is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed([{"loc": "body", "msg": "body is not valid JSON"}]) from None
+    if not isinstance(body, dict):
+        raise ValidationFailed([{"loc": "body", "msg": "body must be a JSON object"}])
+    unknown = sorted(set(body) - {"model", "input"})
+    if "model" not in body:
+        raise ValidationFailed([{"loc": "model", "msg": "field required"}])
+    if unknown:
+        raise ValidationFailed([{"loc": k, "msg": "unknown field"} for k in unknown])
+    return body
+
+
+def fingerprint(model: str, payload: dict[str, Any]) -> str:
+    canonical = json.dumps({"model": model, "input": payload}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def execution_input(job: Job, spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    """The job's execution input: every wait and bound of the poll loop, scaled for local runs."""
+    scale = settings.time_scale
+    poll_base = max(1, round(10 * scale))
+    poll_max = max(poll_base, round(60 * scale))
+    return {
+        "job_id": job.id,
+        "attempt": 0,
+        "timing": {
+            "initial_wait_s": max(1, round(spec.expected_s * scale)),
+            "poll_base_s": poll_base,
+            "poll_max_s": poll_max,
+            "poll_factor": 1.5,
+            "deadline_at": job.deadline_at,
+            # enough checks to reach the deadline at the smallest interval, plus slack; far below
+            # the 25,000-event history limit (each check costs ~5 events)
+            "max_checks": min(1000, math.ceil(spec.max_s * scale / poll_base) + 10),
+        },
+    }
+
+
+def _replay(record: IdempotencyRecord, fp: str) -> SubmitAnswer:
+    if record.fingerprint != fp:
+        raise IdempotencyKeyReused("This Idempotency-Key was used with a different request body")
+    count("SubmitReplayed")
+    return SubmitAnswer(record.status_code, record.body, replayed=True)
+
+
+def submit_video(
+    *,
+    user_id: str,
+    idempotency_key: str | None,
+    raw_body: bytes,
+    store: DynamoStore,
+    registry: Registry,
+    workflow: Workflow,
+    settings: Settings,
+) -> SubmitAnswer:
+    key = check_key(idempotency_key)
+    body = parse_body(raw_body, settings.max_body_bytes)
+    spec = registry.get(body["model"])
+    parsed = spec.parse_input(body.get("input"))
+    cost = spec.credits(parsed)
+    payload = parsed.model_dump(mode="json", exclude_none=True)
+    fp = fingerprint(spec.id, body.get("input"))
+
+    for attempt in range(MAX_OPTIMISTIC_ATTEMPTS):
+        seen, record = store.read_for_submit(user_id, key)
+        if record is not None:
+            return _replay(record, fp)
+        if seen.balance < cost:
+            raise InsufficientCredits(f"This video costs {cost} credits; the balance is {seen.balance}")
+        if seen.active_jobs >= settings.max_active_jobs:
+            raise TooManyActiveJobs(f"At most {settings.max_active_jobs} jobs may be unfinished at once")
+        now = rfc3339()
+        job = Job(
+            id=new_id("vid"), user_id=user_id, status=JobStatus.QUEUED, model=spec.id, input=payload,
+            credits_charged=cost, created_at=now, updated_at=now, progress=Progress(message="queued"),
+            deadline_at=int(time.time() + spec.max_s * settings.time_scale),
+        )
+        answer = {"job": job_view(job), "credits": {"charged": cost, "balance": seen.balance - cost}}
+        try:
+            store.create_job(
+                job, idempotency_key=key, fingerprint=fp, answer=answer, seen=seen,
+                max_active=settings.max_active_jobs, idem_ttl_s=settings.idempotency_ttl_hours * 3600,
+            )
+        except IdempotencyKeyTaken as taken:
+            return _replay(taken.record, fp)
+        except BalanceChanged:
+            backoff(attempt)
+            continue
+        break
+    else:
+        raise ConcurrentUpdate("Too many concurrent changes to this account; retry shortly")
+
+    logger.append_keys(job_id=job.id)
+    count("JobsSubmitted")
+    count("CreditsCharged", cost)
+    crash.point(crash.AFTER_SUBMIT_TRANSACTION)
+    try:
+        workflow.start(job.id, execution_input(job, spec, settings))
+    except Exception:  # noqa: BLE001 - the job is safe in DynamoDB; the reconciler starts it
+        logger.exception("StartExecution failed; the reconciler will start the job")
+        count("ExecutionStartFailed")
+    return SubmitAnswer(202, answer, replayed=False)

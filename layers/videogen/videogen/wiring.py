@@ -1,0 +1,149 @@
+"""Composition root: adapters and services built once per Lambda container.
+
+Each factory is an ``lru_cache``d function of the settings, so handlers pay the
+construction cost on the cold start only. Tests call :func:`reset` after
+changing the environment.
+"""
+
+from __future__ import annotations
+
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from videogen.config import Settings, get_settings
+
+if TYPE_CHECKING:  # imported lazily below so each function loads only the adapters it uses
+    from videogen.adapters.dynamo import DynamoStore
+    from videogen.adapters.events import EventBridgePublisher
+    from videogen.adapters.fal import FalClient
+    from videogen.adapters.media import GuardedMediaSource, S3VideoStore
+    from videogen.adapters.workflow import StepFunctionsWorkflow
+    from videogen.domain.registry import Registry
+    from videogen.services.completion import JobFinisher
+    from videogen.services.fal_tasks import FalTasks
+    from videogen.services.reconcile import Reconciler
+    from videogen.services.webhook import WebhookService
+
+_BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
+
+
+@cache
+def client(service: str) -> Any:
+    return boto3.session.Session().client(service, config=_BOTO)  # type: ignore[call-overload]
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return get_settings()
+
+
+@lru_cache(maxsize=1)
+def store() -> DynamoStore:
+    from videogen.adapters.dynamo import DynamoStore
+
+    return DynamoStore(client("dynamodb"), settings().table_name)
+
+
+@lru_cache(maxsize=1)
+def registry() -> Registry:
+    from videogen.domain.registry import Registry
+
+    return Registry(disabled=settings().disabled_model_ids)
+
+
+@lru_cache(maxsize=1)
+def workflow() -> StepFunctionsWorkflow:
+    from videogen.adapters.workflow import StepFunctionsWorkflow
+
+    return StepFunctionsWorkflow(client("stepfunctions"), settings().state_machine_arn)
+
+
+@lru_cache(maxsize=1)
+def videos() -> S3VideoStore:
+    from videogen.adapters.media import S3VideoStore
+
+    s = settings()
+    return S3VideoStore(client("s3"), s.bucket_name, part_bytes=s.media_part_bytes)
+
+
+@lru_cache(maxsize=1)
+def media() -> GuardedMediaSource:
+    from videogen.adapters.media import GuardedMediaSource
+
+    s = settings()
+    return GuardedMediaSource(
+        allowed_hosts=s.allowed_hosts, require_https=s.media_require_https, max_bytes=s.media_max_bytes,
+        timeout_s=s.media_timeout_s,
+    )
+
+
+@lru_cache(maxsize=1)
+def events() -> EventBridgePublisher:
+    from videogen.adapters.events import EventBridgePublisher
+
+    return EventBridgePublisher(client("events"), settings().event_bus_name)
+
+
+@lru_cache(maxsize=1)
+def fal() -> FalClient:
+    from videogen.adapters.fal import FalClient, fal_key_provider
+
+    s = settings()
+    return FalClient(s.fal_queue_url, fal_key_provider(s), timeout_s=s.fal_timeout_s)
+
+
+@lru_cache(maxsize=1)
+def finisher() -> JobFinisher:
+    from videogen.services.completion import JobFinisher
+
+    return JobFinisher(store(), media(), videos(), events())
+
+
+def webhook_token() -> str:
+    """The per-deployment webhook token (Secrets Manager, cached by Powertools; env locally)."""
+    s = settings()
+    if s.webhook_token:
+        return s.webhook_token
+    if not s.webhook_token_parameter:
+        return ""
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_secret(s.webhook_token_parameter, max_age=300))
+
+
+@lru_cache(maxsize=1)
+def fal_tasks() -> FalTasks:
+    from videogen.services.fal_tasks import FalTasks, webhook_url
+
+    return FalTasks(
+        store(), registry(), fal(), finisher(),
+        lambda job_id: webhook_url(settings().webhook_base_url, webhook_token(), job_id),
+    )
+
+
+@lru_cache(maxsize=1)
+def webhooks() -> WebhookService:
+    from videogen.adapters.webhook_signature import WebhookVerifier
+    from videogen.services.webhook import WebhookService
+
+    s = settings()
+    verifier = WebhookVerifier(s.fal_jwks_url, tolerance_s=s.webhook_tolerance_s, cache_s=s.jwks_cache_s)
+    return WebhookService(store(), finisher(), verifier, webhook_token)
+
+
+@lru_cache(maxsize=1)
+def reconciler() -> Reconciler:
+    from videogen.services.reconcile import Reconciler
+
+    return Reconciler(store(), registry(), workflow(), fal_tasks(), finisher(), settings())
+
+
+def reset() -> None:
+    """Forget every cached adapter and the settings (tests, local stack restarts)."""
+    get_settings.cache_clear()
+    for factory in (client, settings, store, registry, workflow, videos, media, events, fal, finisher,
+                    fal_tasks, webhooks, reconciler):
+        factory.cache_clear()

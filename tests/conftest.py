@@ -1,0 +1,164 @@
+"""Shared fixtures.
+
+``stack``: the local stack in-process — moto ``mock_aws`` (resources from
+template.yaml), the real handlers behind the local gateway (called without
+sockets), a fal simulator on an ephemeral port. ``stack_sfn``: the same with
+moto's Step Functions interpreter executing the real .asl.json.
+After every test that used a stack, the credit invariants are audited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from devstack.invariants import audit
+from devstack.stack import LocalStack, StackConfig
+
+FAST_SIM = {"queue_s": 0.2, "run_s": 0.3, "webhook_delay_s": 0}
+
+
+@pytest.fixture(autouse=True)
+def _clean_env() -> Iterator[None]:
+    """Every test starts from the same environment and forgets cached adapters and crash points."""
+    saved = dict(os.environ)
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "FAL_", "WEBHOOK_", "MEDIA_", "CRASH_")) or key in ("PORT", "TIME_SCALE"):
+            del os.environ[key]
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                      ENVIRONMENT="test", POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true",
+                      POWERTOOLS_LOG_LEVEL="WARNING")
+    _reset()
+    yield
+    _reset()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _reset() -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    from videogen import crash, wiring
+
+    wiring.reset()
+    crash.disarm()
+    parameters.clear_caches()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Harness:
+    """A started LocalStack plus conveniences for tests."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        from videogen import wiring
+
+        self.store = wiring.store()
+        self.db = boto3.client("dynamodb")
+        self.s3 = boto3.client("s3")
+        self.table = stack.resources.table_name
+        self.bucket = stack.resources.bucket_name
+        self.users: set[str] = set()
+
+    @property
+    def sim(self) -> Any:
+        return self.stack.sim
+
+    def user(self, credits: int = 100, user_id: str | None = None) -> str:
+        """Create a user with ``credits`` through the real grant path; returns a bearer token."""
+        user_id = user_id or f"user-{uuid.uuid4().hex[:8]}"
+        reply = self.request("POST", "/_local/users", body={"user_id": user_id, "credits": credits})
+        assert reply.status == 200, reply.body
+        self.users.add(user_id)
+        return str(reply.json["token"])
+
+    def request(self, method: str, path: str, *, token: str | None = None, body: Any = None,
+                headers: dict[str, str] | None = None, raw: bytes | None = None) -> Reply:
+        hdrs = {"host": "127.0.0.1", "content-type": "application/json", **(headers or {})}
+        if token:
+            hdrs["authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        status, out, payload = self.stack.server.api.handle(method, path, {k.lower(): v for k, v in hdrs.items()},
+                                                            data)
+        return Reply(status, out, payload)
+
+    def submit(self, token: str, key: str | None = None, model: str = "minimax-video-01",
+               payload: dict[str, Any] | None = None) -> Reply:
+        headers = {"idempotency-key": key or uuid.uuid4().hex}
+        return self.request("POST", "/v1/videos", token=token, headers=headers,
+                            body={"model": model, "input": payload or {"prompt": "a cat surfing"}})
+
+    def wait_executions_idle(self, timeout_s: float = 60) -> None:
+        """Let running state machine executions finish before auditing (bounded)."""
+        sfn = boto3.client("stepfunctions")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            running = sfn.list_executions(stateMachineArn=self.stack.resources.state_machine_arn,
+                                          statusFilter="RUNNING")["executions"]
+            if not running:
+                return
+            time.sleep(0.2)
+        raise AssertionError("state machine executions still running at the end of the test")
+
+    def job(self, job_id: str) -> Any:
+        return self.store.get_job(job_id)
+
+    def wait_status(self, job_id: str, statuses: set[str], timeout_s: float = 30) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = self.store.get_job(job_id)
+            if job is not None and job.status.value in statuses:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} never reached {statuses}: {self.store.get_job(job_id)}")
+
+    def audit(self, check_videos: bool = True) -> Any:
+        return audit(self.db, self.table, self.s3 if check_videos else None, self.bucket)
+
+
+def _start(execute_sfn: bool, sim_config: dict[str, Any]) -> Iterator[Harness]:
+    config = {"stepfunctions": {"execute_state_machine": execute_sfn}}
+    with mock_aws(config=config):  # type: ignore[arg-type]
+        stack = LocalStack(StackConfig(port=0, falsim_port=0, moto_port=0, time_scale=0.01,
+                                       reconcile_every_s=0, reconcile_grace_s=0, sim_config=sim_config))
+        stack.start()
+        harness = Harness(stack)
+        try:
+            yield harness
+            if execute_sfn:
+                harness.wait_executions_idle()
+            result = harness.audit()
+            assert result.ok, f"credit/job invariants broken after the test: {result.problems}"
+        finally:
+            stack.stop()
+
+
+@pytest.fixture
+def stack() -> Iterator[Harness]:
+    """The system without the state machine running (executions are only recorded)."""
+    yield from _start(False, dict(FAST_SIM))
+
+
+@pytest.fixture
+def stack_sfn() -> Iterator[Harness]:
+    """The whole system: the real state machine executes, fal is the simulator."""
+    yield from _start(True, dict(FAST_SIM))

@@ -1,0 +1,419 @@
+"""template.yaml provisions in moto, and the REAL video_job.asl.json runs in moto's interpreter.
+
+The state machine's Lambda tasks are answered in-process by :class:`LocalLambdas`
+with fake handlers registered per test, so these tests pin the workflow's
+behaviour (loop, retry, catch, deadline) independently of the handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from devstack.lambdas import LambdaContext, LocalLambdas
+from devstack.provision import LocalResources, provision
+from devstack.template import ROOT, SamTemplate
+
+REGION = "us-east-1"
+PREFIX = "vg-test"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# --- fakes and helpers ------------------------------------------------------------------
+
+
+class FalTransientError(Exception):
+    """Same class name as the real one: the ASL retries on the name only."""
+
+
+class FalRequestRejected(Exception):
+    """An error the ASL does not retry."""
+
+
+@dataclass
+class Calls:
+    """What the fake task handlers received, per logical id (appended from moto's execution thread)."""
+
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def record(self, logical_id: str, event: dict[str, Any]) -> int:
+        self.events.setdefault(logical_id, []).append(event)
+        return len(self.events[logical_id])
+
+    def of(self, logical_id: str) -> list[dict[str, Any]]:
+        return self.events.get(logical_id, [])
+
+
+@dataclass
+class Stack:
+    template: SamTemplate
+    resources: LocalResources
+    lambdas: LocalLambdas
+    calls: Calls
+
+    def fake(self, logical_id: str, behaviour: Callable[[dict[str, Any], int], Any]) -> None:
+        """Answer ``logical_id`` with ``behaviour(event, call_number)`` and record every event."""
+
+        def handler(event: dict[str, Any], context: Any) -> Any:
+            assert isinstance(context, LambdaContext)
+            return behaviour(event, self.calls.record(logical_id, event))
+
+        self.lambdas.override(logical_id, handler)
+
+    def run(self, execution_input: dict[str, Any], timeout_s: float = 60) -> dict[str, Any]:
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        arn = sfn.start_execution(
+            stateMachineArn=self.resources.state_machine_arn,
+            name=execution_input["job_id"],
+            input=json.dumps(execution_input),
+        )["executionArn"]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            execution = sfn.describe_execution(executionArn=arn)
+            if execution["status"] != "RUNNING":
+                return execution
+            time.sleep(0.05)
+        raise AssertionError(f"execution {arn} still running after {timeout_s}s")
+
+
+def job_input(job_id: str = "job-1", *, max_checks: int = 3) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "attempt": 0,
+        "timing": {"initial_wait_s": 0, "poll_wait_s": 0, "max_checks": max_checks},
+    }
+
+
+def not_done(event: dict[str, Any], n: int) -> dict[str, Any]:
+    return {"done": False, "expired": False, "next_wait_s": 0}
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        template = SamTemplate.load()
+        resources = provision(template, prefix=PREFIX, region=REGION)
+        lambdas = LocalLambdas(template, resources)
+        lambdas.install()  # after mock_aws started: moto replaces boto3's default session
+        try:
+            yield Stack(template, resources, lambdas, Calls())
+        finally:
+            lambdas.uninstall()
+
+
+# --- the template ------------------------------------------------------------------------
+
+
+def test_routes_match_the_public_contract() -> None:
+    routes = {(r.method, r.path): (r.function, r.authorized) for r in SamTemplate.load().routes()}
+
+    assert routes == {
+        ("POST", "/v1/videos"): ("SubmitFunction", True),
+        ("GET", "/v1/videos/{id}"): ("ApiFunction", True),
+        ("GET", "/v1/videos"): ("ApiFunction", True),
+        ("POST", "/v1/videos/{id}/cancel"): ("ApiFunction", True),
+        ("GET", "/v1/credits"): ("ApiFunction", True),
+        ("GET", "/v1/models"): ("ApiFunction", False),
+        ("GET", "/openapi.json"): ("ApiFunction", False),
+        ("POST", "/webhooks/fal"): ("WebhookFunction", False),
+    }
+
+
+def test_functions_have_globals_merged_and_code_on_disk() -> None:
+    functions = SamTemplate.load().functions()
+
+    assert set(functions) == {
+        "SubmitFunction",
+        "ApiFunction",
+        "WebhookFunction",
+        "FalSubmitFunction",
+        "FalCheckFunction",
+        "JobFailFunction",
+        "ReconcileFunction",
+    }
+    for fn in functions.values():
+        assert (fn.code_dir / "app.py").is_file(), fn
+        assert fn.handler == "app.lambda_handler"
+        assert fn.environment["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+        assert fn.environment["MAX_ACTIVE_JOBS"] == "10"
+    assert (functions["WebhookFunction"].timeout, functions["WebhookFunction"].memory) == (120, 1024)
+    assert (functions["FalCheckFunction"].timeout, functions["FalCheckFunction"].memory) == (300, 1024)
+    assert (functions["SubmitFunction"].timeout, functions["SubmitFunction"].memory) == (30, 512)
+
+
+def test_conditions_follow_parameters() -> None:
+    template = SamTemplate.load()
+    auth = template.resources["HttpApi"]["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
+
+    # Given no issuer, the created user pool is trusted
+    created = template.resolve(auth, {"UserPool": "us-east-1_pool", "UserPoolClient": "client"})
+    assert created == {"issuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool", "audience": ["client"]}
+    # Given an issuer, the parameters are used
+    given = template.resolve(auth, {"JwtIssuer": "https://idp.example", "JwtAudience": "a,b"})
+    assert given == {"issuer": "https://idp.example", "audience": ["a", "b"]}
+    # The FAL secret read policy only exists with a secret ARN
+    policies = template.resources["ApiFunction"]["Properties"]["Policies"]
+    assert not any("AWSSecretsManagerGetSecretValuePolicy" in p for p in template.resolve(policies, {}))
+    with_secret = template.resolve(policies, {"FalKeySecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:k"})
+    assert any("AWSSecretsManagerGetSecretValuePolicy" in p for p in with_secret)
+
+
+# --- provisioning -------------------------------------------------------------------------
+
+
+def test_provision_creates_table_bucket_bus_secret_and_state_machine(stack: Stack) -> None:
+    res = stack.resources
+    ddb = boto3.client("dynamodb", region_name=REGION)
+
+    table = ddb.describe_table(TableName=res.table_name)["Table"]
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    indexes = {ix["IndexName"]: ix for ix in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"ByUser", "Active", "ByFalRequest"}
+    assert indexes["Active"]["Projection"]["ProjectionType"] == "ALL"
+    assert [k["AttributeName"] for k in indexes["Active"]["KeySchema"]] == ["active_pk", "active_sk"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = ddb.describe_time_to_live(TableName=res.table_name)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.head_bucket(Bucket=res.bucket_name)
+    assert s3.get_public_access_block(Bucket=res.bucket_name)["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
+
+    boto3.client("events", region_name=REGION).describe_event_bus(Name=res.event_bus_name)
+
+    token_arn = res.secret_arns["WebhookTokenSecret"]
+    token = boto3.client("secretsmanager", region_name=REGION).get_secret_value(SecretId=token_arn)["SecretString"]
+    assert len(token) == 48 and set(token) <= set(string.ascii_letters + string.digits)
+
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=res.state_machine_arn)["definition"])
+    assert definition["States"]["SubmitToFal"]["Parameters"]["FunctionName"] == res.function_arns["FalSubmitFunction"]
+    assert definition["States"]["Check"]["Parameters"]["FunctionName"] == res.function_arns["FalCheckFunction"]
+    assert definition["States"]["FailJob"]["Parameters"]["FunctionName"] == res.function_arns["JobFailFunction"]
+    assert "${" not in json.dumps(definition)
+    assert res.function_arns["FalSubmitFunction"] == (
+        f"arn:aws:lambda:{REGION}:123456789012:function:{PREFIX}-FalSubmitFunction"
+    )
+
+    # The handlers' environment names exactly these local resources
+    assert res.env["TABLE_NAME"] == res.table_name
+    assert res.env["BUCKET_NAME"] == res.bucket_name
+    assert res.env["EVENT_BUS_NAME"] == res.event_bus_name
+    assert res.env["STATE_MACHINE_ARN"] == res.state_machine_arn
+    assert res.env["WEBHOOK_TOKEN_PARAMETER"] == token_arn
+    assert res.env["FAL_KEY_PARAMETER"] == ""
+
+
+def test_provision_overrides_parameters_and_env_and_is_idempotent(stack: Stack) -> None:
+    again = provision(
+        stack.template,
+        prefix=PREFIX,
+        region=REGION,
+        overrides={"MaxActiveJobs": "3", "WEBHOOK_BASE_URL": "http://127.0.0.1:3000", "ENVIRONMENT": "local"},
+    )
+
+    assert again.table_name == stack.resources.table_name
+    assert again.state_machine_arn == stack.resources.state_machine_arn
+    assert again.secret_arns == stack.resources.secret_arns
+    assert again.env["MAX_ACTIVE_JOBS"] == "3"
+    assert again.env["WEBHOOK_BASE_URL"] == "http://127.0.0.1:3000"
+    assert again.env["ENVIRONMENT"] == "local"
+
+
+# --- lambda:Invoke routed in-process ------------------------------------------------------
+
+
+def test_invoke_answers_like_lambda_including_unhandled_errors(stack: Stack) -> None:
+    stack.fake("FalSubmitFunction", lambda event, n: {"echo": event})
+    client = boto3.client("lambda", region_name=REGION)
+
+    ok = client.invoke(FunctionName=stack.resources.function_arns["FalSubmitFunction"], Payload=b'{"a": 1}')
+    assert ok["StatusCode"] == 200 and "FunctionError" not in ok
+    assert json.loads(ok["Payload"].read()) == {"echo": {"a": 1}}
+
+    def boom(event: dict[str, Any], n: int) -> Any:
+        raise FalTransientError("fal answered 503")
+
+    stack.fake("FalSubmitFunction", boom)
+    failed = client.invoke(FunctionName=f"{PREFIX}-FalSubmitFunction", Payload=b"{}")
+    payload = json.loads(failed["Payload"].read())
+    assert failed["FunctionError"] == "Unhandled"
+    assert (payload["errorType"], payload["errorMessage"]) == ("FalTransientError", "fal answered 503")
+
+    with pytest.raises(ClientError) as missing:
+        client.invoke(FunctionName="no-such-function", Payload=b"{}")
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_real_handler_modules_load_by_path_with_the_layer_importable(tmp_path: Path) -> None:
+    fn_dir = tmp_path / "functions" / "hello"
+    fn_dir.mkdir(parents=True)
+    (fn_dir / "greeting.py").write_text("WORD = 'hello'\n")
+    (fn_dir / "app.py").write_text(
+        "import videogen.config\n"
+        "from greeting import WORD\n"
+        "def lambda_handler(event, context):\n"
+        "    return {'word': WORD, 'name': context.function_name, 'ms': context.get_remaining_time_in_millis()}\n"
+    )
+    (tmp_path / "template.yaml").write_text(
+        "Transform: AWS::Serverless-2016-10-31\n"
+        "Resources:\n"
+        "  HelloFunction:\n"
+        "    Type: AWS::Serverless::Function\n"
+        "    Properties: {CodeUri: functions/hello/, Handler: app.lambda_handler, Runtime: python3.13, Timeout: 5}\n"
+    )
+    template = SamTemplate.load(tmp_path / "template.yaml")
+    resources = LocalResources(
+        table_name="",
+        bucket_name="",
+        event_bus_name="",
+        state_machine_arn="",
+        function_arns={"HelloFunction": "arn:aws:lambda:us-east-1:123456789012:function:p-HelloFunction"},
+        env={},
+    )
+    lambdas = LocalLambdas(template, resources)
+
+    result = lambdas.invoke("p-HelloFunction", {})
+
+    assert result["word"] == "hello" and result["name"] == "p-HelloFunction"
+    assert 0 < result["ms"] <= 5000
+    assert lambdas.handler("HelloFunction") is lambdas.handler("HelloFunction")
+    assert "videogen_fn_hello" in sys.modules
+    sys.modules.pop("videogen_fn_hello", None)
+    sys.modules.pop("greeting", None)
+
+
+# --- the real state machine ---------------------------------------------------------------
+
+
+def test_poll_loop_ends_when_check_reports_done(stack: Stack) -> None:
+    # Given fal accepts the job and the third check finds it finished
+    stack.fake("FalSubmitFunction", lambda event, n: {"done": False})
+    stack.fake(
+        "FalCheckFunction",
+        lambda event, n: {"done": n >= 3, "expired": False, "next_wait_s": 0},
+    )
+    stack.fake("JobFailFunction", lambda event, n: {"ok": True})
+
+    execution = stack.run(job_input("job-happy", max_checks=5))
+
+    assert execution["status"] == "SUCCEEDED"
+    assert stack.calls.of("FalSubmitFunction") == [{"job_id": "job-happy"}]
+    checks = stack.calls.of("FalCheckFunction")
+    assert [c["attempt"] for c in checks] == [0, 1, 2]
+    assert all(c["job_id"] == "job-happy" and c["timing"]["max_checks"] == 5 for c in checks)
+    assert stack.calls.of("JobFailFunction") == []
+
+
+def test_submit_reporting_done_skips_the_poll_loop(stack: Stack) -> None:
+    # Given the job was already finished (e.g. canceled) when the workflow submits it
+    stack.fake("FalSubmitFunction", lambda event, n: {"done": True})
+    stack.fake("FalCheckFunction", not_done)
+
+    execution = stack.run(job_input("job-done"))
+
+    assert execution["status"] == "SUCCEEDED"
+    assert stack.calls.of("FalCheckFunction") == []
+
+
+def test_transient_submit_error_is_retried(stack: Stack) -> None:
+    def flaky(event: dict[str, Any], n: int) -> dict[str, Any]:
+        if n == 1:
+            raise FalTransientError("fal answered 503")
+        return {"done": False}
+
+    stack.fake("FalSubmitFunction", flaky)
+    stack.fake("FalCheckFunction", lambda event, n: {"done": True, "expired": False, "next_wait_s": 0})
+    stack.fake("JobFailFunction", lambda event, n: {"ok": True})
+
+    execution = stack.run(job_input("job-retry"))
+
+    assert execution["status"] == "SUCCEEDED"
+    assert len(stack.calls.of("FalSubmitFunction")) == 2
+    assert len(stack.calls.of("FalCheckFunction")) == 1
+    assert stack.calls.of("JobFailFunction") == []
+
+
+def test_final_submit_error_fails_the_job_with_submit_failed(stack: Stack) -> None:
+    def rejected(event: dict[str, Any], n: int) -> Any:
+        raise FalRequestRejected("422 from fal")
+
+    stack.fake("FalSubmitFunction", rejected)
+    stack.fake("FalCheckFunction", not_done)
+    stack.fake("JobFailFunction", lambda event, n: {"ok": True})
+
+    execution = stack.run(job_input("job-rejected"))
+
+    assert execution["status"] == "SUCCEEDED"
+    assert len(stack.calls.of("FalSubmitFunction")) == 1  # not retried
+    assert stack.calls.of("FalCheckFunction") == []
+    assert stack.calls.of("JobFailFunction") == [
+        {"job_id": "job-rejected", "reason": "submit_failed", "cause": "FalRequestRejected", "cancel_at_fal": False}
+    ]
+
+
+def test_expired_check_expires_the_job_and_cancels_at_fal(stack: Stack) -> None:
+    stack.fake("FalSubmitFunction", lambda event, n: {"done": False})
+    stack.fake("FalCheckFunction", lambda event, n: {"done": False, "expired": n >= 2, "next_wait_s": 0})
+    stack.fake("JobFailFunction", lambda event, n: {"ok": True})
+
+    execution = stack.run(job_input("job-expired", max_checks=10))
+
+    assert execution["status"] == "SUCCEEDED"
+    assert len(stack.calls.of("FalCheckFunction")) == 2
+    assert stack.calls.of("JobFailFunction") == [
+        {"job_id": "job-expired", "reason": "deadline_exceeded", "cancel_at_fal": True}
+    ]
+
+
+def test_check_budget_exhausted_expires_the_job(stack: Stack) -> None:
+    stack.fake("FalSubmitFunction", lambda event, n: {"done": False})
+    stack.fake("FalCheckFunction", not_done)
+    stack.fake("JobFailFunction", lambda event, n: {"ok": True})
+
+    execution = stack.run(job_input("job-budget", max_checks=2))
+
+    assert execution["status"] == "SUCCEEDED"
+    # attempt counts 0..max_checks: the check with attempt == max_checks is the last one
+    assert [c["attempt"] for c in stack.calls.of("FalCheckFunction")] == [0, 1, 2]
+    assert stack.calls.of("JobFailFunction") == [
+        {"job_id": "job-budget", "reason": "deadline_exceeded", "cancel_at_fal": True}
+    ]
+
+
+def test_failing_check_hands_the_job_over_to_the_reconciler(stack: Stack) -> None:
+    def broken(event: dict[str, Any], n: int) -> Any:
+        raise RuntimeError("bug")
+
+    stack.fake("FalSubmitFunction", lambda event, n: {"done": False})
+    stack.fake("FalCheckFunction", broken)
+    stack.fake("JobFailFunction", lambda event, n: {"ok": True})
+
+    execution = stack.run(job_input("job-broken"))
+
+    assert execution["status"] == "FAILED"
+    assert execution.get("error") == "CheckFailed"
+    assert len(stack.calls.of("FalCheckFunction")) == 1  # RuntimeError is not retried
+    assert stack.calls.of("JobFailFunction") == []  # the job stays active for the reconciler
+
+
+def test_template_root_is_the_project_root() -> None:
+    assert (ROOT / "template.yaml").is_file()
+    assert (ROOT / "statemachines" / "video_job.asl.json").is_file()
