@@ -122,7 +122,7 @@ def test_payload_over_64_kib_is_413(stack):
      ({"model": "minimax-video-01", "input": {"prompt": "p", "extra": 1}}, "input.extra"),
      ({"model": "minimax-video-01", "input": "prompt"}, "input"),
      ({"input": {"prompt": "p"}}, "model"),
-     ({"model": "minimax-video-01", "input": {"prompt": "p"}, "user_id": "mallory"}, "user_id")],
+     ({"model": "minimax-video-01", "input": {"prompt": "p"}, "priority": "high"}, "priority")],
 )
 def test_invalid_input_is_422_with_locations_and_changes_nothing(stack, body, loc):
     token = stack.user(credits=30)
@@ -227,3 +227,13 @@ def test_crash_after_the_transaction_then_client_retry_replays(stack):
     assert retry.status == 202 and retry.headers["idempotent-replayed"] == "true"
     assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 5
     assert _executions(stack) == []  # the reconciler starts it (tests/integration/test_reconciler.py)
+
+
+def test_user_id_in_the_body_is_ignored(stack):
+    token = stack.user(credits=10, user_id="carol")
+    stack.user(credits=10, user_id="mallory")
+    reply = stack.request("POST", "/v1/videos", token=token, headers={"idempotency-key": "u"},
+                          body={"model": "minimax-video-01", "input": {"prompt": "p"}, "user_id": "mallory"})
+    assert reply.status == 202
+    assert stack.job(reply.json["job"]["id"]).user_id == "carol"
+    assert stack.store.get_balance("mallory").balance == 10

@@ -1,0 +1,116 @@
+"""The read API: one job, the job list (cursor, status filter, newest first), credits, models,
+openapi — and a user never sees another user's data."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+
+def test_get_own_job_and_404_for_unknown_or_someone_elses(stack):
+    alice, bob = stack.user(credits=20), stack.user(credits=20)
+    job_id = stack.submit(alice).json["job"]["id"]
+
+    mine = stack.request("GET", f"/v1/videos/{job_id}", token=alice)
+    assert mine.status == 200
+    job = mine.json
+    assert job["id"] == job_id and job["status"] == "queued" and job["video"] is None
+    assert job["input"] == {"prompt": "a cat surfing", "prompt_optimizer": True}
+
+    theirs = stack.request("GET", f"/v1/videos/{job_id}", token=bob)
+    unknown = stack.request("GET", "/v1/videos/vid_nope", token=bob)
+    assert theirs.status == unknown.status == 404
+    assert theirs.json["code"] == unknown.json["code"] == "job_not_found"
+    assert theirs.headers["content-type"] == "application/problem+json"
+    # cancel on someone else's job is a 404 too, and changes nothing
+    assert stack.request("POST", f"/v1/videos/{job_id}/cancel", token=bob).status == 404
+    assert stack.job(job_id).status.value == "queued"
+
+
+def test_list_is_newest_first_paginated_and_filtered(stack):
+    token = stack.user(credits=100)
+    other = stack.user(credits=100)
+    ids = [stack.submit(token, key=f"k{i}").json["job"]["id"] for i in range(7)]
+    stack.submit(other, key="x")
+
+    seen, cursor = [], None
+    for _ in range(10):
+        path = "/v1/videos?limit=3" + (f"&cursor={cursor}" if cursor else "")
+        page = stack.request("GET", path, token=token).json
+        assert len(page["items"]) <= 3
+        seen += [j["id"] for j in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == list(reversed(ids))
+
+    assert len(stack.request("GET", "/v1/videos?status=queued", token=token).json["items"]) == 7
+    assert stack.request("GET", "/v1/videos?status=completed", token=token).json == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "status=done"])
+def test_bad_list_parameters_are_400(stack, query):
+    token = stack.user(credits=1)
+    reply = stack.request("GET", f"/v1/videos?{query}", token=token)
+    assert reply.status == 400 and reply.headers["content-type"] == "application/problem+json"
+
+
+def test_invalid_or_foreign_cursor_is_400(stack):
+    alice, bob = stack.user(credits=100), stack.user(credits=100)
+    for i in range(3):
+        stack.submit(alice, key=f"a{i}")
+    cursor = stack.request("GET", "/v1/videos?limit=1", token=alice).json["next_cursor"]
+    assert cursor
+    assert stack.request("GET", "/v1/videos?cursor=%%%", token=alice).json["code"] == "invalid_cursor"
+    assert stack.request("GET", "/v1/videos?cursor=bm9wZQ", token=alice).status == 400
+    # Alice's cursor replayed by Bob cannot page into Alice's jobs
+    foreign = stack.request("GET", f"/v1/videos?cursor={cursor}", token=bob)
+    assert foreign.status == 400 and foreign.json["code"] == "invalid_cursor"
+    # a forged cursor naming Alice's partition is refused as well
+    forged = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    assert forged["gsi1pk"].startswith("USER#")
+
+
+def test_credits_balance_and_ledger_newest_first(stack):
+    token = stack.user(credits=12)
+    stack.submit(token, key="one")
+    stack.submit(token, key="two")
+    credits = stack.request("GET", "/v1/credits?limit=2", token=token).json
+    assert credits["balance"] == 2
+    assert [e["type"] for e in credits["ledger"]] == ["charge", "charge"]
+    assert all(e["amount"] == 5 and e["job_id"] for e in credits["ledger"])
+    rest = stack.request("GET", f"/v1/credits?limit=2&cursor={credits['next_cursor']}", token=token).json
+    assert [(e["type"], e["amount"], e["job_id"]) for e in rest["ledger"]] == [("grant", 12, None)]
+    assert rest["next_cursor"] is None
+
+
+def test_models_list_schemas_without_auth(stack):
+    reply = stack.request("GET", "/v1/models")
+    assert reply.status == 200
+    items = {m["id"]: m for m in reply.json["items"]}
+    assert {"kling-2.1-standard-i2v", "kling-2.6-pro-i2v", "minimax-video-01", "veo-3.1-i2v"} <= set(items)
+    kling = items["kling-2.1-standard-i2v"]
+    assert kling["fal_endpoint"] == "fal-ai/kling-video/v2.1/standard/image-to-video"
+    assert kling["credits"] == 4
+    assert set(kling["input_schema"]["required"]) == {"prompt", "image_url"}
+
+
+def test_openapi_document_lists_the_contract_routes(stack):
+    doc = stack.request("GET", "/openapi.json").json
+    assert doc["openapi"].startswith("3.1")
+    assert {"/v1/videos", "/v1/videos/{id}", "/v1/videos/{id}/cancel", "/v1/credits", "/v1/models",
+            "/openapi.json", "/webhooks/fal"} <= set(doc["paths"])
+    assert "idempotency_key_reused" in doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+
+
+def test_unknown_route_is_404(stack):
+    assert stack.request("GET", "/v2/nothing").status == 404
+
+
+def test_user_id_in_body_or_query_is_ignored(stack):
+    alice, bob = stack.user(credits=10, user_id="alice-x"), stack.user(credits=10, user_id="bob-x")
+    assert stack.request("GET", "/v1/credits?user_id=alice-x", token=bob).json["balance"] == 10
+    stack.submit(bob)
+    assert stack.request("GET", "/v1/credits?user_id=bob-x", token=alice).json["balance"] == 10

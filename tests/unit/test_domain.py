@@ -1,0 +1,105 @@
+"""The domain without AWS: registry prices and schemas, the state machine's rules, ids, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from videogen.config import Settings
+from videogen.domain.errors import ModelNotFound, ValidationFailed
+from videogen.domain.models import ACTIVE, ALLOWED_FROM, TERMINAL, JobStatus, new_id
+from videogen.domain.registry import Registry
+from videogen.services.fal_tasks import next_wait_s, webhook_url
+from videogen.services.submission import check_key, fingerprint
+
+IMG = "https://example.com/a.png"
+
+
+@pytest.mark.parametrize(
+    ("model", "payload", "credits"),
+    [
+        ("kling-2.1-standard-i2v", {"prompt": "p", "image_url": IMG}, 4),
+        ("kling-2.1-standard-i2v", {"prompt": "p", "image_url": IMG, "duration": "10"}, 8),
+        ("kling-2.6-pro-i2v", {"prompt": "p", "start_image_url": IMG}, 7),
+        ("kling-2.6-pro-i2v", {"prompt": "p", "start_image_url": IMG, "generate_audio": False, "duration": "10"}, 10),
+        ("minimax-video-01", {"prompt": "p"}, 5),
+        ("veo-3.1-i2v", {"prompt": "p", "image_url": IMG}, 24),
+        ("veo-3.1-i2v", {"prompt": "p", "image_url": IMG, "duration": "4s", "generate_audio": False}, 8),
+        ("veo-3.1-i2v", {"prompt": "p", "image_url": IMG, "resolution": "4k", "duration": "4s"}, 36),
+    ],
+)
+def test_prices_depend_on_inputs(model, payload, credits):
+    spec = Registry().get(model)
+    assert spec.credits(spec.parse_input(payload)) == credits
+
+
+def test_every_model_has_a_schema_endpoint_and_sane_times():
+    for spec in Registry():
+        schema = spec.input_schema()
+        assert schema["type"] == "object" and schema["properties"]
+        assert spec.fal_endpoint.startswith("fal-ai/")
+        assert 0 < spec.expected_s < spec.max_s
+        assert spec.default_credits > 0
+
+
+def test_unknown_and_disabled_models_are_not_found():
+    with pytest.raises(ModelNotFound):
+        Registry().get("nope")
+    with pytest.raises(ModelNotFound):
+        Registry(disabled=frozenset({"sora-2-i2v"})).get("sora-2-i2v")
+    with pytest.raises(ModelNotFound):
+        Registry().get(["not", "a", "string"])
+
+
+def test_validation_errors_name_the_field():
+    spec = Registry().get("veo-3.1-i2v")
+    with pytest.raises(ValidationFailed) as exc:
+        spec.parse_input({"prompt": "", "image_url": IMG, "resolution": "8k"})
+    assert {e["loc"] for e in exc.value.errors} == {"input.prompt", "input.resolution"}
+
+
+def test_terminal_states_have_no_way_out_and_cancel_only_before_generation():
+    for target, sources in ALLOWED_FROM.items():
+        assert not (sources & TERMINAL), f"{target} reachable from a terminal state"
+    assert ALLOWED_FROM[JobStatus.CANCELED] == {JobStatus.QUEUED, JobStatus.SUBMITTED}
+    assert ACTIVE | TERMINAL == set(JobStatus)
+
+
+def test_ids_are_unique_and_time_ordered():
+    ids = [new_id("vid") for _ in range(2000)]
+    assert len(set(ids)) == 2000
+    assert all(i.startswith("vid_") and len(i) == 30 for i in ids)
+    assert ids[0][:14] <= ids[-1][:14]
+
+
+@pytest.mark.parametrize("key", ["a", "x" * 255, "uuid-1234_ABC.~!", "with space inside"])
+def test_valid_keys(key):
+    assert check_key(key) == key
+
+
+def test_fingerprint_ignores_key_order_only():
+    assert fingerprint("m", {"a": 1, "b": 2}) == fingerprint("m", {"b": 2, "a": 1})
+    assert fingerprint("m", {"a": 1}) != fingerprint("m", {"a": 2})
+    assert fingerprint("m", {"a": 1}) != fingerprint("n", {"a": 1})
+
+
+def test_poll_interval_grows_and_is_capped():
+    timing = {"poll_base_s": 10, "poll_max_s": 60, "poll_factor": 1.5}
+    waits = [next_wait_s(timing, n) for n in range(8)]
+    assert waits == sorted(waits) and waits[0] == 10 and waits[-1] == 60
+    assert all(isinstance(w, int) for w in waits)
+    assert next_wait_s({"poll_base_s": 1, "poll_max_s": 1}, 10_000) == 1
+
+
+def test_webhook_url_carries_token_and_job_and_none_without_public_url():
+    assert webhook_url("", "t", "j") is None
+    assert webhook_url("https://api.example.com/", "t k", "vid_1") == (
+        "https://api.example.com/webhooks/fal?token=t+k&job_id=vid_1"
+    )
+
+
+def test_settings_from_env():
+    s = Settings.from_env({"MAX_ACTIVE_JOBS": "3", "MEDIA_REQUIRE_HTTPS": "false", "MEDIA_ALLOWED_HOSTS": "A.com, b"})
+    assert s.max_active_jobs == 3 and s.media_require_https is False
+    assert s.allowed_hosts == {"a.com", "b"}
+    with pytest.raises(ValueError):
+        Settings.from_env({"JWKS_CACHE_S": str(2 * 24 * 3600)})
