@@ -1,0 +1,150 @@
+"""The job workflow end to end on moto: the REAL statemachines/video_job.asl.json executed by
+moto's interpreter, its Lambda tasks answered by the real handlers in-process, fal played by
+the simulator, webhooks through the local gateway into the real webhook handler."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+
+from videogen import wiring
+from videogen.adapters.events import EventBridgePublisher
+
+KLING = {"model": "kling-2.1-standard-i2v",
+         "payload": {"prompt": "a lighthouse in a storm", "image_url": "https://example.com/l.png"}}
+
+
+@pytest.fixture
+def events(monkeypatch):
+    """Record every EventBridge event (and still send it)."""
+    sent: list[tuple[str, dict]] = []
+    original = EventBridgePublisher.publish
+
+    def record(self, detail_type, detail):
+        sent.append((detail_type, detail))
+        original(self, detail_type, detail)
+
+    monkeypatch.setattr(EventBridgePublisher, "publish", record)
+    return sent
+
+
+def _execution(stack, job_id: str) -> dict:
+    sfn = boto3.client("stepfunctions")
+    arn = wiring.workflow().execution_arn(job_id)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        desc = sfn.describe_execution(executionArn=arn)
+        if desc["status"] != "RUNNING":
+            return desc
+        time.sleep(0.1)
+    raise AssertionError("execution still running")
+
+
+def _history_states(job_id: str) -> list[str]:
+    sfn = boto3.client("stepfunctions")
+    events = sfn.get_execution_history(executionArn=wiring.workflow().execution_arn(job_id))["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
+def _objects(stack) -> list[str]:
+    return [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])]
+
+
+def test_webhook_path_completes_into_s3_and_check_then_stops_without_calling_fal(stack_sfn, events):
+    stack_sfn.sim.set_config(queue_s=0.1, run_s=0.2)
+    token = stack_sfn.user(credits=10)
+    job_id = stack_sfn.submit(token, **KLING).json["job"]["id"]
+
+    job = stack_sfn.wait_status(job_id, {"completed"})
+    assert job.video.s3_key == f"videos/{job_id}.mp4" and len(job.video.sha256) == 64
+    assert _objects(stack_sfn) == [job.video.s3_key]
+    assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
+    assert [t for t, d in events if d["job_id"] == job_id] == ["Job Completed"]
+    assert stack_sfn.sim.stats()["webhooks_sent"] >= 1
+    # the webhook won: the first Check found a terminal job and the loop ended there
+    states = _history_states(job_id)
+    assert states.count("Check") == 1 and "PollWait" not in states
+    view = stack_sfn.request("GET", f"/v1/videos/{job_id}", token=token).json
+    assert view["video"]["size_bytes"] == job.video.size_bytes
+    assert stack_sfn.store.get_balance(job.user_id).balance == 6
+
+
+def test_poll_only_path_with_every_webhook_dropped(stack_sfn, events):
+    stack_sfn.sim.set_config(queue_s=0.5, run_s=1.5, webhook_drop_rate=1)
+    token = stack_sfn.user(credits=10)
+    job_id = stack_sfn.submit(token, **KLING).json["job"]["id"]
+
+    job = stack_sfn.wait_status(job_id, {"completed"})
+    assert stack_sfn.sim.stats()["webhooks_dropped"] == 1
+    assert job.video is not None and _objects(stack_sfn) == [job.video.s3_key]
+    assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
+    assert "PollWait" in _history_states(job_id)
+    assert [t for t, _ in events] == ["Job Completed"]
+
+
+def test_progress_is_kept_current_by_check(stack_sfn):
+    stack_sfn.sim.set_config(queue_s=3, run_s=3, webhook_drop_rate=1)
+    token = stack_sfn.user(credits=10)
+    job_id = stack_sfn.submit(token, **KLING).json["job"]["id"]
+    queued = stack_sfn.wait_status(job_id, {"submitted"})
+    assert queued.fal is not None and queued.fal.status_url.endswith("/status")
+    running = stack_sfn.wait_status(job_id, {"in_progress"}, timeout_s=15)
+    assert running.progress.message
+    stack_sfn.wait_status(job_id, {"completed"}, timeout_s=20)
+
+
+def test_fal_failure_fails_the_job_and_refunds_once(stack_sfn, events):
+    stack_sfn.sim.set_config(fail_rate=1)
+    token = stack_sfn.user(credits=10)
+    job_id = stack_sfn.submit(token, **KLING).json["job"]["id"]
+    job = stack_sfn.wait_status(job_id, {"failed"})
+    assert job.error.code == "generation_failed"
+    assert stack_sfn.store.get_balance(job.user_id).balance == 10
+    ledger = stack_sfn.request("GET", "/v1/credits", token=token).json["ledger"]
+    assert [e["type"] for e in ledger] == ["refund", "charge", "grant"]
+    assert _objects(stack_sfn) == []
+    assert [t for t, _ in events] == ["Job Failed"]
+
+
+def test_submit_5xx_then_success_is_retried_by_the_state_machine(stack_sfn):
+    stack_sfn.sim.set_config(submit_error_rate=1)
+    token = stack_sfn.user(credits=10)
+    job_id = stack_sfn.submit(token, **KLING).json["job"]["id"]
+    deadline = time.monotonic() + 10
+    while stack_sfn.sim.stats()["submit_errors"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stack_sfn.sim.set_config(submit_error_rate=0)
+    job = stack_sfn.wait_status(job_id, {"completed"})
+    assert job.submit_attempts >= 2
+    assert stack_sfn.sim.stats()["submits"] >= 1
+    assert stack_sfn.store.get_balance(job.user_id).balance == 6
+
+
+def test_submit_rejected_by_fal_fails_and_refunds(stack_sfn, monkeypatch):
+    from videogen.adapters.fal import FalClient, FalRejectedError
+
+    def rejected(*args, **kwargs):
+        raise FalRejectedError(status=422, error_type="validation", detail="bad input")
+
+    monkeypatch.setattr(FalClient, "submit", rejected)
+    token = stack_sfn.user(credits=10)
+    job_id = stack_sfn.submit(token, **KLING).json["job"]["id"]
+    job = stack_sfn.wait_status(job_id, {"failed"})
+    assert job.error.code == "provider_rejected"
+    assert stack_sfn.store.get_balance(job.user_id).balance == 10
+
+
+def test_deadline_cancels_at_fal_fails_and_refunds(stack_sfn, monkeypatch, events):
+    monkeypatch.setenv("TIME_SCALE", "0.002")  # kling's 1800 s deadline becomes 3.6 s
+    wiring.reset()
+    stack_sfn.sim.set_config(queue_s=60, run_s=60, webhook_drop_rate=1)
+    token = stack_sfn.user(credits=10)
+    job_id = stack_sfn.submit(token, **KLING).json["job"]["id"]
+    job = stack_sfn.wait_status(job_id, {"failed"}, timeout_s=30)
+    assert job.error.code == "deadline_exceeded"
+    assert stack_sfn.store.get_balance(job.user_id).balance == 10
+    assert "Expire" in _history_states(job_id)
+    assert stack_sfn.sim.stats()["cancelled"] == 1
+    assert [t for t, _ in events] == ["Job Failed"]
