@@ -41,6 +41,7 @@ class Settings(BaseModel):
     webhook_token: str = Field("", description="per-deployment token in the webhook URL (local only)")
     webhook_tolerance_s: int = 300
     jwks_cache_s: int = Field(3600, le=24 * 3600)
+    jwks_min_refetch_s: float = Field(10.0, ge=0, description="unknown-key refetches at most this often")
 
     # media transfer
     media_allowed_hosts: str = DEFAULT_MEDIA_HOSTS

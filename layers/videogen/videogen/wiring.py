@@ -130,7 +130,8 @@ def webhooks() -> WebhookService:
     from videogen.services.webhook import WebhookService
 
     s = settings()
-    verifier = WebhookVerifier(s.fal_jwks_url, tolerance_s=s.webhook_tolerance_s, cache_s=s.jwks_cache_s)
+    verifier = WebhookVerifier(s.fal_jwks_url, tolerance_s=s.webhook_tolerance_s, cache_s=s.jwks_cache_s,
+                               min_refetch_interval_s=s.jwks_min_refetch_s)
     return WebhookService(store(), finisher(), verifier, webhook_token)
 
 

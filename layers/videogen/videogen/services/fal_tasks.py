@@ -116,7 +116,9 @@ class FalTasks:
         try:
             if self.poll(job):
                 return {**pending, "done": True}
-        except (FalTransientError, MediaTransferError) as exc:
+        except (FalTransientError, FalRejectedError, MediaTransferError) as exc:
+            # Not this round: fal or the CDN is unreachable, or our key is refused. The loop asks
+            # again; the deadline bounds it.
             logger.warning("check could not finish this round", extra={"job_id": job_id, "error": type(exc).__name__})
         return pending
 

@@ -85,7 +85,9 @@ class Reconciler:
         try:
             if self._tasks.poll(job):
                 return "finished"
-        except FalRejectedError:
+        except FalRejectedError as exc:
+            if exc.status not in (404, 410):
+                raise FalTransientError(f"fal refused the status call ({exc.status})") from None
             # fal does not know the request any more (lost, expired result): nothing to wait for.
             self._finisher.fail(job, "provider_lost", "the provider lost the request")
             return "failed_refunded"

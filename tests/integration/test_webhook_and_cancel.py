@@ -1,0 +1,288 @@
+"""POST /webhooks/fal through the local gateway, the webhook/poll race, the transfer guards on
+the completion path, and cancel — with the state machine NOT running, so each actor is driven
+by the test itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from videogen import wiring
+from videogen.domain.models import JobStatus
+
+
+def _submitted_job(stack, **sim) -> tuple[str, object]:
+    """A job handed to the simulator by the real SubmitToFal task (no webhook will be sent)."""
+    stack.sim.set_config(**{"queue_s": 0.05, "run_s": 0.1, "webhook_drop_rate": 1, **sim})
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]
+    assert wiring.fal_tasks().submit(job_id) == {"done": False}
+    return token, stack.job(job_id)
+
+
+def _wait_sim_done(stack, request_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if stack.sim.requests[request_id]["status"] == "COMPLETED":
+            return
+        time.sleep(0.05)
+    raise AssertionError("simulator request never completed")
+
+
+def _deliver(stack, job, body: dict | bytes, *, token: str | None = None, headers: dict | None = None,
+             timestamp: int | None = None, job_id: str | None = None):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request_id = job.fal.request_id if job.fal else "unknown"
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    hdrs = {
+        "x-fal-webhook-request-id": request_id,
+        "x-fal-webhook-user-id": stack.sim.user_id,
+        "x-fal-webhook-timestamp": ts,
+        "x-fal-webhook-signature": stack.sim.sign(request_id, ts, raw),
+        **(headers or {}),
+    }
+    tok = token if token is not None else wiring.webhook_token()
+    path = f"/webhooks/fal?token={tok}&job_id={job_id or job.id}"
+    return stack.request("POST", path, raw=raw, headers=hdrs)
+
+
+def _ok_body(stack, job) -> dict:
+    return {"request_id": job.fal.request_id, "gateway_request_id": job.fal.request_id, "status": "OK",
+            "payload": {"video": {"url": f"{stack.sim.base_url}/cdn/{job.fal.request_id}.mp4",
+                                  "content_type": "video/mp4"}}, "error": None}
+
+
+def test_valid_delivery_completes_and_duplicates_change_nothing(stack):
+    _, job = _submitted_job(stack)
+    _wait_sim_done(stack, job.fal.request_id)
+    first = _deliver(stack, job, _ok_body(stack, job))
+    assert first.status == 200 and first.json["status"] == "completed"
+    done = stack.job(job.id)
+    again = _deliver(stack, job, _ok_body(stack, job))
+    assert again.status == 200
+    assert stack.job(job.id) == done  # not even updated_at moved
+
+
+@pytest.mark.parametrize("case", ["bad_token", "no_token", "missing_signature", "tampered_body", "wrong_key",
+                                  "stale_timestamp", "future_timestamp"])
+def test_rejected_deliveries_are_401_and_change_nothing(stack, case):
+    _, job = _submitted_job(stack)
+    body = _ok_body(stack, job)
+    raw = json.dumps(body).encode()
+    if case == "bad_token":
+        reply = _deliver(stack, job, raw, token="not-the-token")
+    elif case == "no_token":
+        reply = _deliver(stack, job, raw, token="")
+    elif case == "missing_signature":
+        reply = _deliver(stack, job, raw, headers={"x-fal-webhook-signature": ""})
+    elif case == "tampered_body":
+        ts = str(int(time.time()))
+        sig = stack.sim.sign(job.fal.request_id, ts, raw)
+        evil = raw.replace(b"/cdn/", b"/cdn/../")
+        reply = _deliver(stack, job, evil, headers={"x-fal-webhook-signature": sig, "x-fal-webhook-timestamp": ts})
+    elif case == "wrong_key":
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        other = Ed25519PrivateKey.generate()
+        ts = str(int(time.time()))
+        import hashlib
+
+        msg = f"{job.fal.request_id}\n{stack.sim.user_id}\n{ts}\n{hashlib.sha256(raw).hexdigest()}".encode()
+        reply = _deliver(stack, job, raw, headers={"x-fal-webhook-signature": other.sign(msg).hex(),
+                                                   "x-fal-webhook-timestamp": ts})
+    elif case == "stale_timestamp":
+        reply = _deliver(stack, job, raw, timestamp=int(time.time()) - 301)
+    else:
+        reply = _deliver(stack, job, raw, timestamp=int(time.time()) + 301)
+    assert reply.status == 401
+    assert reply.json["code"] == "invalid_signature"
+    assert stack.job(job.id).status == JobStatus.SUBMITTED
+
+
+def test_rotated_signing_key_is_picked_up_from_the_jwks(stack, monkeypatch):
+    monkeypatch.setenv("JWKS_MIN_REFETCH_S", "0")  # the default (10 s) rate-limits unknown-key refetches
+    wiring.reset()
+    _, job = _submitted_job(stack)
+    _wait_sim_done(stack, job.fal.request_id)
+    _deliver(stack, job, {"request_id": job.fal.request_id, "status": "IGNORED"})  # warms the JWKS cache
+    stack.sim.rotate_key(keep_old=False)
+    reply = _deliver(stack, job, _ok_body(stack, job))
+    assert reply.status == 200 and stack.job(job.id).status == JobStatus.COMPLETED
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"status": "OK"}', b'{"request_id": ""}'])
+def test_body_that_is_not_a_fal_webhook_is_400(stack, raw):
+    _, job = _submitted_job(stack)
+    reply = _deliver(stack, job, raw)
+    assert reply.status == 400
+    assert stack.job(job.id).status == JobStatus.SUBMITTED
+
+
+@pytest.mark.parametrize("body", [
+    {"status": "ERROR", "error": "Invalid status code: 422", "payload": {"detail": [{"msg": "field required"}]}},
+    {"status": "OK", "payload": None, "payload_error": "Response payload is not JSON serializable"},
+    {"status": "OK", "payload": {"images": []}},
+])
+def test_error_deliveries_fail_and_refund_exactly_once(stack, body):
+    token, job = _submitted_job(stack)
+    full = {"request_id": job.fal.request_id, "gateway_request_id": "g", **body}
+    assert _deliver(stack, job, full).status == 200
+    assert _deliver(stack, job, full).status == 200  # a duplicate
+    failed = stack.job(job.id)
+    assert failed.status == JobStatus.FAILED and failed.error.code == "generation_failed"
+    ledger = stack.request("GET", "/v1/credits", token=token).json["ledger"]
+    assert [e["type"] for e in ledger].count("refund") == 1
+
+
+def test_delivery_for_unknown_job_or_other_request_is_acknowledged_and_ignored(stack):
+    _, job = _submitted_job(stack)
+    assert _deliver(stack, job, _ok_body(stack, job), job_id="vid_unknown").json["ignored"] == "unknown job"
+    other = {**_ok_body(stack, job), "request_id": "someone-elses"}
+    reply = _deliver(stack, job, other)
+    assert reply.status == 200 and reply.json["ignored"] == "other request"
+    assert stack.job(job.id).status == JobStatus.SUBMITTED
+
+
+def test_webhook_and_poll_race_make_one_transition_one_object_no_refund(stack, monkeypatch):
+    from videogen.adapters.dynamo import DynamoStore
+
+    transitions = []
+    original = DynamoStore.complete
+
+    def counting(self, job, video):
+        result = original(self, job, video)
+        transitions.append(job.id)
+        return result
+
+    monkeypatch.setattr(DynamoStore, "complete", counting)
+    token, job = _submitted_job(stack)
+    _wait_sim_done(stack, job.fal.request_id)
+    barrier = threading.Barrier(8)
+
+    def webhook(_):
+        barrier.wait()
+        return _deliver(stack, job, _ok_body(stack, job)).status
+
+    def poll(_):
+        barrier.wait()
+        return wiring.fal_tasks().check(job.id, 0, {"poll_base_s": 1, "poll_max_s": 1})["done"]
+
+    with ThreadPoolExecutor(8) as pool:
+        hooks = [pool.submit(webhook, i) for i in range(4)]
+        polls = [pool.submit(poll, i) for i in range(4)]
+        assert {f.result() for f in hooks} == {200}
+        assert {f.result() for f in polls} == {True}
+    assert transitions == [job.id]
+    keys = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])]
+    assert keys == [f"videos/{job.id}.mp4"]
+    done = stack.job(job.id)
+    assert done.status == JobStatus.COMPLETED
+    assert [e["type"] for e in stack.request("GET", "/v1/credits", token=token).json["ledger"]] == [
+        "charge", "grant"]
+
+
+@pytest.fixture
+def redirector(monkeypatch):
+    """An allow-listed host that redirects every request to 127.0.0.1:9 (not on the list)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:9/internal-metadata")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    netloc = f"127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("MEDIA_ALLOWED_HOSTS", f"{os.environ['MEDIA_ALLOWED_HOSTS']},{netloc}")
+    wiring.reset()
+    yield f"http://{netloc}/video.mp4"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("url_kind", ["disallowed_host", "http_elsewhere", "redirect_to_loopback"])
+def test_result_urls_off_the_allow_list_fail_the_job_with_a_refund(stack, redirector, url_kind):
+    token, job = _submitted_job(stack)
+    if url_kind == "disallowed_host":
+        url = "https://evil.example.com/video.mp4"
+    elif url_kind == "http_elsewhere":
+        url = "http://127.0.0.2:9/video.mp4"
+    else:
+        url = redirector
+    body = {**_ok_body(stack, job), "payload": {"video": {"url": url}}}
+    reply = _deliver(stack, job, body)
+    assert reply.status == 200
+    failed = stack.job(job.id)
+    assert failed.status == JobStatus.FAILED and failed.error.code == "media_rejected"
+    assert stack.store.get_balance(failed.user_id).balance == 10
+
+
+def test_broken_transfer_leaves_the_job_active_and_the_next_delivery_finishes_it(stack):
+    _, job = _submitted_job(stack)
+    _wait_sim_done(stack, job.fal.request_id)
+    stack.sim.set_config(cdn_error_rate=1)
+    reply = _deliver(stack, job, _ok_body(stack, job))
+    assert reply.status == 503  # fal will deliver again
+    assert stack.job(job.id).status == JobStatus.SUBMITTED
+    assert stack.s3.list_objects_v2(Bucket=stack.bucket).get("KeyCount", 0) == 0
+    stack.sim.set_config(cdn_error_rate=0)
+    assert _deliver(stack, job, _ok_body(stack, job)).status == 200
+    assert stack.job(job.id).status == JobStatus.COMPLETED
+
+
+# --- cancel ------------------------------------------------------------------------------------
+
+
+def test_cancel_a_queued_job_refunds_and_is_idempotent(stack):
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]
+    first = stack.request("POST", f"/v1/videos/{job_id}/cancel", token=token)
+    assert first.status == 200 and first.json["status"] == "canceled"
+    again = stack.request("POST", f"/v1/videos/{job_id}/cancel", token=token)
+    assert again.status == 200 and again.json["status"] == "canceled"
+    assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
+    # SubmitToFal arriving late sees a finished job and does nothing
+    assert wiring.fal_tasks().submit(job_id) == {"done": True}
+    assert stack.sim.stats().get("submits", 0) == 0
+
+
+def test_cancel_while_in_fal_queue_cancels_at_fal(stack):
+    token, job = _submitted_job(stack, queue_s=30)
+    reply = stack.request("POST", f"/v1/videos/{job.id}/cancel", token=token)
+    assert reply.status == 200 and reply.json["status"] == "canceled"
+    assert stack.sim.stats()["cancelled"] == 1
+    assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
+
+
+def test_cancel_once_generating_or_finished_is_409(stack):
+    token, job = _submitted_job(stack, queue_s=0, run_s=30)
+    time.sleep(0.2)
+    reply = stack.request("POST", f"/v1/videos/{job.id}/cancel", token=token)
+    assert reply.status == 409 and reply.json["code"] == "not_cancelable"
+    assert stack.job(job.id).status == JobStatus.IN_PROGRESS  # learned on the way
+
+    token2, job2 = _submitted_job(stack)
+    _wait_sim_done(stack, job2.fal.request_id)
+    _deliver(stack, job2, _ok_body(stack, job2))
+    assert stack.request("POST", f"/v1/videos/{job2.id}/cancel", token=token2).status == 409
+
+
+def test_concurrent_cancels_refund_once(stack):
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(pool.map(lambda _: stack.request("POST", f"/v1/videos/{job_id}/cancel", token=token).status,
+                                 range(10)))
+    assert statuses == [200] * 10
+    ledger = stack.request("GET", "/v1/credits", token=token).json["ledger"]
+    assert [e["type"] for e in ledger].count("refund") == 1
