@@ -261,10 +261,15 @@ class LocalLambdas:
 
 
 def error_payload(exc: BaseException, request_id: str | None = None) -> dict[str, Any]:
-    """The payload real Lambda (Python runtime) returns for an unhandled exception."""
+    """The payload real Lambda (Python runtime) returns for an unhandled exception.
+
+    An exception may name the error Lambda would report instead of its class
+    (``lambda_error_type``): a simulated crash reports ``Runtime.ExitError``, as a
+    runtime that died does.
+    """
     return {
         "errorMessage": str(exc),
-        "errorType": type(exc).__name__,
+        "errorType": getattr(exc, "lambda_error_type", None) or type(exc).__name__,
         "requestId": request_id or str(uuid.uuid4()),
         "stackTrace": traceback.format_tb(exc.__traceback__),
     }

@@ -212,7 +212,7 @@ def redirector(monkeypatch):
 
 @pytest.mark.parametrize("url_kind", ["disallowed_host", "http_elsewhere", "redirect_to_loopback"])
 def test_result_urls_off_the_allow_list_fail_the_job_with_a_refund(stack, redirector, url_kind):
-    token, job = _submitted_job(stack)
+    _, job = _submitted_job(stack)
     if url_kind == "disallowed_host":
         url = "https://evil.example.com/video.mp4"
     elif url_kind == "http_elsewhere":

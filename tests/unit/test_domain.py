@@ -61,7 +61,7 @@ def test_terminal_states_have_no_way_out_and_cancel_only_before_generation():
     for target, sources in ALLOWED_FROM.items():
         assert not (sources & TERMINAL), f"{target} reachable from a terminal state"
     assert ALLOWED_FROM[JobStatus.CANCELED] == {JobStatus.QUEUED, JobStatus.SUBMITTED}
-    assert ACTIVE | TERMINAL == set(JobStatus)
+    assert set(JobStatus) == ACTIVE | TERMINAL
 
 
 def test_ids_are_unique_and_time_ordered():

@@ -75,6 +75,7 @@ class Reconciler:
             if state == "MISSING":
                 spec = self._registry.get(job.model)
                 self._workflow.start(job.id, execution_input(job, spec, self._settings))
+                self._store.touch(job.id)  # to the back of the queue: the next run looks at others first
                 return "execution_started"
             if state == "RUNNING":
                 self._store.touch(job.id)

@@ -1,0 +1,235 @@
+"""The reconciler and the crash points: whatever step a Lambda dies after, the system still
+reaches the right terminal state with correct credits (the conftest audits every test)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import boto3
+import pytest
+
+from videogen import crash, wiring
+from videogen.adapters.events import EventBridgePublisher
+from videogen.adapters.workflow import StepFunctionsWorkflow
+from videogen.domain.models import FalRequest, JobStatus, Progress
+
+
+@pytest.fixture
+def events(monkeypatch):
+    sent: list[tuple[str, str]] = []
+    original = EventBridgePublisher.publish
+
+    def record(self, detail_type, detail):
+        original(self, detail_type, detail)
+        sent.append((detail_type, detail["job_id"]))
+
+    monkeypatch.setattr(EventBridgePublisher, "publish", record)
+    return sent
+
+
+def _ledger_types(stack, token) -> list[str]:
+    return [e["type"] for e in stack.request("GET", "/v1/credits?limit=100", token=token).json["ledger"]]
+
+
+def _no_execution_on_submit(monkeypatch):
+    def unavailable(self, job_id, execution_input):
+        raise RuntimeError("StartExecution unavailable")
+
+    monkeypatch.setattr(StepFunctionsWorkflow, "start", unavailable)
+
+
+# --- crash points -------------------------------------------------------------------------------
+
+
+def test_crash_after_submit_transaction_reconciler_starts_the_execution(stack_sfn):
+    token = stack_sfn.user(credits=10)
+    crash.arm(crash.AFTER_SUBMIT_TRANSACTION)
+    assert stack_sfn.submit(token, key="k").status == 500  # the Lambda died: API Gateway answers 500
+    replay = stack_sfn.submit(token, key="k")  # the app retries with its key
+    assert replay.status == 202 and replay.headers["idempotent-replayed"] == "true"
+    job_id = replay.json["job"]["id"]
+    assert stack_sfn.job(job_id).status == JobStatus.QUEUED
+
+    assert stack_sfn.stack.reconcile_once()["execution_started"] == 1
+    job = stack_sfn.wait_status(job_id, {"completed"})
+    assert job.video is not None
+    assert _ledger_types(stack_sfn, token) == ["charge", "grant"]
+
+
+def test_crash_after_fal_accepted_the_lost_generations_webhook_completes_the_job(stack_sfn):
+    """The request id was never stored, but the webhook URL names the job: the first generation's
+    delivery completes it; the state machine's retry then finds a finished job."""
+    stack_sfn.sim.set_config(queue_s=0.1, run_s=0.1)
+    token = stack_sfn.user(credits=10)
+    crash.arm(crash.AFTER_FAL_SUBMIT)
+    job_id = stack_sfn.submit(token).json["job"]["id"]
+    job = stack_sfn.wait_status(job_id, {"completed", "failed"}, timeout_s=40)
+    assert job.status == JobStatus.COMPLETED and job.fal is None
+    stack_sfn.wait_executions_idle()
+    assert stack_sfn.sim.stats()["submits"] == 1
+    assert _ledger_types(stack_sfn, token) == ["charge", "grant"]
+
+
+def test_crash_after_fal_accepted_with_webhooks_lost_resubmits_once(stack_sfn):
+    """fal has no idempotency key: with the first generation unheard of, the retried SubmitToFal
+    submits again and the poll loop finishes the job. Charged once, never refunded."""
+    stack_sfn.sim.set_config(queue_s=0.2, run_s=0.3, webhook_drop_rate=1)
+    token = stack_sfn.user(credits=10)
+    crash.arm(crash.AFTER_FAL_SUBMIT)
+    job_id = stack_sfn.submit(token).json["job"]["id"]
+    job = stack_sfn.wait_status(job_id, {"completed", "failed"}, timeout_s=40)
+    assert job.status == JobStatus.COMPLETED
+    assert job.submit_attempts == 2
+    assert stack_sfn.sim.stats()["submits"] == 2  # the lost generation and the retry
+    assert crash.fired[crash.AFTER_FAL_SUBMIT] == 1
+    assert _ledger_types(stack_sfn, token) == ["charge", "grant"]
+
+
+def test_crash_after_s3_upload_before_the_transition(stack_sfn):
+    token = stack_sfn.user(credits=10)
+    crash.arm(crash.AFTER_S3_UPLOAD)
+    job_id = stack_sfn.submit(token).json["job"]["id"]
+    job = stack_sfn.wait_status(job_id, {"completed"}, timeout_s=40)
+    assert crash.fired[crash.AFTER_S3_UPLOAD] == 1
+    keys = [o["Key"] for o in stack_sfn.s3.list_objects_v2(Bucket=stack_sfn.bucket).get("Contents", [])]
+    assert keys == [job.video.s3_key]  # the next actor reused the stored object
+    assert _ledger_types(stack_sfn, token) == ["charge", "grant"]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_crash_after_the_transition_before_the_event_reconciler_publishes_it(stack_sfn, events, fail):
+    if fail:
+        stack_sfn.sim.set_config(fail_rate=1)
+    token = stack_sfn.user(credits=10)
+    crash.arm(crash.AFTER_TRANSITION)
+    job_id = stack_sfn.submit(token).json["job"]["id"]
+    job = stack_sfn.wait_status(job_id, {"failed" if fail else "completed"})
+    stack_sfn.wait_executions_idle()
+    assert job.event_pending and events == []
+
+    result = stack_sfn.stack.reconcile_once()
+    assert result["event_published"] == 1
+    assert events == [("Job Failed" if fail else "Job Completed", job_id)]
+    assert not stack_sfn.job(job_id).event_pending
+    assert stack_sfn.stack.reconcile_once().get("found", 0) == 0  # it left the sparse index
+    assert _ledger_types(stack_sfn, token) == (["refund", "charge", "grant"] if fail else ["charge", "grant"])
+
+
+# --- the reconciler ------------------------------------------------------------------------------
+
+
+def _submitted_without_execution(stack, monkeypatch, token, **sim) -> str:
+    """A job at fal whose execution is gone (stopped), its webhook lost."""
+    stack.sim.set_config(**{"queue_s": 0.05, "run_s": 0.1, "webhook_drop_rate": 1, **sim})
+    job_id = stack.submit(token).json["job"]["id"]
+    wiring.fal_tasks().submit(job_id)
+    boto3.client("stepfunctions").stop_execution(executionArn=wiring.workflow().execution_arn(job_id))
+    return job_id
+
+
+def test_job_finished_at_fal_whose_execution_died_is_completed(stack, monkeypatch):
+    token = stack.user(credits=20)
+    job_id = _submitted_without_execution(stack, monkeypatch, token)
+    time.sleep(0.5)
+    assert stack.stack.reconcile_once()["finished"] == 1
+    assert stack.job(job_id).status == JobStatus.COMPLETED
+
+
+def test_job_still_generating_whose_execution_died_is_polled_until_done(stack, monkeypatch):
+    token = stack.user(credits=20)
+    job_id = _submitted_without_execution(stack, monkeypatch, token, queue_s=0, run_s=1.5)
+    assert stack.stack.reconcile_once()["polled_orphan"] == 1
+    assert stack.job(job_id).status == JobStatus.IN_PROGRESS
+    time.sleep(1.6)
+    assert stack.stack.reconcile_once()["finished"] == 1
+    assert stack.job(job_id).status == JobStatus.COMPLETED
+
+
+def test_request_fal_lost_is_failed_and_refunded(stack):
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]
+    base = f"{stack.sim.base_url}/fal-ai/minimax/requests/lost-1"
+    stack.store.record_submit_attempt(job_id)
+    stack.store.mark_submitted(job_id, FalRequest(request_id="lost-1", status_url=f"{base}/status",
+                                                  response_url=base, cancel_url=f"{base}/cancel"), Progress())
+    assert stack.stack.reconcile_once()["failed_refunded"] == 1
+    job = stack.job(job_id)
+    assert job.status == JobStatus.FAILED and job.error.code == "provider_lost"
+    assert _ledger_types(stack, token) == ["refund", "charge", "grant"]
+
+
+def test_queued_job_whose_execution_ended_is_failed_and_refunded(stack):
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]
+    boto3.client("stepfunctions").stop_execution(executionArn=wiring.workflow().execution_arn(job_id))
+    assert stack.stack.reconcile_once()["failed_refunded"] == 1
+    assert stack.job(job_id).status == JobStatus.FAILED
+    assert stack.store.get_balance(stack.job(job_id).user_id).balance == 10
+
+
+def test_job_past_its_deadline_is_expired_with_a_refund(stack, monkeypatch):
+    monkeypatch.setenv("TIME_SCALE", "0.0001")
+    wiring.reset()
+    token = stack.user(credits=10)
+    job_id = _submitted_without_execution(stack, monkeypatch, token, queue_s=60)
+    time.sleep(0.3)
+    assert stack.stack.reconcile_once()["expired"] == 1
+    job = stack.job(job_id)
+    assert job.status == JobStatus.FAILED and job.error.code == "deadline_exceeded"
+    assert stack.sim.stats()["cancelled"] == 1
+
+
+def test_work_per_run_is_bounded_and_continues_next_run(stack, monkeypatch):
+    _no_execution_on_submit(monkeypatch)
+    token = stack.user(credits=50)
+    ids = [stack.submit(token, key=f"b{i}").json["job"]["id"] for i in range(5)]
+    monkeypatch.undo()
+    monkeypatch.setenv("RECONCILE_BATCH", "2")
+    monkeypatch.setenv("RECONCILE_GRACE_S", "1")
+    wiring.reset()
+    time.sleep(1.1)
+    started = [stack.stack.reconcile_once().get("execution_started", 0) for _ in range(4)]
+    assert started == [2, 2, 1, 0]
+    names = {e["name"] for e in boto3.client("stepfunctions").list_executions(
+        stateMachineArn=stack.stack.resources.state_machine_arn)["executions"]}
+    assert names == set(ids)
+
+
+def test_two_reconcilers_at_once_refund_each_lost_job_once(stack):
+    token = stack.user(credits=50)
+    ids = []
+    for i in range(5):
+        job_id = stack.submit(token, key=f"r{i}").json["job"]["id"]
+        base = f"{stack.sim.base_url}/fal-ai/minimax/requests/lost-{i}"
+        stack.store.record_submit_attempt(job_id)
+        stack.store.mark_submitted(job_id, FalRequest(request_id=f"lost-{i}", status_url=f"{base}/status",
+                                                      response_url=base, cancel_url=f"{base}/cancel"), Progress())
+        ids.append(job_id)
+    barrier = threading.Barrier(2)
+    results = []
+
+    def run():
+        barrier.wait()
+        results.append(wiring.reconciler().run())
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(stack.job(i).status == JobStatus.FAILED for i in ids)
+    assert _ledger_types(stack, token).count("refund") == 5
+
+
+def test_active_index_holds_only_unfinished_jobs(stack):
+    token = stack.user(credits=20)
+    keep = stack.submit(token, key="keep").json["job"]["id"]
+    gone = stack.submit(token, key="gone").json["job"]["id"]
+    assert stack.request("POST", f"/v1/videos/{gone}/cancel", token=token).status == 200
+    items = []
+    for shard in range(8):
+        items += stack.db.query(TableName=stack.table, IndexName="Active",
+                                KeyConditionExpression="active_pk = :p",
+                                ExpressionAttributeValues={":p": {"S": f"ACTIVE#{shard}"}})["Items"]
+    assert [i["id"]["S"] for i in items] == [keep]
