@@ -37,4 +37,4 @@ class StepFunctionsWorkflow:
             if exc.response.get("Error", {}).get("Code") in {"ExecutionDoesNotExist", "ResourceNotFound"}:
                 return "MISSING"
             raise
-        return status  # type: ignore[no-any-return]
+        return status  # type: ignore[no-any-return,unused-ignore]

@@ -41,7 +41,7 @@ def openapi_document(registry: Registry) -> dict[str, Any]:
         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
     ]
     job_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-    secured = [{"jwt": []}]
+    secured: list[dict[str, list[str]]] = [{"jwt": []}]
     inputs = {m.id: m.input_schema() for m in registry}
     return {
         "openapi": "3.1.0",

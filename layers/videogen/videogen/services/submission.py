@@ -120,7 +120,7 @@ def submit_video(
     parsed = spec.parse_input(body.get("input"))
     cost = spec.credits(parsed)
     payload = parsed.model_dump(mode="json", exclude_none=True)
-    fp = fingerprint(spec.id, body.get("input"))
+    fp = fingerprint(spec.id, body["input"])
 
     for attempt in range(MAX_OPTIMISTIC_ATTEMPTS):
         seen, record = store.read_for_submit(user_id, key)

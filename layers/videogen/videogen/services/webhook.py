@@ -6,7 +6,7 @@ import hmac
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from videogen.adapters.dynamo import DynamoStore
 from videogen.domain.errors import BadRequest, InvalidSignature
@@ -16,7 +16,7 @@ from videogen.ports import FalResult
 from videogen.services.completion import JobFinisher
 
 
-class SignatureVerifier:  # the port the webhook needs (implemented by adapters.webhook_signature)
+class SignatureVerifier(Protocol):  # implemented by adapters.webhook_signature.WebhookVerifier
     def verify(self, headers: Mapping[str, str], raw_body: bytes) -> None: ...
 
 
@@ -44,9 +44,9 @@ def parse_delivery(raw_body: bytes) -> Delivery | None:
     if body.get("payload_error") or not isinstance(payload, dict):
         return Delivery(body["request_id"], status, FalResult(error=_short(body.get("payload_error")) or "no payload"))
     video = payload.get("video")
-    url = video.get("url") if isinstance(video, dict) else None
-    if not isinstance(url, str) or not url:
+    if not isinstance(video, dict) or not isinstance(video.get("url"), str) or not video["url"]:
         return Delivery(body["request_id"], status, FalResult(error="no video in the result"))
+    url = video["url"]
     return Delivery(body["request_id"], status, FalResult(video_url=url, content_type=video.get("content_type")))
 
 
