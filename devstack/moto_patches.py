@@ -1,11 +1,16 @@
-"""Make moto's DynamoDB as atomic as the real one.
+"""Make moto as atomic as the real services under concurrency.
 
-Real DynamoDB applies each write — and each TransactWriteItems — atomically, so
-a condition is checked and the write applied with nothing in between. moto's
-backend does not lock: two threads can both pass ``balance = :seen`` and both
-write, losing an update. The local stack and the tests run many threads, so we
-serialise moto's item operations with one re-entrant lock. This changes no
-semantics, it only removes an interleaving that real DynamoDB never allows.
+* DynamoDB applies each write — and each TransactWriteItems — atomically, so a
+  condition is checked and the write applied with nothing in between. moto's
+  backend does not lock: two threads can both pass ``balance = :seen`` and both
+  write, losing an update.
+* S3 serves concurrent PUTs of one key (last writer wins). moto disposes the old
+  object's buffer while another thread still reads it ("I/O operation on closed
+  file"), which the webhook/poll race hits when both finishers store the same key.
+
+The local stack and the tests run many threads, so moto's DynamoDB item operations
+and S3 object requests are serialised, each with one re-entrant lock. This changes
+no semantics; it only removes interleavings the real services never show.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 from typing import Any
 
 _LOCK = threading.RLock()
+_S3_LOCK = threading.RLock()
 _OPS = ("put_item", "get_item", "query", "scan", "update_item", "delete_item", "transact_write_items",
         "batch_write_item", "batch_get_item")
 _applied = False
@@ -30,14 +36,18 @@ def apply() -> None:
         original = getattr(DynamoDBBackend, name, None)
         if original is None:
             continue
-        setattr(DynamoDBBackend, name, _locked(original))
+        setattr(DynamoDBBackend, name, _locked(original, _LOCK))
+
+    from moto.s3.responses import S3Response
+
+    S3Response.key_response = _locked(S3Response.key_response, _S3_LOCK)  # type: ignore[method-assign]
     _applied = True
 
 
-def _locked(method: Any) -> Any:
+def _locked(method: Any, lock: threading.RLock) -> Any:
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _LOCK:
+        with lock:
             return method(*args, **kwargs)
 
     return wrapper

@@ -21,7 +21,8 @@ def fal_webhook() -> Response:
     event = app.current_event
     try:
         result = wiring.webhooks().handle(event.headers, dict(event.query_string_parameters or {}), raw_body(app))
-    except MediaTransferError:
+    except MediaTransferError as exc:
+        logger.warning("video transfer failed; fal will deliver again", extra={"error": str(exc)[:300]})
         # The completion could not be recorded: answer 5xx so fal delivers again (the poll loop
         # and the reconciler would finish the job too).
         raise ServiceUnavailable("The result could not be stored yet; deliver again") from None

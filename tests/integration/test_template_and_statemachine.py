@@ -150,7 +150,7 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
         assert fn.handler == "app.lambda_handler"
         assert fn.environment["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
         assert fn.environment["MAX_ACTIVE_JOBS"] == "10"
-    assert (functions["WebhookFunction"].timeout, functions["WebhookFunction"].memory) == (120, 1024)
+    assert (functions["WebhookFunction"].timeout, functions["WebhookFunction"].memory) == (29, 1024)
     assert (functions["FalCheckFunction"].timeout, functions["FalCheckFunction"].memory) == (300, 1024)
     assert (functions["SubmitFunction"].timeout, functions["SubmitFunction"].memory) == (30, 512)
 
