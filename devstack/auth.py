@@ -42,8 +42,15 @@ class LocalAuthority:
     def issue(self, sub: str, ttl_s: int = 24 * 3600, **claims: Any) -> str:
         now = int(time.time())
         header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
-        payload = {"iss": self.issuer, "aud": self.audience, "sub": sub, "iat": now, "nbf": now - 5,
-                   "exp": now + ttl_s, **claims}
+        payload = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": sub,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + ttl_s,
+            **claims,
+        }
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
         signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64(signature)}"

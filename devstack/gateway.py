@@ -47,8 +47,9 @@ class LocalApi:
         self._authority = authority
         self._local = local_routes or {}
 
-    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes,
-               source_ip: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1"
+    ) -> tuple[int, dict[str, str], bytes]:
         url = urlsplit(target)
         local = self._local.get((method, url.path))
         if local is not None:
@@ -80,8 +81,17 @@ class LocalApi:
         return status, {"content-type": "application/json"}, json.dumps({"message": message}).encode()
 
     @staticmethod
-    def _event(route: Route, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
-               path_params: dict[str, str], claims: dict[str, Any] | None, source_ip: str) -> dict[str, Any]:
+    def _event(
+        route: Route,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        path_params: dict[str, str],
+        claims: dict[str, Any] | None,
+        source_ip: str,
+    ) -> dict[str, Any]:
         content_type = headers.get("content-type", "")
         is_text = not body or content_type.startswith(TEXT_TYPES)
         params: dict[str, str] = {}
@@ -103,8 +113,13 @@ class LocalApi:
                 "authorizer": {"jwt": {"claims": claims, "scopes": None}} if claims is not None else None,
                 "domainName": headers.get("host", "127.0.0.1"),
                 "domainPrefix": "local",
-                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
-                         "userAgent": headers.get("user-agent", "")},
+                "http": {
+                    "method": method,
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": source_ip,
+                    "userAgent": headers.get("user-agent", ""),
+                },
                 "requestId": uuid.uuid4().hex,
                 "routeKey": route_key,
                 "stage": "$default",
@@ -136,8 +151,9 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in self.headers.items():
             key = k.lower()
             headers[key] = f"{headers[key]},{v}" if key in headers else v
-        status, out_headers, payload = self.server.api.handle(self.command, self.path, headers, body,
-                                                              self.client_address[0])
+        status, out_headers, payload = self.server.api.handle(
+            self.command, self.path, headers, body, self.client_address[0]
+        )
         self.send_response(status)
         for k, v in out_headers.items():
             if k not in ("content-length", "connection"):

@@ -147,5 +147,6 @@ def _check_video(result: Audit, job_id: str, job: dict[str, Any], s3: Any, bucke
 
 
 def summary(a: Audit) -> str:
-    return json.dumps({"jobs": dict(a.jobs), "charges": a.charges, "refunds": a.refunds,
-                       "problems": a.problems[:20]}, indent=1)
+    return json.dumps(
+        {"jobs": dict(a.jobs), "charges": a.charges, "refunds": a.refunds, "problems": a.problems[:20]}, indent=1
+    )

@@ -21,8 +21,17 @@ from typing import Any
 
 _LOCK = threading.RLock()
 _S3_LOCK = threading.RLock()
-_OPS = ("put_item", "get_item", "query", "scan", "update_item", "delete_item", "transact_write_items",
-        "batch_write_item", "batch_get_item")
+_OPS = (
+    "put_item",
+    "get_item",
+    "query",
+    "scan",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "batch_write_item",
+    "batch_get_item",
+)
 _applied = False
 
 

@@ -96,8 +96,11 @@ class LocalStack:
         moto_patches.apply()
         cfg = self.config
         os.environ.update(
-            AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_SESSION_TOKEN="local",
-            AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+            AWS_ACCESS_KEY_ID="local",
+            AWS_SECRET_ACCESS_KEY="local",
+            AWS_SESSION_TOKEN="local",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_REGION="us-east-1",
         )
         if cfg.moto_port:  # a moto server other processes can reach; else moto is already in-process (tests)
             from moto.server import ThreadedMotoServer
@@ -208,28 +211,43 @@ class LocalStack:
             return 400, {"error": 'send {"user_id": "...", "credits": N}'}
         try:
             if credits:
-                grant_credits(wiring.store(), user_id=user_id, credits=credits,
-                              grant_id=str(data.get("grant_id") or f"local-{uuid.uuid4().hex}"))
+                grant_credits(
+                    wiring.store(),
+                    user_id=user_id,
+                    credits=credits,
+                    grant_id=str(data.get("grant_id") or f"local-{uuid.uuid4().hex}"),
+                )
         except DomainError as exc:
             return exc.status, {"error": exc.detail}
-        return 200, {"user_id": user_id, "token": self.authority.issue(user_id),
-                     "balance": wiring.store().get_balance(user_id).balance}
+        return 200, {
+            "user_id": user_id,
+            "token": self.authority.issue(user_id),
+            "balance": wiring.store().get_balance(user_id).balance,
+        }
 
     def stats(self) -> dict[str, Any]:
         from videogen import crash
 
-        return {"crash_points_fired": dict(crash.fired), "reconcile_runs": self._reconcile_runs,
-                "reconcile": dict(self._reconcile_totals),
-                "falsim": self.sim.stats() if self.sim else None}
+        return {
+            "crash_points_fired": dict(crash.fired),
+            "reconcile_runs": self._reconcile_runs,
+            "reconcile": dict(self._reconcile_totals),
+            "falsim": self.sim.stats() if self.sim else None,
+        }
 
     # --- the schedule --------------------------------------------------------------------------
 
-
     def reconcile_once(self) -> dict[str, int]:
         """One scheduled run of the real reconcile handler, with the event EventBridge sends."""
-        event = {"version": "0", "id": uuid.uuid4().hex, "detail-type": "Scheduled Event",
-                 "source": "aws.events", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "resources": [], "detail": {}}
+        event = {
+            "version": "0",
+            "id": uuid.uuid4().hex,
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "resources": [],
+            "detail": {},
+        }
         result: dict[str, int] = self.lambdas.invoke("ReconcileFunction", event) or {}
         self._reconcile_runs += 1
         for k, v in result.items():
@@ -248,15 +266,18 @@ class LocalStack:
 def main() -> None:
     stack = LocalStack(StackConfig.from_env()).start()
     cfg = stack.config
-    fal = "real fal.ai" + (f" (webhooks via {cfg.public_url})" if cfg.public_url else " (poll loop, no webhooks)") \
-        if cfg.fal_key else f"fal simulator at {stack.sim.base_url}"
+    fal = (
+        "real fal.ai" + (f" (webhooks via {cfg.public_url})" if cfg.public_url else " (poll loop, no webhooks)")
+        if cfg.fal_key
+        else f"fal simulator at {stack.sim.base_url}"
+    )
     print(
         f"videogen local stack ready\n"
         f"  API          {stack.api_url}   (try: curl {stack.api_url}/v1/models)\n"
         f"  fal          {fal}\n"
         f"  AWS (moto)   {stack.moto_url}\n"
         f"  create a user:  curl -s -XPOST {stack.api_url}/_local/users "
-        f"-d '{{\"user_id\":\"alice\",\"credits\":100}}'\n"
+        f'-d \'{{"user_id":"alice","credits":100}}\'\n'
         f"  Ctrl-C stops it.",
         flush=True,
     )

@@ -34,9 +34,15 @@ def _clean_env() -> Iterator[None]:
     for key in list(os.environ):
         if key.startswith(("AWS_", "FAL_", "WEBHOOK_", "MEDIA_", "CRASH_")) or key in ("PORT", "TIME_SCALE"):
             del os.environ[key]
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
-                      ENVIRONMENT="test", POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true",
-                      POWERTOOLS_LOG_LEVEL="WARNING")
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        ENVIRONMENT="test",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_METRICS_DISABLED="true",
+        POWERTOOLS_LOG_LEVEL="WARNING",
+    )
     _reset()
     yield
     _reset()
@@ -91,29 +97,43 @@ class Harness:
         self.users.add(user_id)
         return str(reply.json["token"])
 
-    def request(self, method: str, path: str, *, token: str | None = None, body: Any = None,
-                headers: dict[str, str] | None = None, raw: bytes | None = None) -> Reply:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> Reply:
         hdrs = {"host": "127.0.0.1", "content-type": "application/json", **(headers or {})}
         if token:
             hdrs["authorization"] = f"Bearer {token}"
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        status, out, payload = self.stack.server.api.handle(method, path, {k.lower(): v for k, v in hdrs.items()},
-                                                            data)
+        status, out, payload = self.stack.server.api.handle(method, path, {k.lower(): v for k, v in hdrs.items()}, data)
         return Reply(status, out, payload)
 
-    def submit(self, token: str, key: str | None = None, model: str = "minimax-video-01",
-               payload: dict[str, Any] | None = None) -> Reply:
+    def submit(
+        self, token: str, key: str | None = None, model: str = "minimax-video-01", payload: dict[str, Any] | None = None
+    ) -> Reply:
         headers = {"idempotency-key": key or uuid.uuid4().hex}
-        return self.request("POST", "/v1/videos", token=token, headers=headers,
-                            body={"model": model, "input": payload or {"prompt": "a cat surfing"}})
+        return self.request(
+            "POST",
+            "/v1/videos",
+            token=token,
+            headers=headers,
+            body={"model": model, "input": payload or {"prompt": "a cat surfing"}},
+        )
 
     def wait_executions_idle(self, timeout_s: float = 60) -> None:
         """Let running state machine executions finish before auditing (bounded)."""
         sfn = boto3.client("stepfunctions")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            running = sfn.list_executions(stateMachineArn=self.stack.resources.state_machine_arn,
-                                          statusFilter="RUNNING")["executions"]
+            running = sfn.list_executions(
+                stateMachineArn=self.stack.resources.state_machine_arn, statusFilter="RUNNING"
+            )["executions"]
             if not running:
                 return
             time.sleep(0.2)
@@ -138,8 +158,17 @@ class Harness:
 def _start(execute_sfn: bool, sim_config: dict[str, Any]) -> Iterator[Harness]:
     config = {"stepfunctions": {"execute_state_machine": execute_sfn}}
     with mock_aws(config=config):  # type: ignore[arg-type]
-        stack = LocalStack(StackConfig(port=0, falsim_port=0, moto_port=0, time_scale=0.01,
-                                       reconcile_every_s=0, reconcile_grace_s=0, sim_config=sim_config))
+        stack = LocalStack(
+            StackConfig(
+                port=0,
+                falsim_port=0,
+                moto_port=0,
+                time_scale=0.01,
+                reconcile_every_s=0,
+                reconcile_grace_s=0,
+                sim_config=sim_config,
+            )
+        )
         stack.start()
         harness = Harness(stack)
         try:

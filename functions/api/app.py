@@ -33,8 +33,9 @@ def get_video(job_id: str) -> Response:
 @app.get("/v1/videos")
 def list_videos() -> Response:
     s = wiring.settings()
-    return json_response(200, queries.list_jobs(wiring.store(), wiring.videos(), caller(app), _params(),
-                                                s.video_url_ttl_s))
+    return json_response(
+        200, queries.list_jobs(wiring.store(), wiring.videos(), caller(app), _params(), s.video_url_ttl_s)
+    )
 
 
 @app.post("/v1/videos/<job_id>/cancel")

@@ -16,7 +16,9 @@ from videogen.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     job = wiring.fal_tasks().expire(
-        str(event["job_id"]), str(event.get("reason", "failed")), bool(event.get("cancel_at_fal", False)),
+        str(event["job_id"]),
+        str(event.get("reason", "failed")),
+        bool(event.get("cancel_at_fal", False)),
         cause=event.get("cause"),
     )
     return {"status": job.status.value if job else None}

@@ -47,16 +47,19 @@ class Client:
         return self.http.post(
             f"{self.base}/v1/videos",
             headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
-            json={"model": "kling-2.1-standard-i2v",
-                  "input": {"prompt": prompt, "image_url": "https://example.com/heron.png"}},
+            json={
+                "model": "kling-2.1-standard-i2v",
+                "input": {"prompt": prompt, "image_url": "https://example.com/heron.png"},
+            },
             timeout=10,
         )
 
     def wait_done(self, token: str, job_id: str, timeout_s: float = 60) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            job = self.http.get(f"{self.base}/v1/videos/{job_id}", headers={"Authorization": f"Bearer {token}"},
-                                timeout=10).json()
+            job = self.http.get(
+                f"{self.base}/v1/videos/{job_id}", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            ).json()
             if job["status"] in ("completed", "failed", "canceled"):
                 return job
             time.sleep(0.3)
@@ -69,12 +72,24 @@ class Client:
 @pytest.fixture(scope="module")
 def local() -> Iterator[Client]:
     port, sim_port, moto_port = _free_port(), _free_port(), _free_port()
-    env = {**os.environ, "PORT": str(port), "FALSIM_PORT": str(sim_port), "MOTO_PORT": str(moto_port),
-           "PYTHONPATH": f"{ROOT / 'layers' / 'videogen'}:{ROOT}", "RECONCILE_EVERY_S": "2"}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "FALSIM_PORT": str(sim_port),
+        "MOTO_PORT": str(moto_port),
+        "PYTHONPATH": f"{ROOT / 'layers' / 'videogen'}:{ROOT}",
+        "RECONCILE_EVERY_S": "2",
+    }
     for key in ("FAL_KEY", "PUBLIC_URL", "AWS_ENDPOINT_URL", "CRASH_POINTS"):
         env.pop(key, None)
-    proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -111,8 +126,10 @@ def test_health_models_and_auth(local):
     assert requests.get(f"{local.base}/_local/health", timeout=5).json() == {"ok": True}
     assert requests.get(f"{local.base}/v1/models", timeout=5).status_code == 200
     assert requests.get(f"{local.base}/v1/credits", timeout=5).status_code == 401
-    assert requests.get(f"{local.base}/v1/credits", headers={"Authorization": "Bearer x.y.z"},
-                        timeout=5).status_code == 401
+    assert (
+        requests.get(f"{local.base}/v1/credits", headers={"Authorization": "Bearer x.y.z"}, timeout=5).status_code
+        == 401
+    )
 
 
 def test_job_completes_through_the_webhook(local):
@@ -122,8 +139,7 @@ def test_job_completes_through_the_webhook(local):
     assert reply.status_code == 202, reply.text
     job = local.wait_done(token, reply.json()["job"]["id"])
     _assert_playable_video(local, job)
-    credits = local.http.get(f"{local.base}/v1/credits", headers={"Authorization": f"Bearer {token}"},
-                             timeout=5).json()
+    credits = local.http.get(f"{local.base}/v1/credits", headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
     assert credits["balance"] == 16 and [e["type"] for e in credits["ledger"]] == ["charge", "grant"]
 
 
@@ -146,18 +162,25 @@ def test_failed_generation_is_refunded(local):
         _, token = local.user(credits=4)
         job = local.wait_done(token, local.submit(token).json()["job"]["id"])
         assert job["status"] == "failed" and job["error"]["code"] == "generation_failed"
-        credits = local.http.get(f"{local.base}/v1/credits", headers={"Authorization": f"Bearer {token}"},
-                                 timeout=5).json()
+        credits = local.http.get(
+            f"{local.base}/v1/credits", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        ).json()
         assert credits["balance"] == 4
     finally:
         local.sim_config(fail_rate=0)
 
 
 def test_invariants_hold_in_the_local_stack(local):
-    db = boto3.client("dynamodb", endpoint_url=local.moto, region_name="us-east-1",
-                      aws_access_key_id="local", aws_secret_access_key="local")
-    s3 = boto3.client("s3", endpoint_url=local.moto, region_name="us-east-1",
-                      aws_access_key_id="local", aws_secret_access_key="local")
+    db = boto3.client(
+        "dynamodb",
+        endpoint_url=local.moto,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    s3 = boto3.client(
+        "s3", endpoint_url=local.moto, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+    )
     table = next(t for t in db.list_tables()["TableNames"] if t.endswith("jobs-table"))
     bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].endswith("videos-bucket"))
     result = audit(db, table, s3, bucket)

@@ -14,8 +14,9 @@ from videogen.services.credits import grant_credits
 
 def test_grant_is_idempotent_by_grant_id_even_concurrently(stack):
     with ThreadPoolExecutor(20) as pool:
-        applied = list(pool.map(lambda _: grant_credits(stack.store, user_id="dora", credits=30, grant_id="g-1"),
-                                range(20)))
+        applied = list(
+            pool.map(lambda _: grant_credits(stack.store, user_id="dora", credits=30, grant_id="g-1"), range(20))
+        )
     assert applied.count(True) == 1
     assert stack.store.get_balance("dora").balance == 30
     assert grant_credits(stack.store, user_id="dora", credits=5, grant_id="g-2") is True
@@ -39,8 +40,7 @@ def test_grant_rejects_bad_amounts(stack, credits):
 def test_admin_cli_grants_once_and_shows_balance(stack, capsys):
     args = ["--table", stack.table, "grant", "--user", "gus", "--credits", "25", "--grant-id", "promo-1"]
     assert admin(args) == 0
-    assert json.loads(capsys.readouterr().out) == {"user": "gus", "grant_id": "promo-1", "applied": True,
-                                                   "balance": 25}
+    assert json.loads(capsys.readouterr().out) == {"user": "gus", "grant_id": "promo-1", "applied": True, "balance": 25}
     assert admin(args) == 0
     assert json.loads(capsys.readouterr().out)["applied"] is False
     assert admin(["--table", stack.table, "balance", "--user", "gus"]) == 0

@@ -176,8 +176,11 @@ def test_request_fal_lost_is_failed_and_refunded(stack):
     job_id = stack.submit(token).json["job"]["id"]
     base = f"{stack.sim.base_url}/fal-ai/minimax/requests/lost-1"
     stack.store.record_submit_attempt(job_id)
-    stack.store.mark_submitted(job_id, FalRequest(request_id="lost-1", status_url=f"{base}/status",
-                                                  response_url=base, cancel_url=f"{base}/cancel"), Progress())
+    stack.store.mark_submitted(
+        job_id,
+        FalRequest(request_id="lost-1", status_url=f"{base}/status", response_url=base, cancel_url=f"{base}/cancel"),
+        Progress(),
+    )
     assert stack.stack.reconcile_once()["failed_refunded"] == 1
     job = stack.job(job_id)
     assert job.status == JobStatus.FAILED and job.error.code == "provider_lost"
@@ -216,8 +219,12 @@ def test_work_per_run_is_bounded_and_continues_next_run(stack, monkeypatch):
     time.sleep(1.1)
     started = [stack.stack.reconcile_once().get("execution_started", 0) for _ in range(4)]
     assert started == [2, 2, 1, 0]
-    names = {e["name"] for e in boto3.client("stepfunctions").list_executions(
-        stateMachineArn=stack.stack.resources.state_machine_arn)["executions"]}
+    names = {
+        e["name"]
+        for e in boto3.client("stepfunctions").list_executions(stateMachineArn=stack.stack.resources.state_machine_arn)[
+            "executions"
+        ]
+    }
     assert names == set(ids)
 
 
@@ -228,8 +235,13 @@ def test_two_reconcilers_at_once_refund_each_lost_job_once(stack):
         job_id = stack.submit(token, key=f"r{i}").json["job"]["id"]
         base = f"{stack.sim.base_url}/fal-ai/minimax/requests/lost-{i}"
         stack.store.record_submit_attempt(job_id)
-        stack.store.mark_submitted(job_id, FalRequest(request_id=f"lost-{i}", status_url=f"{base}/status",
-                                                      response_url=base, cancel_url=f"{base}/cancel"), Progress())
+        stack.store.mark_submitted(
+            job_id,
+            FalRequest(
+                request_id=f"lost-{i}", status_url=f"{base}/status", response_url=base, cancel_url=f"{base}/cancel"
+            ),
+            Progress(),
+        )
         ids.append(job_id)
     barrier = threading.Barrier(2)
     results = []
@@ -254,7 +266,10 @@ def test_active_index_holds_only_unfinished_jobs(stack):
     assert stack.request("POST", f"/v1/videos/{gone}/cancel", token=token).status == 200
     items = []
     for shard in range(8):
-        items += stack.db.query(TableName=stack.table, IndexName="Active",
-                                KeyConditionExpression="active_pk = :p",
-                                ExpressionAttributeValues={":p": {"S": f"ACTIVE#{shard}"}})["Items"]
+        items += stack.db.query(
+            TableName=stack.table,
+            IndexName="Active",
+            KeyConditionExpression="active_pk = :p",
+            ExpressionAttributeValues={":p": {"S": f"ACTIVE#{shard}"}},
+        )["Items"]
     assert [i["id"]["S"] for i in items] == [keep]

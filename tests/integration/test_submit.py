@@ -68,15 +68,19 @@ def test_keys_are_scoped_per_user(stack):
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, "idempotency_key_missing"), ({"idempotency-key": ""}, "idempotency_key_missing"),
-     ({"idempotency-key": "x" * 256}, "idempotency_key_invalid"),
-     ({"idempotency-key": "tab\tkey"}, "idempotency_key_invalid"),
-     ({"idempotency-key": "caf\u00e9"}, "idempotency_key_invalid")],
+    [
+        ({}, "idempotency_key_missing"),
+        ({"idempotency-key": ""}, "idempotency_key_missing"),
+        ({"idempotency-key": "x" * 256}, "idempotency_key_invalid"),
+        ({"idempotency-key": "tab\tkey"}, "idempotency_key_invalid"),
+        ({"idempotency-key": "caf\u00e9"}, "idempotency_key_invalid"),
+    ],
 )
 def test_bad_idempotency_key_is_400(stack, headers, code):
     token = stack.user(credits=10)
-    reply = stack.request("POST", "/v1/videos", token=token, headers=headers,
-                          body={"model": "minimax-video-01", "input": {"prompt": "p"}})
+    reply = stack.request(
+        "POST", "/v1/videos", token=token, headers=headers, body={"model": "minimax-video-01", "input": {"prompt": "p"}}
+    )
     assert reply.status == 400
     assert reply.headers["content-type"] == "application/problem+json"
     problem = reply.json
@@ -116,13 +120,15 @@ def test_payload_over_64_kib_is_413(stack):
 
 @pytest.mark.parametrize(
     ("body", "loc"),
-    [({"model": "kling-2.1-standard-i2v", "input": {"prompt": "p"}}, "input.image_url"),
-     ({"model": "kling-2.1-standard-i2v", "input": {**KLING, "duration": "7"}}, "input.duration"),
-     ({"model": "kling-2.1-standard-i2v", "input": {**KLING, "image_url": "not a url"}}, "input.image_url"),
-     ({"model": "minimax-video-01", "input": {"prompt": "p", "extra": 1}}, "input.extra"),
-     ({"model": "minimax-video-01", "input": "prompt"}, "input"),
-     ({"input": {"prompt": "p"}}, "model"),
-     ({"model": "minimax-video-01", "input": {"prompt": "p"}, "priority": "high"}, "priority")],
+    [
+        ({"model": "kling-2.1-standard-i2v", "input": {"prompt": "p"}}, "input.image_url"),
+        ({"model": "kling-2.1-standard-i2v", "input": {**KLING, "duration": "7"}}, "input.duration"),
+        ({"model": "kling-2.1-standard-i2v", "input": {**KLING, "image_url": "not a url"}}, "input.image_url"),
+        ({"model": "minimax-video-01", "input": {"prompt": "p", "extra": 1}}, "input.extra"),
+        ({"model": "minimax-video-01", "input": "prompt"}, "input"),
+        ({"input": {"prompt": "p"}}, "model"),
+        ({"model": "minimax-video-01", "input": {"prompt": "p"}, "priority": "high"}, "priority"),
+    ],
 )
 def test_invalid_input_is_422_with_locations_and_changes_nothing(stack, body, loc):
     token = stack.user(credits=30)
@@ -232,8 +238,37 @@ def test_crash_after_the_transaction_then_client_retry_replays(stack):
 def test_user_id_in_the_body_is_ignored(stack):
     token = stack.user(credits=10, user_id="carol")
     stack.user(credits=10, user_id="mallory")
-    reply = stack.request("POST", "/v1/videos", token=token, headers={"idempotency-key": "u"},
-                          body={"model": "minimax-video-01", "input": {"prompt": "p"}, "user_id": "mallory"})
+    reply = stack.request(
+        "POST",
+        "/v1/videos",
+        token=token,
+        headers={"idempotency-key": "u"},
+        body={"model": "minimax-video-01", "input": {"prompt": "p"}, "user_id": "mallory"},
+    )
     assert reply.status == 202
     assert stack.job(reply.json["job"]["id"]).user_id == "carol"
     assert stack.store.get_balance("mallory").balance == 10
+
+
+def test_critical_path_is_one_read_one_transaction_one_start_and_no_fal(stack, monkeypatch):
+    """What POST /v1/videos costs: a consistent read of balance + key (TransactGetItems), the ONE
+    TransactWriteItems, and StartExecution. No other AWS call, and no call to fal."""
+    import requests as http
+
+    from videogen import wiring
+
+    token = stack.user(credits=10)
+    calls: list[str] = []
+    for service in ("dynamodb", "stepfunctions", "s3", "events", "secretsmanager"):
+        wiring.client(service).meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+
+    def no_fal(*args, **kwargs):
+        raise AssertionError("the submit path called out over HTTP")
+
+    monkeypatch.setattr(http.Session, "request", no_fal)
+    assert stack.submit(token, key="path").status == 202
+    assert calls == ["TransactGetItems", "TransactWriteItems", "StartExecution"]
+
+    calls.clear()
+    assert stack.submit(token, key="path").status == 202  # a replay: the read alone answers it
+    assert calls == ["TransactGetItems"]

@@ -34,8 +34,16 @@ def _wait_sim_done(stack, request_id: str) -> None:
     raise AssertionError("simulator request never completed")
 
 
-def _deliver(stack, job, body: dict | bytes, *, token: str | None = None, headers: dict | None = None,
-             timestamp: int | None = None, job_id: str | None = None):
+def _deliver(
+    stack,
+    job,
+    body: dict | bytes,
+    *,
+    token: str | None = None,
+    headers: dict | None = None,
+    timestamp: int | None = None,
+    job_id: str | None = None,
+):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     request_id = job.fal.request_id if job.fal else "unknown"
     ts = str(int(time.time()) if timestamp is None else timestamp)
@@ -52,9 +60,15 @@ def _deliver(stack, job, body: dict | bytes, *, token: str | None = None, header
 
 
 def _ok_body(stack, job) -> dict:
-    return {"request_id": job.fal.request_id, "gateway_request_id": job.fal.request_id, "status": "OK",
-            "payload": {"video": {"url": f"{stack.sim.base_url}/cdn/{job.fal.request_id}.mp4",
-                                  "content_type": "video/mp4"}}, "error": None}
+    return {
+        "request_id": job.fal.request_id,
+        "gateway_request_id": job.fal.request_id,
+        "status": "OK",
+        "payload": {
+            "video": {"url": f"{stack.sim.base_url}/cdn/{job.fal.request_id}.mp4", "content_type": "video/mp4"}
+        },
+        "error": None,
+    }
 
 
 def test_valid_delivery_completes_and_duplicates_change_nothing(stack):
@@ -68,8 +82,10 @@ def test_valid_delivery_completes_and_duplicates_change_nothing(stack):
     assert stack.job(job.id) == done  # not even updated_at moved
 
 
-@pytest.mark.parametrize("case", ["bad_token", "no_token", "missing_signature", "tampered_body", "wrong_key",
-                                  "stale_timestamp", "future_timestamp"])
+@pytest.mark.parametrize(
+    "case",
+    ["bad_token", "no_token", "missing_signature", "tampered_body", "wrong_key", "stale_timestamp", "future_timestamp"],
+)
 def test_rejected_deliveries_are_401_and_change_nothing(stack, case):
     _, job = _submitted_job(stack)
     body = _ok_body(stack, job)
@@ -93,8 +109,9 @@ def test_rejected_deliveries_are_401_and_change_nothing(stack, case):
         import hashlib
 
         msg = f"{job.fal.request_id}\n{stack.sim.user_id}\n{ts}\n{hashlib.sha256(raw).hexdigest()}".encode()
-        reply = _deliver(stack, job, raw, headers={"x-fal-webhook-signature": other.sign(msg).hex(),
-                                                   "x-fal-webhook-timestamp": ts})
+        reply = _deliver(
+            stack, job, raw, headers={"x-fal-webhook-signature": other.sign(msg).hex(), "x-fal-webhook-timestamp": ts}
+        )
     elif case == "stale_timestamp":
         reply = _deliver(stack, job, raw, timestamp=int(time.time()) - 301)
     else:
@@ -123,11 +140,14 @@ def test_body_that_is_not_a_fal_webhook_is_400(stack, raw):
     assert stack.job(job.id).status == JobStatus.SUBMITTED
 
 
-@pytest.mark.parametrize("body", [
-    {"status": "ERROR", "error": "Invalid status code: 422", "payload": {"detail": [{"msg": "field required"}]}},
-    {"status": "OK", "payload": None, "payload_error": "Response payload is not JSON serializable"},
-    {"status": "OK", "payload": {"images": []}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "ERROR", "error": "Invalid status code: 422", "payload": {"detail": [{"msg": "field required"}]}},
+        {"status": "OK", "payload": None, "payload_error": "Response payload is not JSON serializable"},
+        {"status": "OK", "payload": {"images": []}},
+    ],
+)
 def test_error_deliveries_fail_and_refund_exactly_once(stack, body):
     token, job = _submitted_job(stack)
     full = {"request_id": job.fal.request_id, "gateway_request_id": "g", **body}
@@ -182,8 +202,7 @@ def test_webhook_and_poll_race_make_one_transition_one_object_no_refund(stack, m
     assert keys == [f"videos/{job.id}.mp4"]
     done = stack.job(job.id)
     assert done.status == JobStatus.COMPLETED
-    assert [e["type"] for e in stack.request("GET", "/v1/credits", token=token).json["ledger"]] == [
-        "charge", "grant"]
+    assert [e["type"] for e in stack.request("GET", "/v1/credits", token=token).json["ledger"]] == ["charge", "grant"]
 
 
 @pytest.fixture
@@ -281,8 +300,9 @@ def test_concurrent_cancels_refund_once(stack):
     token = stack.user(credits=10)
     job_id = stack.submit(token).json["job"]["id"]
     with ThreadPoolExecutor(10) as pool:
-        statuses = list(pool.map(lambda _: stack.request("POST", f"/v1/videos/{job_id}/cancel", token=token).status,
-                                 range(10)))
+        statuses = list(
+            pool.map(lambda _: stack.request("POST", f"/v1/videos/{job_id}/cancel", token=token).status, range(10))
+        )
     assert statuses == [200] * 10
     ledger = stack.request("GET", "/v1/credits", token=token).json["ledger"]
     assert [e["type"] for e in ledger].count("refund") == 1

@@ -12,8 +12,10 @@ import pytest
 from videogen import wiring
 from videogen.adapters.events import EventBridgePublisher
 
-KLING = {"model": "kling-2.1-standard-i2v",
-         "payload": {"prompt": "a lighthouse in a storm", "image_url": "https://example.com/l.png"}}
+KLING = {
+    "model": "kling-2.1-standard-i2v",
+    "payload": {"prompt": "a lighthouse in a storm", "image_url": "https://example.com/l.png"},
+}
 
 
 @pytest.fixture

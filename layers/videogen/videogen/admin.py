@@ -38,8 +38,9 @@ def table_name(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m videogen.admin", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m videogen.admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--stack", help="CloudFormation stack name (reads its JobsTableName output)")
     parser.add_argument("--table", help="DynamoDB table name")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,11 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "grant":
             applied = grant_credits(store, user_id=args.user, credits=args.credits, grant_id=args.grant_id)
-            out = {"user": args.user, "grant_id": args.grant_id, "applied": applied,
-                   "balance": store.get_balance(args.user).balance}
+            out = {
+                "user": args.user,
+                "grant_id": args.grant_id,
+                "applied": applied,
+                "balance": store.get_balance(args.user).balance,
+            }
         else:
-            out = {"user": args.user, "balance": store.get_balance(args.user).balance,
-                   "ledger_totals": store.ledger_totals(args.user)}
+            out = {
+                "user": args.user,
+                "balance": store.get_balance(args.user).balance,
+                "ledger_totals": store.ledger_totals(args.user),
+            }
     except DomainError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2

@@ -75,7 +75,9 @@ def media() -> GuardedMediaSource:
 
     s = settings()
     return GuardedMediaSource(
-        allowed_hosts=s.allowed_hosts, require_https=s.media_require_https, max_bytes=s.media_max_bytes,
+        allowed_hosts=s.allowed_hosts,
+        require_https=s.media_require_https,
+        max_bytes=s.media_max_bytes,
         timeout_s=s.media_timeout_s,
     )
 
@@ -119,7 +121,10 @@ def fal_tasks() -> FalTasks:
     from videogen.services.fal_tasks import FalTasks, webhook_url
 
     return FalTasks(
-        store(), registry(), fal(), finisher(),
+        store(),
+        registry(),
+        fal(),
+        finisher(),
         lambda job_id: webhook_url(settings().webhook_base_url, webhook_token(), job_id),
     )
 
@@ -130,8 +135,12 @@ def webhooks() -> WebhookService:
     from videogen.services.webhook import WebhookService
 
     s = settings()
-    verifier = WebhookVerifier(s.fal_jwks_url, tolerance_s=s.webhook_tolerance_s, cache_s=s.jwks_cache_s,
-                               min_refetch_interval_s=s.jwks_min_refetch_s)
+    verifier = WebhookVerifier(
+        s.fal_jwks_url,
+        tolerance_s=s.webhook_tolerance_s,
+        cache_s=s.jwks_cache_s,
+        min_refetch_interval_s=s.jwks_min_refetch_s,
+    )
     return WebhookService(store(), finisher(), verifier, webhook_token)
 
 
@@ -145,6 +154,19 @@ def reconciler() -> Reconciler:
 def reset() -> None:
     """Forget every cached adapter and the settings (tests, local stack restarts)."""
     get_settings.cache_clear()
-    for factory in (client, settings, store, registry, workflow, videos, media, events, fal, finisher,
-                    fal_tasks, webhooks, reconciler):
+    for factory in (
+        client,
+        settings,
+        store,
+        registry,
+        workflow,
+        videos,
+        media,
+        events,
+        fal,
+        finisher,
+        fal_tasks,
+        webhooks,
+        reconciler,
+    ):
         factory.cache_clear()

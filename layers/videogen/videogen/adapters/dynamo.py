@@ -167,8 +167,13 @@ class DynamoStore:
                         "Put": {
                             "TableName": self._table,
                             "Item": _item(
-                                {"pk": user_pk(user_id), "sk": f"GRANT#{grant_id}", "amount": amount,
-                                 "entry_id": entry_id, "created_at": now}
+                                {
+                                    "pk": user_pk(user_id),
+                                    "sk": f"GRANT#{grant_id}",
+                                    "amount": amount,
+                                    "entry_id": entry_id,
+                                    "created_at": now,
+                                }
                             ),
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
@@ -206,8 +211,15 @@ class DynamoStore:
             "Put": {
                 "TableName": self._table,
                 "Item": _item(
-                    {"pk": user_pk(user_id), "sk": f"LEDGER#{entry_id}", "id": entry_id, "type": kind.value,
-                     "amount": amount, "job_id": job_id, "created_at": now}
+                    {
+                        "pk": user_pk(user_id),
+                        "sk": f"LEDGER#{entry_id}",
+                        "id": entry_id,
+                        "type": kind.value,
+                        "amount": amount,
+                        "job_id": job_id,
+                        "created_at": now,
+                    }
                 ),
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
@@ -215,9 +227,14 @@ class DynamoStore:
 
     def list_ledger(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
         items, next_cursor = self._page(
-            {"KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
-             "ExpressionAttributeValues": _values({":pk": user_pk(user_id), ":p": "LEDGER#"})},
-            limit, cursor, key_names=("pk", "sk"), owner=("pk", user_pk(user_id)),
+            {
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+                "ExpressionAttributeValues": _values({":pk": user_pk(user_id), ":p": "LEDGER#"}),
+            },
+            limit,
+            cursor,
+            key_names=("pk", "sk"),
+            owner=("pk", user_pk(user_id)),
         )
         return [LedgerEntry.model_validate(i) for i in items], next_cursor
 
@@ -242,7 +259,9 @@ class DynamoStore:
     def _idem_record(item: Mapping[str, Any]) -> IdempotencyRecord:
         data = _unitem(item)
         return IdempotencyRecord(
-            fingerprint=data["fingerprint"], job_id=data["job_id"], status_code=int(data["status_code"]),
+            fingerprint=data["fingerprint"],
+            job_id=data["job_id"],
+            status_code=int(data["status_code"]),
             body=json.loads(data["body"]),
         )
 
@@ -298,9 +317,16 @@ class DynamoStore:
                 "Put": {
                     "TableName": self._table,
                     "Item": _item(
-                        {"pk": user_pk(job.user_id), "sk": f"IDEM#{idempotency_key}", "fingerprint": fingerprint,
-                         "job_id": job.id, "status_code": 202, "body": json.dumps(answer, separators=(",", ":")),
-                         "created_at": now, "expires_at": int(time.time()) + idem_ttl_s}
+                        {
+                            "pk": user_pk(job.user_id),
+                            "sk": f"IDEM#{idempotency_key}",
+                            "fingerprint": fingerprint,
+                            "job_id": job.id,
+                            "status_code": 202,
+                            "body": json.dumps(answer, separators=(",", ":")),
+                            "created_at": now,
+                            "expires_at": int(time.time()) + idem_ttl_s,
+                        }
                     ),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
@@ -366,8 +392,11 @@ class DynamoStore:
 
     def find_by_request_id(self, request_id: str) -> Job | None:
         resp = self._db.query(
-            TableName=self._table, IndexName="ByFalRequest", KeyConditionExpression="fal_request_id = :r",
-            ExpressionAttributeValues=_values({":r": request_id}), Limit=1,
+            TableName=self._table,
+            IndexName="ByFalRequest",
+            KeyConditionExpression="fal_request_id = :r",
+            ExpressionAttributeValues=_values({":r": request_id}),
+            Limit=1,
         )
         items = resp.get("Items", [])
         return self.get_job(_unitem(items[0])["pk"].removeprefix("JOB#")) if items else None
@@ -468,8 +497,12 @@ class DynamoStore:
             condition += f" AND {extra_condition}"
         try:
             resp = self._db.update_item(
-                TableName=self._table, Key=job_key(job_id), UpdateExpression=update,
-                ConditionExpression=condition, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                TableName=self._table,
+                Key=job_key(job_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
@@ -483,7 +516,8 @@ class DynamoStore:
         now = rfc3339()
         try:
             resp = self._db.update_item(
-                TableName=self._table, Key=job_key(job_id),
+                TableName=self._table,
+                Key=job_key(job_id),
                 UpdateExpression="SET submit_attempts = submit_attempts + :one, updated_at = :now, active_sk = :now",
                 ConditionExpression="#s = :queued AND attribute_not_exists(fal)",
                 ExpressionAttributeNames={"#s": "status"},
@@ -499,8 +533,12 @@ class DynamoStore:
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
         return self._update_job(
             job_id,
-            {"status": JobStatus.SUBMITTED.value, "fal": request.model_dump(), "fal_request_id": request.request_id,
-             "progress": progress.model_dump(exclude_none=True)},
+            {
+                "status": JobStatus.SUBMITTED.value,
+                "fal": request.model_dump(),
+                "fal_request_id": request.request_id,
+                "progress": progress.model_dump(exclude_none=True),
+            },
             ALLOWED_FROM[JobStatus.SUBMITTED],
         )
 
@@ -516,38 +554,47 @@ class DynamoStore:
         with contextlib.suppress(TransitionRejected):
             self._update_job(job_id, {}, ACTIVE)
 
-    def complete(self, job: Job, video: StoredVideo) -> Job:
-        """Active → completed with the stored video, and free the user's active slot. One transaction."""
-        now = rfc3339()
-        allowed = sorted(s.value for s in ALLOWED_FROM[JobStatus.COMPLETED])
+    def _terminal_update(self, job: Job, status: JobStatus, fields: Mapping[str, Any], now: str) -> dict[str, Any]:
+        """The job's move to a terminal ``status``, conditioned on the states it may come from.
+
+        The job stays in the sparse index with ``event_pending`` until its event is out (outbox).
+        """
+        sets = {
+            "status": status.value,
+            "completed_at": now,
+            "updated_at": now,
+            "event_pending": True,
+            "active_sk": now,
+            **fields,
+        }
+        allowed = sorted(s.value for s in ALLOWED_FROM[status])
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": job_key(job.id),
+                "UpdateExpression": "SET " + ", ".join(f"#{k} = :{k}" for k in sets),
+                "ConditionExpression": "#status IN (" + ", ".join(f":from{i}" for i in range(len(allowed))) + ")",
+                "ExpressionAttributeNames": {f"#{k}": k for k in sets},
+                "ExpressionAttributeValues": _values(
+                    {f":{k}": v for k, v in sets.items()} | {f":from{i}": s for i, s in enumerate(allowed)}
+                ),
+            }
+        }
+
+    def _balance_update(self, user_id: str, credits: int, now: str) -> dict[str, Any]:
+        """Give back ``credits`` (0 for a completion) and free one active-job slot."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": balance_key(user_id),
+                "UpdateExpression": "ADD balance :credits, active_jobs :minus SET updated_at = :now",
+                "ExpressionAttributeValues": _values({":credits": credits, ":minus": -1, ":now": now}),
+            }
+        }
+
+    def _finish(self, job: Job, items: list[dict[str, Any]]) -> Job:
         try:
-            self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": job_key(job.id),
-                            "UpdateExpression": "SET #s = :completed, video = :video, completed_at = :now, "
-                            "updated_at = :now, progress = :progress, event_pending = :true, active_sk = :now",
-                            "ConditionExpression": "#s IN (" + ", ".join(f":f{i}" for i in range(len(allowed))) + ")",
-                            "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": _values(
-                                {":completed": JobStatus.COMPLETED.value, ":video": video.model_dump(), ":now": now,
-                                 ":progress": {"message": "completed"}, ":true": True}
-                                | {f":f{i}": s for i, s in enumerate(allowed)}
-                            ),
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": balance_key(job.user_id),
-                            "UpdateExpression": "ADD active_jobs :minus",
-                            "ExpressionAttributeValues": _values({":minus": -1}),
-                        }
-                    },
-                ]
-            )
+            self._db.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if _is(exc, "TransactionCanceledException"):
                 raise TransitionRejected(job.id) from None
@@ -555,6 +602,18 @@ class DynamoStore:
         done = self.get_job(job.id)
         assert done is not None
         return done
+
+    def complete(self, job: Job, video: StoredVideo) -> Job:
+        """Active → completed with the stored video, and free the user's active slot. One transaction."""
+        now = rfc3339()
+        fields = {"video": video.model_dump(), "progress": {"message": "completed"}}
+        return self._finish(
+            job,
+            [
+                self._terminal_update(job, JobStatus.COMPLETED, fields, now),
+                self._balance_update(job.user_id, 0, now),
+            ],
+        )
 
     def finish_with_refund(self, job: Job, status: JobStatus, error: JobError | None) -> Job:
         """Active → failed/canceled, credits back, ledger refund, slot freed: ONE transaction.
@@ -564,53 +623,22 @@ class DynamoStore:
         if status not in (JobStatus.FAILED, JobStatus.CANCELED):
             raise ValueError(status)
         now = rfc3339()
-        allowed = sorted(s.value for s in ALLOWED_FROM[status])
-        sets = "SET #s = :to, completed_at = :now, updated_at = :now, event_pending = :true, active_sk = :now"
-        values: dict[str, Any] = {":to": status.value, ":now": now, ":true": True}
-        values |= {f":f{i}": s for i, s in enumerate(allowed)}
-        if error is not None:
-            sets += ", #e = :error"
-            values[":error"] = error.model_dump()
-        entry_id = new_id("le")
-        try:
-            self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": job_key(job.id),
-                            "UpdateExpression": sets,
-                            "ConditionExpression": "#s IN (" + ", ".join(f":f{i}" for i in range(len(allowed))) + ")",
-                            "ExpressionAttributeNames": {"#s": "status"} | ({"#e": "error"} if error else {}),
-                            "ExpressionAttributeValues": _values(values),
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": balance_key(job.user_id),
-                            "UpdateExpression": "ADD balance :credits, active_jobs :minus SET updated_at = :now",
-                            "ExpressionAttributeValues": _values(
-                                {":credits": job.credits_charged, ":minus": -1, ":now": now}
-                            ),
-                        }
-                    },
-                    self._ledger_put(job.user_id, entry_id, LedgerType.REFUND, job.credits_charged, job.id, now),
-                ]
-            )
-        except ClientError as exc:
-            if _is(exc, "TransactionCanceledException"):
-                raise TransitionRejected(job.id) from None
-            raise
-        done = self.get_job(job.id)
-        assert done is not None
-        return done
+        fields = {"error": error.model_dump()} if error is not None else {}
+        return self._finish(
+            job,
+            [
+                self._terminal_update(job, status, fields, now),
+                self._balance_update(job.user_id, job.credits_charged, now),
+                self._ledger_put(job.user_id, new_id("le"), LedgerType.REFUND, job.credits_charged, job.id, now),
+            ],
+        )
 
     def clear_event_pending(self, job_id: str) -> None:
         """The terminal event went out: the job leaves the sparse index for good."""
         try:
             self._db.update_item(
-                TableName=self._table, Key=job_key(job_id),
+                TableName=self._table,
+                Key=job_key(job_id),
                 UpdateExpression="REMOVE event_pending, active_pk, active_sk",
                 ConditionExpression="attribute_exists(event_pending)",
             )

@@ -45,8 +45,11 @@ def openapi_document(registry: Registry) -> dict[str, Any]:
     inputs = {m.id: m.input_schema() for m in registry}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "videogen", "version": "1.0.0",
-                 "description": "Turn a prompt and an image into an AI video, paid for in credits."},
+        "info": {
+            "title": "videogen",
+            "version": "1.0.0",
+            "description": "Turn a prompt and an image into an AI video, paid for in credits.",
+        },
         "components": {
             "securitySchemes": {"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             "schemas": {
@@ -54,10 +57,18 @@ def openapi_document(registry: Registry) -> dict[str, Any]:
                     "type": "object",
                     "required": ["type", "title", "status", "detail", "code"],
                     "properties": {
-                        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                        "detail": {"type": "string"}, "code": {"type": "string", "enum": _codes()},
-                        "errors": {"type": "array", "items": {"type": "object", "properties": {
-                            "loc": {"type": "string"}, "msg": {"type": "string"}}}},
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "code": {"type": "string", "enum": _codes()},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"loc": {"type": "string"}, "msg": {"type": "string"}},
+                            },
+                        },
                     },
                 },
                 "Job": {
@@ -72,20 +83,35 @@ def openapi_document(registry: Registry) -> dict[str, Any]:
                         "created_at": {"type": "string", "format": "date-time"},
                         "updated_at": {"type": "string", "format": "date-time"},
                         "completed_at": {"type": ["string", "null"], "format": "date-time"},
-                        "progress": {"type": "object", "properties": {
-                            "queue_position": {"type": ["integer", "null"]}, "message": {"type": ["string", "null"]}}},
-                        "video": {"type": ["object", "null"], "properties": {
-                            "url": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"},
-                            "content_type": {"type": "string"}, "size_bytes": {"type": "integer"}}},
-                        "error": {"type": ["object", "null"], "properties": {
-                            "code": {"type": "string"}, "message": {"type": "string"}}},
+                        "progress": {
+                            "type": "object",
+                            "properties": {
+                                "queue_position": {"type": ["integer", "null"]},
+                                "message": {"type": ["string", "null"]},
+                            },
+                        },
+                        "video": {
+                            "type": ["object", "null"],
+                            "properties": {
+                                "url": {"type": "string"},
+                                "expires_at": {"type": "string", "format": "date-time"},
+                                "content_type": {"type": "string"},
+                                "size_bytes": {"type": "integer"},
+                            },
+                        },
+                        "error": {
+                            "type": ["object", "null"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        },
                     },
                 },
                 "LedgerEntry": {
                     "type": "object",
                     "properties": {
-                        "id": {"type": "string"}, "type": {"type": "string", "enum": ["grant", "charge", "refund"]},
-                        "amount": {"type": "integer"}, "job_id": {"type": ["string", "null"]},
+                        "id": {"type": "string"},
+                        "type": {"type": "string", "enum": ["grant", "charge", "refund"]},
+                        "amount": {"type": "integer"},
+                        "job_id": {"type": ["string", "null"]},
                         "created_at": {"type": "string", "format": "date-time"},
                     },
                 },
@@ -101,47 +127,135 @@ def openapi_document(registry: Registry) -> dict[str, Any]:
         "paths": {
             "/v1/videos": {
                 "post": {
-                    "summary": "Start a generation", "security": secured,
-                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": True,
-                                    "schema": {"type": "string", "minLength": 1, "maxLength": 255}}],
+                    "summary": "Start a generation",
+                    "security": secured,
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        }
+                    ],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CreateVideo")}}},
                     "responses": {
-                        "202": _json({"type": "object", "properties": {"job": _ref("Job"), "credits": {
-                            "type": "object", "properties": {"charged": {"type": "integer"},
-                                                             "balance": {"type": "integer"}}}}}, "accepted"),
+                        "202": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "job": _ref("Job"),
+                                    "credits": {
+                                        "type": "object",
+                                        "properties": {"charged": {"type": "integer"}, "balance": {"type": "integer"}},
+                                    },
+                                },
+                            },
+                            "accepted",
+                        ),
                         **_problems(400, 401, 402, 404, 409, 413, 422, 429),
                     },
                 },
                 "get": {
-                    "summary": "The caller's jobs, newest first", "security": secured,
-                    "parameters": [*page, {"name": "status", "in": "query",
-                                           "schema": {"type": "string", "enum": [s.value for s in JobStatus]}}],
-                    "responses": {"200": _json({"type": "object", "properties": {
-                        "items": {"type": "array", "items": _ref("Job")},
-                        "next_cursor": {"type": ["string", "null"]}}}, "a page of jobs"), **_problems(400, 401)},
+                    "summary": "The caller's jobs, newest first",
+                    "security": secured,
+                    "parameters": [
+                        *page,
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": [s.value for s in JobStatus]},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "items": {"type": "array", "items": _ref("Job")},
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            },
+                            "a page of jobs",
+                        ),
+                        **_problems(400, 401),
+                    },
                 },
             },
-            "/v1/videos/{id}": {"get": {"summary": "One job", "security": secured, "parameters": job_id,
-                                        "responses": {"200": _json(_ref("Job"), "the job"), **_problems(401, 404)}}},
-            "/v1/videos/{id}/cancel": {"post": {
-                "summary": "Cancel a job that has not started generating", "security": secured, "parameters": job_id,
-                "responses": {"200": _json(_ref("Job"), "canceled"), **_problems(401, 404, 409, 503)}}},
-            "/v1/credits": {"get": {
-                "summary": "Balance and ledger", "security": secured, "parameters": page,
-                "responses": {"200": _json({"type": "object", "properties": {
-                    "balance": {"type": "integer"}, "ledger": {"type": "array", "items": _ref("LedgerEntry")},
-                    "next_cursor": {"type": ["string", "null"]}}}, "credits"), **_problems(400, 401)}}},
-            "/v1/models": {"get": {"summary": "Models on sale with their input schemas", "responses": {
-                "200": _json({"type": "object", "properties": {"items": {"type": "array", "items": {
-                    "type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-                                                     "fal_endpoint": {"type": "string"},
-                                                     "credits": {"type": "integer"},
-                                                     "input_schema": {"type": "object"}}}}}}, "models")}}},
+            "/v1/videos/{id}": {
+                "get": {
+                    "summary": "One job",
+                    "security": secured,
+                    "parameters": job_id,
+                    "responses": {"200": _json(_ref("Job"), "the job"), **_problems(401, 404)},
+                }
+            },
+            "/v1/videos/{id}/cancel": {
+                "post": {
+                    "summary": "Cancel a job that has not started generating",
+                    "security": secured,
+                    "parameters": job_id,
+                    "responses": {"200": _json(_ref("Job"), "canceled"), **_problems(401, 404, 409, 503)},
+                }
+            },
+            "/v1/credits": {
+                "get": {
+                    "summary": "Balance and ledger",
+                    "security": secured,
+                    "parameters": page,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "balance": {"type": "integer"},
+                                    "ledger": {"type": "array", "items": _ref("LedgerEntry")},
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            },
+                            "credits",
+                        ),
+                        **_problems(400, 401),
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "summary": "Models on sale with their input schemas",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "items": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "id": {"type": "string"},
+                                                "name": {"type": "string"},
+                                                "fal_endpoint": {"type": "string"},
+                                                "credits": {"type": "integer"},
+                                                "input_schema": {"type": "object"},
+                                            },
+                                        },
+                                    }
+                                },
+                            },
+                            "models",
+                        )
+                    },
+                }
+            },
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
-            "/webhooks/fal": {"post": {
-                "summary": "fal.ai delivery (ED25519-signed, plus the deployment token in the query)",
-                "parameters": [{"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "accepted (also duplicates and finished jobs)"},
-                              **_problems(400, 401, 503)}}},
+            "/webhooks/fal": {
+                "post": {
+                    "summary": "fal.ai delivery (ED25519-signed, plus the deployment token in the query)",
+                    "parameters": [{"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "accepted (also duplicates and finished jobs)"},
+                        **_problems(400, 401, 503),
+                    },
+                }
+            },
         },
     }

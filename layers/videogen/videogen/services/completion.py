@@ -34,9 +34,7 @@ def video_key(job: Job) -> str:
 
 
 class JobFinisher:
-    def __init__(
-        self, store: DynamoStore, media: MediaSource, videos: VideoStore, events: EventPublisher
-    ) -> None:
+    def __init__(self, store: DynamoStore, media: MediaSource, videos: VideoStore, events: EventPublisher) -> None:
         self._store = store
         self._media = media
         self._videos = videos
@@ -119,8 +117,11 @@ class JobFinisher:
             "completed_at": job.completed_at,
         }
         if job.video:
-            detail["video"] = {"s3_key": job.video.s3_key, "size_bytes": job.video.size_bytes,
-                               "sha256": job.video.sha256}
+            detail["video"] = {
+                "s3_key": job.video.s3_key,
+                "size_bytes": job.video.size_bytes,
+                "sha256": job.video.sha256,
+            }
         if job.error:
             detail["error"] = job.error.model_dump()
         self._events.publish(EVENT_TYPES[job.status], detail)

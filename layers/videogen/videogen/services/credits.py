@@ -20,6 +20,7 @@ def grant_credits(store: DynamoStore, *, user_id: str, credits: int, grant_id: s
     if isinstance(credits, bool) or not isinstance(credits, int) or not 1 <= credits <= 1_000_000:
         raise BadRequest("credits must be an integer between 1 and 1000000")
     applied = store.grant(user_id, credits, grant_id)
-    logger.info("credit grant", extra={"user_id": user_id, "grant_id": grant_id, "credits": credits,
-                                       "applied": applied})
+    logger.info(
+        "credit grant", extra={"user_id": user_id, "grant_id": grant_id, "credits": credits, "applied": applied}
+    )
     return applied

@@ -147,8 +147,9 @@ class FalTasks:
                     return self._store.get_job(job_id)
                 self._fal.cancel(job.fal)
             except (FalTransientError, FalRejectedError, MediaTransferError) as exc:
-                logger.warning("last look / cancel at fal failed", extra={"job_id": job_id,
-                                                                            "error": type(exc).__name__})
+                logger.warning(
+                    "last look / cancel at fal failed", extra={"job_id": job_id, "error": type(exc).__name__}
+                )
         messages = {
             "deadline_exceeded": "the provider did not finish in time",
             "submit_failed": "the provider could not accept the request",

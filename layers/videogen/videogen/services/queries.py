@@ -66,8 +66,14 @@ def credits(store: DynamoStore, user_id: str, params: dict[str, str]) -> dict[st
 def models(registry: Registry) -> dict[str, Any]:
     return {
         "items": [
-            {"id": m.id, "name": m.name, "fal_endpoint": m.fal_endpoint, "credits": m.default_credits,
-             "expected_seconds": m.expected_s, "input_schema": m.input_schema()}
+            {
+                "id": m.id,
+                "name": m.name,
+                "fal_endpoint": m.fal_endpoint,
+                "credits": m.default_credits,
+                "expected_seconds": m.expected_s,
+                "input_schema": m.input_schema(),
+            }
             for m in registry
         ]
     }

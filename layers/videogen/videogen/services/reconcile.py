@@ -96,4 +96,3 @@ class Reconciler:
         # polls on its next passes until the job's deadline.
         self._store.touch(job.id)
         return "running" if state == "RUNNING" else "polled_orphan"
-

@@ -132,15 +132,27 @@ def submit_video(
             raise TooManyActiveJobs(f"At most {settings.max_active_jobs} jobs may be unfinished at once")
         now = rfc3339()
         job = Job(
-            id=new_id("vid"), user_id=user_id, status=JobStatus.QUEUED, model=spec.id, input=payload,
-            credits_charged=cost, created_at=now, updated_at=now, progress=Progress(message="queued"),
+            id=new_id("vid"),
+            user_id=user_id,
+            status=JobStatus.QUEUED,
+            model=spec.id,
+            input=payload,
+            credits_charged=cost,
+            created_at=now,
+            updated_at=now,
+            progress=Progress(message="queued"),
             deadline_at=int(time.time() + spec.max_s * settings.time_scale),
         )
         answer = {"job": job_view(job), "credits": {"charged": cost, "balance": seen.balance - cost}}
         try:
             store.create_job(
-                job, idempotency_key=key, fingerprint=fp, answer=answer, seen=seen,
-                max_active=settings.max_active_jobs, idem_ttl_s=settings.idempotency_ttl_hours * 3600,
+                job,
+                idempotency_key=key,
+                fingerprint=fp,
+                answer=answer,
+                seen=seen,
+                max_active=settings.max_active_jobs,
+                idem_ttl_s=settings.idempotency_ttl_hours * 3600,
             )
         except IdempotencyKeyTaken as taken:
             return _replay(taken.record, fp)

@@ -86,8 +86,9 @@ class WebhookService:
             count("WebhookForFinishedJob")
             return {"ok": True, "status": job.status.value}
         if not self._belongs(job, delivery.request_id):
-            logger.warning("webhook from another generation of this job ignored",
-                           extra={"fal_request_id": delivery.request_id})
+            logger.warning(
+                "webhook from another generation of this job ignored", extra={"fal_request_id": delivery.request_id}
+            )
             count("WebhookOrphanIgnored")
             return {"ok": True, "ignored": "other request"}
         count("WebhookAccepted")
