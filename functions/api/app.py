@@ -25,7 +25,7 @@ def _params() -> dict[str, str]:
 
 @app.get("/v1/videos/<job_id>")
 def get_video(job_id: str) -> Response:
-    logger.append_keys(job_id=job_id)
+    logger.set_correlation_id(job_id)
     s = wiring.settings()
     return json_response(200, queries.get_job(wiring.store(), wiring.videos(), caller(app), job_id, s.video_url_ttl_s))
 
@@ -40,7 +40,7 @@ def list_videos() -> Response:
 
 @app.post("/v1/videos/<job_id>/cancel")
 def cancel_video(job_id: str) -> Response:
-    logger.append_keys(job_id=job_id)
+    logger.set_correlation_id(job_id)
     job = queries.owned_job(wiring.store(), caller(app), job_id)
     done = wiring.fal_tasks().cancel(job)
     return json_response(200, job_view(done, wiring.videos(), wiring.settings().video_url_ttl_s))
@@ -61,7 +61,7 @@ def get_openapi() -> Response:
     return json_response(200, openapi_document(wiring.registry()))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

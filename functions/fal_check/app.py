@@ -11,7 +11,7 @@ from videogen import wiring
 from videogen.observability import logger, metrics, tracer
 
 
-@logger.inject_lambda_context(correlation_id_path="job_id")
+@logger.inject_lambda_context(correlation_id_path="job_id", clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -306,3 +306,30 @@ def test_concurrent_cancels_refund_once(stack):
     assert statuses == [200] * 10
     ledger = stack.request("GET", "/v1/credits", token=token).json["ledger"]
     assert [e["type"] for e in ledger].count("refund") == 1
+
+
+def test_logs_never_hold_tokens_keys_or_webhook_bodies(stack, capsys, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+    from videogen.observability import logger
+
+    logger.setLevel("DEBUG")
+    try:
+        token, job = _submitted_job(stack)
+        _wait_sim_done(stack, job.fal.request_id)
+        body = _ok_body(stack, job)
+        assert _deliver(stack, job, body).status == 200
+        assert _deliver(stack, job, body, token="wrong-token").status == 401
+        out = capsys.readouterr()
+        logs = out.out + out.err
+        assert logs  # the handlers did log
+        assert f'"correlation_id":"{job.id}"' in logs  # the job id is the correlation id
+        for secret in (
+            wiring.webhook_token(),
+            "local-simulator-key",
+            token,
+            body["payload"]["video"]["url"],
+            "wrong-token",
+        ):
+            assert secret not in logs
+    finally:
+        logger.setLevel("WARNING")

@@ -49,6 +49,7 @@ class Reconciler:
         jobs = self._store.find_stale_active(cutoff, self._settings.reconcile_batch)
         outcomes: Counter[str] = Counter(found=len(jobs))
         for job in jobs:
+            logger.set_correlation_id(job.id)
             try:
                 outcome = self.repair(job, now)
             except (FalTransientError, MediaTransferError) as exc:
@@ -57,6 +58,7 @@ class Reconciler:
                 self._store.touch(job.id)
             outcomes[outcome] += 1
             count(f"Reconcile_{outcome}")
+        logger.set_correlation_id(None)
         count("ReconcileFound", len(jobs))
         logger.info("reconcile pass", extra={"outcomes": dict(outcomes)})
         return dict(outcomes)

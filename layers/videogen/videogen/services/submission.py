@@ -163,7 +163,7 @@ def submit_video(
     else:
         raise ConcurrentUpdate("Too many concurrent changes to this account; retry shortly")
 
-    logger.append_keys(job_id=job.id)
+    logger.set_correlation_id(job.id)
     count("JobsSubmitted")
     count("CreditsCharged", cost)
     crash.point(crash.AFTER_SUBMIT_TRANSACTION)

@@ -81,7 +81,7 @@ class WebhookService:
             logger.warning("webhook for an unknown job", extra={"fal_request_id": delivery.request_id})
             count("WebhookUnknownJob")
             return {"ok": True, "ignored": "unknown job"}
-        logger.append_keys(job_id=job.id)
+        logger.set_correlation_id(job.id)
         if job.is_terminal:
             count("WebhookForFinishedJob")
             return {"ok": True, "status": job.status.value}
