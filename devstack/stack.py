@@ -103,7 +103,11 @@ class LocalStack:
             AWS_REGION="us-east-1",
         )
         if cfg.moto_port:  # a moto server other processes can reach; else moto is already in-process (tests)
+            import logging
+
             from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
 
             os.environ.update(AWS_ENDPOINT_URL=self.moto_url, MOTO_PORT=str(cfg.moto_port))
             self.moto = ThreadedMotoServer(ip_address=cfg.host, port=cfg.moto_port, verbose=False)

@@ -32,7 +32,8 @@ _BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=
 
 @cache
 def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=_BOTO)  # type: ignore[call-overload]
+    config = _BOTO.merge(Config(signature_version="s3v4")) if service == "s3" else _BOTO  # SigV4 presigned URLs
+    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
 
 
 @lru_cache(maxsize=1)
