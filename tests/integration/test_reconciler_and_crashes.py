@@ -144,6 +144,23 @@ def test_crash_after_the_transition_before_the_event_reconciler_publishes_it(sta
 # --- the reconciler ------------------------------------------------------------------------------
 
 
+QUIET_S = 5  # longer than any model's quiet allowance at the tests' time scale (0.01)
+
+
+def _reconcile_later() -> dict[str, int]:
+    """A reconciler pass QUIET_S seconds from now: jobs at fal count as stuck only after their
+    model's quiet allowance (a healthy execution writes a heartbeat on every Check)."""
+    return wiring.reconciler().run(now=time.time() + QUIET_S)
+
+
+def test_jobs_with_a_recent_heartbeat_are_left_alone(stack, monkeypatch):
+    token = stack.user(credits=20)
+    job_id = _submitted_without_execution(stack, monkeypatch, token, queue_s=30)
+    assert wiring.fal_tasks().check(job_id, 0, {})["done"] is False  # a Check: the heartbeat
+    assert stack.stack.reconcile_once().get("found", 0) == 0
+    assert _reconcile_later()["polled_orphan"] == 1
+
+
 def _submitted_without_execution(stack, monkeypatch, token, **sim) -> str:
     """A job at fal whose execution is gone (stopped), its webhook lost."""
     stack.sim.set_config(**{"queue_s": 0.05, "run_s": 0.1, "webhook_drop_rate": 1, **sim})
@@ -157,17 +174,17 @@ def test_job_finished_at_fal_whose_execution_died_is_completed(stack, monkeypatc
     token = stack.user(credits=20)
     job_id = _submitted_without_execution(stack, monkeypatch, token)
     time.sleep(0.5)
-    assert stack.stack.reconcile_once()["finished"] == 1
+    assert _reconcile_later()["finished"] == 1
     assert stack.job(job_id).status == JobStatus.COMPLETED
 
 
 def test_job_still_generating_whose_execution_died_is_polled_until_done(stack, monkeypatch):
     token = stack.user(credits=20)
     job_id = _submitted_without_execution(stack, monkeypatch, token, queue_s=0, run_s=1.5)
-    assert stack.stack.reconcile_once()["polled_orphan"] == 1
+    assert _reconcile_later()["polled_orphan"] == 1
     assert stack.job(job_id).status == JobStatus.IN_PROGRESS
     time.sleep(1.6)
-    assert stack.stack.reconcile_once()["finished"] == 1
+    assert _reconcile_later()["finished"] == 1
     assert stack.job(job_id).status == JobStatus.COMPLETED
 
 
@@ -181,7 +198,7 @@ def test_request_fal_lost_is_failed_and_refunded(stack):
         FalRequest(request_id="lost-1", status_url=f"{base}/status", response_url=base, cancel_url=f"{base}/cancel"),
         Progress(),
     )
-    assert stack.stack.reconcile_once()["failed_refunded"] == 1
+    assert _reconcile_later()["failed_refunded"] == 1
     job = stack.job(job_id)
     assert job.status == JobStatus.FAILED and job.error.code == "provider_lost"
     assert _ledger_types(stack, token) == ["refund", "charge", "grant"]
@@ -248,7 +265,7 @@ def test_two_reconcilers_at_once_refund_each_lost_job_once(stack):
 
     def run():
         barrier.wait()
-        results.append(wiring.reconciler().run())
+        results.append(wiring.reconciler().run(now=time.time() + QUIET_S))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:

@@ -308,10 +308,16 @@ def test_concurrent_cancels_refund_once(stack):
     assert [e["type"] for e in ledger].count("refund") == 1
 
 
-def test_logs_never_hold_tokens_keys_or_webhook_bodies(stack, capsys, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+def test_logs_never_hold_tokens_keys_or_webhook_bodies(stack):
+    import io
+    import logging
+
     from videogen.observability import logger
 
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logger.registered_formatter)  # the JSON lines Lambda would ship
+    logger.addHandler(handler)
     logger.setLevel("DEBUG")
     try:
         token, job = _submitted_job(stack)
@@ -319,8 +325,7 @@ def test_logs_never_hold_tokens_keys_or_webhook_bodies(stack, capsys, monkeypatc
         body = _ok_body(stack, job)
         assert _deliver(stack, job, body).status == 200
         assert _deliver(stack, job, body, token="wrong-token").status == 401
-        out = capsys.readouterr()
-        logs = out.out + out.err
+        logs = sink.getvalue()
         assert logs  # the handlers did log
         assert f'"correlation_id":"{job.id}"' in logs  # the job id is the correlation id
         for secret in (
@@ -332,4 +337,5 @@ def test_logs_never_hold_tokens_keys_or_webhook_bodies(stack, capsys, monkeypatc
         ):
             assert secret not in logs
     finally:
+        logger.removeHandler(handler)
         logger.setLevel("WARNING")

@@ -187,12 +187,20 @@ class Registry:
     """The models on sale: all of ``_MODELS`` minus the ones disabled by configuration."""
 
     def __init__(self, models: tuple[ModelSpec, ...] = _MODELS, disabled: frozenset[str] = frozenset()) -> None:
-        self._models = {m.id: m for m in models if m.id not in disabled}
+        self._all = {m.id: m for m in models}
+        self._models = {k: m for k, m in self._all.items() if k not in disabled}
 
     def get(self, model_id: object) -> ModelSpec:
+        """A model on sale (what new jobs may use)."""
         if not isinstance(model_id, str) or model_id not in self._models:
             raise ModelNotFound(f"Unknown model {model_id!r}; GET /v1/models lists the available ones")
         return self._models[model_id]
+
+    def for_job(self, model_id: str) -> ModelSpec:
+        """The model of an accepted job: still served after it was taken off sale."""
+        if model_id not in self._all:
+            raise ModelNotFound(f"Unknown model {model_id!r}")
+        return self._all[model_id]
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._models.values())

@@ -78,7 +78,7 @@ class FalTasks:
             # idempotency key, so this submits again (see README: "a lost request id").
             logger.warning("resubmitting to fal", extra={"job_id": job_id, "attempt": job.submit_attempts})
             count("FalResubmitted")
-        spec = self._registry.get(job.model)
+        spec = self._registry.for_job(job.model)
         try:
             request = self._fal.submit(spec.fal_endpoint, job.input, self._webhook_url_for(job_id))
         except FalRejectedError as exc:
@@ -130,9 +130,10 @@ class FalTasks:
             result = FalResult(error=status.error) if status.error else self._fal.result(job.fal)
             return self._finisher.settle(job, result).is_terminal
         new_status, progress = progress_of(status)
-        if (new_status, progress) != (job.status, job.progress):
-            with contextlib.suppress(TransitionRejected):
-                self._store.update_progress(job.id, new_status, progress)
+        # Written on every check, changed or not: it keeps progress current AND is the job's
+        # heartbeat in the Active index, so the reconciler only sees jobs nobody is watching.
+        with contextlib.suppress(TransitionRejected):
+            self._store.update_progress(job.id, new_status, progress)
         return False
 
     # --- deadline / failure ------------------------------------------------------------------

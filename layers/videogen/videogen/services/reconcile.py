@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from videogen.adapters.dynamo import DynamoStore
 from videogen.adapters.fal import FalRejectedError, FalTransientError
 from videogen.config import Settings
-from videogen.domain.errors import MediaTransferError
+from videogen.domain.errors import MediaTransferError, ModelNotFound
 from videogen.domain.models import Job, rfc3339
 from videogen.domain.registry import Registry
 from videogen.observability import count, logger
@@ -42,11 +42,29 @@ class Reconciler:
         self._finisher = finisher
         self._settings = settings
 
+    def quiet_allowance_s(self, job: Job) -> float:
+        """How long this job may go without a write before it counts as stuck.
+
+        A healthy execution writes the job on every Check (its heartbeat), and the longest gap
+        between two checks is the model's expected time (the first wait) or the poll cap; twice
+        that, or the configured grace when longer. Queued jobs get the grace only: they move
+        within seconds. Terminal jobs owing their event count once the grace passed.
+        """
+        grace = float(self._settings.reconcile_grace_s)
+        if job.is_terminal or job.fal is None:
+            return grace
+        try:
+            expected = self._registry.for_job(job.model).expected_s
+        except ModelNotFound:
+            expected = 0
+        return max(grace, 2 * max(expected, 60) * self._settings.time_scale)
+
     def run(self, now: float | None = None) -> dict[str, int]:
-        """One pass: at most ``reconcile_batch`` stale jobs. Returns what was found and done."""
+        """One pass: at most ``reconcile_batch`` stuck jobs. Returns what was found and done."""
         now = time.time() if now is None else now
         cutoff = rfc3339(datetime.fromtimestamp(now - self._settings.reconcile_grace_s, UTC))
-        jobs = self._store.find_stale_active(cutoff, self._settings.reconcile_batch)
+        candidates = self._store.find_stale_active(cutoff, self._settings.reconcile_batch)
+        jobs = [j for j in candidates if now - _epoch(j.updated_at) >= self.quiet_allowance_s(j)]
         outcomes: Counter[str] = Counter(found=len(jobs))
         for job in jobs:
             logger.set_correlation_id(job.id)
@@ -75,7 +93,7 @@ class Reconciler:
         state = self._workflow.state(job.id)
         if job.fal is None:
             if state == "MISSING":
-                spec = self._registry.get(job.model)
+                spec = self._registry.for_job(job.model)
                 self._workflow.start(job.id, execution_input(job, spec, self._settings))
                 self._store.touch(job.id)  # to the back of the queue: the next run looks at others first
                 return "execution_started"
@@ -98,3 +116,7 @@ class Reconciler:
         # polls on its next passes until the job's deadline.
         self._store.touch(job.id)
         return "running" if state == "RUNNING" else "polled_orphan"
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
