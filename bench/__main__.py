@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import bench_transfer
+from bench import bench_transfer, bench_webhook, bench_workflow_cost
 
 
 def main() -> int:
-    results = [bench_transfer.main([])]
+    results = []
+    for bench in (bench_transfer, bench_webhook, bench_workflow_cost):
+        if results:
+            print("\n" + "=" * 100 + "\n", flush=True)
+        results.append(bench.main([]))
     return max(results)
 
 
