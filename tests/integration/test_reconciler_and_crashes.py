@@ -214,11 +214,11 @@ def test_queued_job_whose_execution_ended_is_failed_and_refunded(stack):
 
 
 def test_job_past_its_deadline_is_expired_with_a_refund(stack, monkeypatch):
-    monkeypatch.setenv("TIME_SCALE", "0.0001")
+    monkeypatch.setenv("TIME_SCALE", "0.001")  # minimax: 1800 s deadline -> 1.8 s
     wiring.reset()
     token = stack.user(credits=10)
     job_id = _submitted_without_execution(stack, monkeypatch, token, queue_s=60)
-    time.sleep(0.3)
+    time.sleep(2.0)
     assert stack.stack.reconcile_once()["expired"] == 1
     job = stack.job(job_id)
     assert job.status == JobStatus.FAILED and job.error.code == "deadline_exceeded"

@@ -339,3 +339,59 @@ def test_logs_never_hold_tokens_keys_or_webhook_bodies(stack):
     finally:
         logger.removeHandler(handler)
         logger.setLevel("WARNING")
+
+
+def test_transaction_conflict_is_not_a_lost_race(stack, monkeypatch):
+    """Contention on the balance item (TransactionConflict) is retried; when it persists the
+    webhook answers 503 so fal delivers again — the stored video is kept, the job stays active."""
+    from botocore.exceptions import ClientError
+
+    _, job = _submitted_job(stack)
+    _wait_sim_done(stack, job.fal.request_id)
+    conflict = ClientError(
+        {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+         "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]},
+        "TransactWriteItems",
+    )
+    real_db = stack.store._db
+
+    class Conflicting:
+        def __init__(self, failures: int) -> None:
+            self.failures = failures
+
+        def __getattr__(self, name):
+            return getattr(real_db, name)
+
+        def transact_write_items(self, **kwargs):
+            if self.failures:
+                self.failures -= 1
+                raise conflict
+            return real_db.transact_write_items(**kwargs)
+
+    wiring.store()._db = Conflicting(failures=2)  # two conflicts: absorbed by the retries
+    assert _deliver(stack, job, _ok_body(stack, job)).status == 200
+    assert stack.job(job.id).status == JobStatus.COMPLETED
+
+    _, job2 = _submitted_job(stack)
+    _wait_sim_done(stack, job2.fal.request_id)
+    wiring.store()._db = Conflicting(failures=100)  # it persists: 503, fal will deliver again
+    reply = _deliver(stack, job2, _ok_body(stack, job2))
+    wiring.store()._db = real_db
+    assert reply.status == 503
+    assert stack.job(job2.id).status == JobStatus.SUBMITTED
+    assert stack.s3.head_object(Bucket=stack.bucket, Key=f"videos/{job2.id}.mp4")  # kept for the retry
+    assert _deliver(stack, job2, _ok_body(stack, job2)).status == 200
+    assert stack.job(job2.id).status == JobStatus.COMPLETED
+
+
+def test_submit_after_the_deadline_never_reaches_fal(stack, monkeypatch):
+    monkeypatch.setenv("TIME_SCALE", "0.0001")
+    wiring.reset()
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]
+    time.sleep(0.3)
+    assert wiring.fal_tasks().submit(job_id) == {"done": True}
+    job = stack.job(job_id)
+    assert job.status == JobStatus.FAILED and job.error.code == "deadline_exceeded"
+    assert stack.sim.stats().get("submits", 0) == 0
+    assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10

@@ -41,6 +41,7 @@ from videogen.domain.errors import (
     GrantConflict,
     IdempotencyKeyInUse,
     InvalidCursor,
+    StoreBusy,
     TransitionRejected,
 )
 from videogen.domain.models import (
@@ -592,13 +593,22 @@ class DynamoStore:
             }
         }
 
-    def _finish(self, job: Job, items: list[dict[str, Any]]) -> Job:
-        try:
-            self._db.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if _is(exc, "TransactionCanceledException"):
-                raise TransitionRejected(job.id) from None
-            raise
+    def _finish(self, job: Job, items: list[dict[str, Any]], attempts: int = 5) -> Job:
+        """Commit a terminal transition. Only the job's own condition failing means someone else
+        ended it (:class:`TransitionRejected`); contention on the balance item (the user's other
+        writes) is retried, then reported as :class:`StoreBusy` for the caller to retry later."""
+        for attempt in range(attempts):
+            try:
+                self._db.transact_write_items(TransactItems=items)
+                break
+            except ClientError as exc:
+                if not _is(exc, "TransactionCanceledException"):
+                    raise
+                if _reasons(exc)[:1] == ["ConditionalCheckFailed"]:
+                    raise TransitionRejected(job.id) from None
+                if attempt == attempts - 1:
+                    raise StoreBusy(f"job {job.id}: transaction kept conflicting ({_reasons(exc)})") from None
+                backoff(attempt)
         done = self.get_job(job.id)
         assert done is not None
         return done

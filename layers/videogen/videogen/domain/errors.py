@@ -98,6 +98,11 @@ class ServiceUnavailable(DomainError):
     code, status, title = "service_unavailable", 503, "Service temporarily unavailable"
 
 
+class StoreBusy(ServiceUnavailable):
+    """A write lost to contention (TransactionConflict, throttling) after its retries, not to a
+    condition: nothing changed, and trying again later is right. 503 where it reaches the API."""
+
+
 class GrantConflict(DomainError):
     code, status, title = "grant_conflict", 409, "Grant id already used with other values"
 

@@ -80,7 +80,7 @@ class JobFinisher:
             done = self._store.complete(job, video)
         except TransitionRejected:
             latest = self._store.get_job(job.id) or job
-            if latest.status != JobStatus.COMPLETED:
+            if latest.is_terminal and latest.status != JobStatus.COMPLETED:
                 # It ended otherwise meanwhile (deadline, cancel): the object belongs to no job.
                 self._videos.delete(video_key(job))
             logger.info("completion lost the race", extra={"job_id": job.id, "status": latest.status.value})

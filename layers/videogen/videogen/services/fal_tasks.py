@@ -15,7 +15,13 @@ from urllib.parse import urlencode
 from videogen import crash
 from videogen.adapters.dynamo import DynamoStore
 from videogen.adapters.fal import FalRejectedError, FalTransientError
-from videogen.domain.errors import MediaTransferError, NotCancelable, ServiceUnavailable, TransitionRejected
+from videogen.domain.errors import (
+    MediaTransferError,
+    NotCancelable,
+    ServiceUnavailable,
+    StoreBusy,
+    TransitionRejected,
+)
 from videogen.domain.models import Job, JobStatus, Progress
 from videogen.domain.registry import Registry
 from videogen.observability import count, logger
@@ -68,6 +74,9 @@ class FalTasks:
             return {"done": True}
         if job.fal is not None:  # a retry after the request id was stored
             return {"done": False}
+        if job.deadline_at and time.time() >= job.deadline_at:  # started too late: never pay fal for it
+            self._finisher.fail(job, "deadline_exceeded", "the provider did not finish in time")
+            return {"done": True}
         try:
             job = self._store.record_submit_attempt(job_id)
         except TransitionRejected:
@@ -116,7 +125,7 @@ class FalTasks:
         try:
             if self.poll(job):
                 return {**pending, "done": True}
-        except (FalTransientError, FalRejectedError, MediaTransferError) as exc:
+        except (FalTransientError, FalRejectedError, MediaTransferError, StoreBusy) as exc:
             # Not this round: fal or the CDN is unreachable, or our key is refused. The loop asks
             # again; the deadline bounds it.
             logger.warning("check could not finish this round", extra={"job_id": job_id, "error": type(exc).__name__})
@@ -147,7 +156,7 @@ class FalTasks:
                 if self.poll(job):  # last look: it may have just finished
                     return self._store.get_job(job_id)
                 self._fal.cancel(job.fal)
-            except (FalTransientError, FalRejectedError, MediaTransferError) as exc:
+            except (FalTransientError, FalRejectedError, MediaTransferError, StoreBusy) as exc:
                 logger.warning(
                     "last look / cancel at fal failed", extra={"job_id": job_id, "error": type(exc).__name__}
                 )

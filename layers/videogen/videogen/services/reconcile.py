@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from videogen.adapters.dynamo import DynamoStore
 from videogen.adapters.fal import FalRejectedError, FalTransientError
 from videogen.config import Settings
-from videogen.domain.errors import MediaTransferError, ModelNotFound
+from videogen.domain.errors import MediaTransferError, ModelNotFound, StoreBusy
 from videogen.domain.models import Job, rfc3339
 from videogen.domain.registry import Registry
 from videogen.observability import count, logger
@@ -69,8 +69,8 @@ class Reconciler:
         for job in jobs:
             logger.set_correlation_id(job.id)
             try:
-                outcome = self.repair(job, now)
-            except (FalTransientError, MediaTransferError) as exc:
+                outcome = self.repair(job)
+            except (FalTransientError, MediaTransferError, StoreBusy) as exc:
                 outcome = "retry_later"
                 logger.warning("repair deferred", extra={"job_id": job.id, "error": type(exc).__name__})
                 self._store.touch(job.id)
@@ -81,13 +81,13 @@ class Reconciler:
         logger.info("reconcile pass", extra={"outcomes": dict(outcomes)})
         return dict(outcomes)
 
-    def repair(self, job: Job, now: float) -> str:
+    def repair(self, job: Job) -> str:
         if job.is_terminal:
             if job.event_pending:
                 self._finisher.publish(job)
                 return "event_published"
             return "already_done"
-        if job.deadline_at and now >= job.deadline_at:
+        if job.deadline_at and time.time() >= job.deadline_at:  # the wall clock, not the pass's start
             self._tasks.expire(job.id, "deadline_exceeded", cancel_at_fal=True)
             return "expired"
         state = self._workflow.state(job.id)
