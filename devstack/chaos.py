@@ -49,10 +49,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import requests
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config as BotoConfig
 
-from devstack.invariants import TERMINAL, Audit, audit
+from devstack.invariants import TERMINAL, Audit, audit, scan_table
 from videogen import crash
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -496,19 +495,6 @@ def wait_terminal(driver: Driver, job_ids: set[str], deadline: float, pool: Thre
 
 # --- after the run: the table, the audit, the report -------------------------------------------
 
-_de = TypeDeserializer()
-
-
-def _scan(db: Any, table: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-    while True:
-        resp = db.scan(**kwargs)
-        items.extend({k: _de.deserialize(v) for k, v in i.items()} for i in resp.get("Items", []))
-        if "LastEvaluatedKey" not in resp:
-            return items
-        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-
 
 @dataclass
 class TableFacts:
@@ -523,7 +509,7 @@ class TableFacts:
 def table_facts(db: Any, table: str, prefix: str) -> TableFacts:
     jobs: dict[str, dict[str, Any]] = {}
     idem: Counter[str] = Counter()
-    for item in _scan(db, table):
+    for item in scan_table(db, table):
         pk, sk = str(item["pk"]), str(item["sk"])
         if sk == "JOB" and str(item.get("user_id", "")).startswith(prefix):
             jobs[str(item["id"])] = item

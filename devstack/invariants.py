@@ -44,7 +44,7 @@ class Audit:
         self.problems.append(message)
 
 
-def _scan(db: Any, table: str) -> list[dict[str, Any]]:
+def scan_table(db: Any, table: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
     while True:
@@ -61,7 +61,7 @@ def audit(db: Any, table: str, s3: Any | None = None, bucket: str | None = None)
     balances: dict[str, dict[str, Any]] = {}
     ledger: dict[str, list[dict[str, Any]]] = defaultdict(list)
     jobs: dict[str, dict[str, Any]] = {}
-    for item in _scan(db, table):
+    for item in scan_table(db, table):
         pk, sk = str(item["pk"]), str(item["sk"])
         if sk == "BALANCE":
             balances[pk.removeprefix("USER#")] = item

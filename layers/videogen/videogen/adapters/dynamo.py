@@ -496,16 +496,18 @@ class DynamoStore:
         condition = "attribute_exists(pk) AND #status IN (" + ", ".join(f":from{i}" for i in range(len(allowed))) + ")"
         if extra_condition:
             condition += f" AND {extra_condition}"
+        return self._conditional_update(
+            job_id,
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def _conditional_update(self, job_id: str, **update: Any) -> Job:
+        """One conditional UpdateItem of a job; a failed condition is :class:`TransitionRejected`."""
         try:
-            resp = self._db.update_item(
-                TableName=self._table,
-                Key=job_key(job_id),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
+            resp = self._db.update_item(TableName=self._table, Key=job_key(job_id), ReturnValues="ALL_NEW", **update)
         except ClientError as exc:
             if _is(exc, "ConditionalCheckFailedException"):
                 raise TransitionRejected(job_id) from None
@@ -515,21 +517,13 @@ class DynamoStore:
     def record_submit_attempt(self, job_id: str) -> Job:
         """Count a submit attempt before calling fal, so a request id lost to a crash is visible."""
         now = rfc3339()
-        try:
-            resp = self._db.update_item(
-                TableName=self._table,
-                Key=job_key(job_id),
-                UpdateExpression="SET submit_attempts = submit_attempts + :one, updated_at = :now, active_sk = :now",
-                ConditionExpression="#s = :queued AND attribute_not_exists(fal)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=_values({":one": 1, ":now": now, ":queued": JobStatus.QUEUED.value}),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _is(exc, "ConditionalCheckFailedException"):
-                raise TransitionRejected(job_id) from None
-            raise
-        return self._job(resp["Attributes"])
+        return self._conditional_update(
+            job_id,
+            UpdateExpression="SET submit_attempts = submit_attempts + :one, updated_at = :now, active_sk = :now",
+            ConditionExpression="#s = :queued AND attribute_not_exists(fal)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_values({":one": 1, ":now": now, ":queued": JobStatus.QUEUED.value}),
+        )
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
         return self._update_job(
