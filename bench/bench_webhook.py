@@ -419,49 +419,15 @@ def measure(bench: Bench, size_mib: int, repeat: int) -> Case:
 def local_system(
     *, execute_sfn: bool = False, time_scale: float = 0.01, sim_config: dict[str, Any] | None = None
 ) -> Iterator[Any]:
-    """The whole system in this process, as the integration tests start it (moto ``mock_aws`` with
-    resources from template.yaml, the real handlers, the fal simulator; the state machine executes
-    only with ``execute_sfn``). The environment and the cached adapters are restored afterwards."""
-    saved = dict(os.environ)
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "FAL_", "WEBHOOK_", "MEDIA_", "CRASH_")) or key in ("PORT", "TIME_SCALE"):
-            del os.environ[key]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        POWERTOOLS_TRACE_DISABLED="true",
-        POWERTOOLS_METRICS_DISABLED="true",
-        POWERTOOLS_LOG_LEVEL="ERROR",
-    )
-    from moto import mock_aws
+    """The whole system in this process, as the integration tests start it; the environment and
+    the cached adapters are restored afterwards."""
+    from devstack.stack import in_process, isolated_env
 
-    from devstack.stack import LocalStack, StackConfig
-    from videogen import wiring
-
-    wiring.reset()
-    try:
-        with mock_aws(config={"stepfunctions": {"execute_state_machine": execute_sfn}}):  # type: ignore[arg-type]
-            stack = LocalStack(
-                StackConfig(
-                    port=0,
-                    falsim_port=0,
-                    moto_port=0,
-                    time_scale=time_scale,
-                    reconcile_every_s=0,
-                    reconcile_grace_s=0,
-                    sim_config=sim_config or {},
-                )
-            )
-            stack.start()
-            try:
-                yield stack
-            finally:
-                stack.stop()
-    finally:
-        wiring.reset()
-        os.environ.clear()
-        os.environ.update(saved)
+    with (
+        isolated_env(POWERTOOLS_LOG_LEVEL="ERROR"),
+        in_process(execute_sfn=execute_sfn, time_scale=time_scale, sim_config=sim_config) as stack,
+    ):
+        yield stack
 
 
 def main(argv: list[str] | None = None) -> int:

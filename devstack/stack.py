@@ -20,6 +20,8 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,6 +267,68 @@ class LocalStack:
                 self.reconcile_once()
             except Exception as exc:  # a failed run is retried by the next one, like the schedule would
                 print(f"reconciler run failed: {type(exc).__name__}", flush=True)
+
+
+# --- in one process, for tests and benchmarks ------------------------------------------------------
+
+_STRIPPED = ("AWS_", "FAL_", "WEBHOOK_", "MEDIA_", "CRASH_")
+
+
+@contextmanager
+def isolated_env(**values: str) -> Iterator[None]:
+    """Run with the AWS/fal/webhook/media/crash settings of the caller's environment removed and
+    ``values`` (plus fake AWS credentials) set; restored afterwards, cached adapters forgotten."""
+    from videogen import wiring
+
+    saved = dict(os.environ)
+    for key in list(os.environ):
+        if key.startswith(_STRIPPED) or key in ("PORT", "TIME_SCALE"):
+            del os.environ[key]
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            **values,
+        }
+    )
+    wiring.reset()
+    try:
+        yield
+    finally:
+        wiring.reset()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
+def in_process(
+    *, execute_sfn: bool = False, time_scale: float = 0.01, sim_config: dict[str, Any] | None = None
+) -> Iterator[LocalStack]:
+    """The whole system in this process: moto ``mock_aws`` (resources from template.yaml; the
+    state machine executes only with ``execute_sfn``), the real handlers behind the gateway,
+    the fal simulator on an ephemeral port, no reconciler schedule (call ``reconcile_once``)."""
+    from moto import mock_aws
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": execute_sfn}}):  # type: ignore[arg-type]
+        stack = LocalStack(
+            StackConfig(
+                port=0,
+                falsim_port=0,
+                moto_port=0,
+                time_scale=time_scale,
+                reconcile_every_s=0,
+                reconcile_grace_s=0,
+                sim_config=sim_config or {},
+            )
+        )
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ After every test that used a stack, the credit invariants are audited.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,10 +18,9 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from devstack.invariants import audit
-from devstack.stack import LocalStack, StackConfig
+from devstack.stack import LocalStack, in_process, isolated_env
 
 FAST_SIM = {"queue_s": 0.2, "run_s": 0.3, "webhook_delay_s": 0}
 
@@ -30,24 +28,10 @@ FAST_SIM = {"queue_s": 0.2, "run_s": 0.3, "webhook_delay_s": 0}
 @pytest.fixture(autouse=True)
 def _clean_env() -> Iterator[None]:
     """Every test starts from the same environment and forgets cached adapters and crash points."""
-    saved = dict(os.environ)
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "FAL_", "WEBHOOK_", "MEDIA_", "CRASH_")) or key in ("PORT", "TIME_SCALE"):
-            del os.environ[key]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        ENVIRONMENT="test",
-        POWERTOOLS_TRACE_DISABLED="true",
-        POWERTOOLS_METRICS_DISABLED="true",
-        POWERTOOLS_LOG_LEVEL="WARNING",
-    )
-    _reset()
-    yield
-    _reset()
-    os.environ.clear()
-    os.environ.update(saved)
+    with isolated_env(ENVIRONMENT="test", POWERTOOLS_LOG_LEVEL="WARNING"):
+        _reset()
+        yield
+        _reset()
 
 
 def _reset() -> None:
@@ -156,29 +140,13 @@ class Harness:
 
 
 def _start(execute_sfn: bool, sim_config: dict[str, Any]) -> Iterator[Harness]:
-    config = {"stepfunctions": {"execute_state_machine": execute_sfn}}
-    with mock_aws(config=config):  # type: ignore[arg-type]
-        stack = LocalStack(
-            StackConfig(
-                port=0,
-                falsim_port=0,
-                moto_port=0,
-                time_scale=0.01,
-                reconcile_every_s=0,
-                reconcile_grace_s=0,
-                sim_config=sim_config,
-            )
-        )
-        stack.start()
+    with in_process(execute_sfn=execute_sfn, time_scale=0.01, sim_config=sim_config) as stack:
         harness = Harness(stack)
-        try:
-            yield harness
-            if execute_sfn:
-                harness.wait_executions_idle()
-            result = harness.audit()
-            assert result.ok, f"credit/job invariants broken after the test: {result.problems}"
-        finally:
-            stack.stop()
+        yield harness
+        if execute_sfn:
+            harness.wait_executions_idle()
+        result = harness.audit()
+        assert result.ok, f"credit/job invariants broken after the test: {result.problems}"
 
 
 @pytest.fixture
