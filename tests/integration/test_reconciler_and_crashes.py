@@ -65,8 +65,8 @@ def test_crash_after_fal_accepted_the_lost_generations_webhook_completes_the_job
     accepted: list[str] = []
     original = WebhookService._belongs
 
-    def spy(job, request_id):
-        ok = original(job, request_id)
+    def spy(job, request_id, succeeded):
+        ok = original(job, request_id, succeeded)
         if ok and (job.fal is None or job.fal.request_id != request_id):
             accepted.append(request_id)  # a delivery for a request id the job never stored
         return ok
@@ -290,3 +290,22 @@ def test_active_index_holds_only_unfinished_jobs(stack):
             ExpressionAttributeValues={":p": {"S": f"ACTIVE#{shard}"}},
         )["Items"]
     assert [i["id"]["S"] for i in items] == [keep]
+
+
+def test_one_failing_repair_does_not_stop_the_pass(stack, monkeypatch):
+    from videogen.services.reconcile import Reconciler
+
+    _no_execution_on_submit(monkeypatch)
+    token = stack.user(credits=50)
+    ids = [stack.submit(token, key=f"e{i}").json["job"]["id"] for i in range(3)]
+    monkeypatch.undo()
+    original = Reconciler.repair
+
+    def flaky(self, job):
+        if job.id == ids[0]:
+            raise RuntimeError("unexpected")
+        return original(self, job)
+
+    monkeypatch.setattr(Reconciler, "repair", flaky)
+    outcomes = stack.stack.reconcile_once()
+    assert outcomes["error"] == 1 and outcomes["execution_started"] == 2

@@ -349,8 +349,10 @@ def test_transaction_conflict_is_not_a_lost_race(stack, monkeypatch):
     _, job = _submitted_job(stack)
     _wait_sim_done(stack, job.fal.request_id)
     conflict = ClientError(
-        {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
-         "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]},
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+            "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}],
+        },
         "TransactWriteItems",
     )
     real_db = stack.store._db
@@ -395,3 +397,82 @@ def test_submit_after_the_deadline_never_reaches_fal(stack, monkeypatch):
     assert job.status == JobStatus.FAILED and job.error.code == "deadline_exceeded"
     assert stack.sim.stats().get("submits", 0) == 0
     assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
+
+
+def test_cancel_racing_submit_to_fal_cancels_at_fal_too(stack, monkeypatch):
+    """Cancel reads a queued job (no fal request), then SubmitToFal stores one before the cancel's
+    transition: the transition must not pass on the stale read; cancel re-decides and asks fal."""
+    from videogen.services.completion import JobFinisher
+
+    stack.sim.set_config(queue_s=30, run_s=1, webhook_drop_rate=1)
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]
+    original, raced = JobFinisher.fail, []
+
+    def submit_first(self, job, *args, **kwargs):
+        if not raced:
+            raced.append(wiring.fal_tasks().submit(job_id))  # lands between the read and the write
+        return original(self, job, *args, **kwargs)
+
+    monkeypatch.setattr(JobFinisher, "fail", submit_first)
+    reply = stack.request("POST", f"/v1/videos/{job_id}/cancel", token=token)
+    assert raced == [{"done": False}]
+    assert reply.status == 200 and reply.json["status"] == "canceled"
+    assert stack.sim.stats()["cancelled"] == 1  # fal was told
+    assert [e["type"] for e in stack.request("GET", "/v1/credits", token=token).json["ledger"]].count("refund") == 1
+
+
+def test_failure_of_another_generation_does_not_fail_the_job(stack):
+    """After a lost submit answer (two generations), only the stored request may fail the job;
+    another generation may only complete it."""
+    _, job = _submitted_job(stack)
+    _wait_sim_done(stack, job.fal.request_id)  # (its file on the CDN stands in for the other generation's)
+    stack.db.update_item(
+        TableName=stack.table,
+        Key={"pk": {"S": f"JOB#{job.id}"}, "sk": {"S": "JOB"}},
+        UpdateExpression="SET submit_attempts = :two",
+        ExpressionAttributeValues={":two": {"N": "2"}},
+    )
+    other = {
+        "request_id": "lost-generation",
+        "gateway_request_id": "g",
+        "status": "ERROR",
+        "error": "boom",
+        "payload": {"detail": "boom"},
+    }
+    reply = _deliver(stack, job, other)
+    assert reply.status == 200 and reply.json["ignored"] == "other request"
+    assert stack.job(job.id).status == JobStatus.SUBMITTED
+    ok = {**_ok_body(stack, job), "request_id": "lost-generation"}
+    assert _deliver(stack, job, ok).json["status"] == "completed"
+
+
+def test_deadline_last_look_with_a_broken_copy_keeps_the_job_for_a_retry(stack):
+    from videogen.domain.errors import MediaTransferError
+
+    _, job = _submitted_job(stack)
+    _wait_sim_done(stack, job.fal.request_id)
+    stack.sim.set_config(cdn_error_rate=1)
+    with pytest.raises(MediaTransferError):
+        wiring.fal_tasks().expire(job.id, "deadline_exceeded", cancel_at_fal=True)
+    assert stack.job(job.id).status == JobStatus.SUBMITTED  # not failed: fal has the video
+    stack.sim.set_config(cdn_error_rate=0)
+    assert wiring.fal_tasks().expire(job.id, "deadline_exceeded", cancel_at_fal=True).status == JobStatus.COMPLETED
+
+
+def test_event_bus_outage_leaves_the_event_to_the_reconciler(stack, monkeypatch):
+    from videogen.adapters.events import EventBridgePublisher
+
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]
+    original = EventBridgePublisher.publish
+
+    def down(self, detail_type, detail):
+        raise RuntimeError("events unavailable")
+
+    monkeypatch.setattr(EventBridgePublisher, "publish", down)
+    assert stack.request("POST", f"/v1/videos/{job_id}/cancel", token=token).status == 200
+    assert stack.job(job_id).event_pending
+    monkeypatch.setattr(EventBridgePublisher, "publish", original)
+    assert stack.stack.reconcile_once()["event_published"] == 1
+    assert not stack.job(job_id).event_pending

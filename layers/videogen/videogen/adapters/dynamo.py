@@ -549,8 +549,11 @@ class DynamoStore:
         with contextlib.suppress(TransitionRejected):
             self._update_job(job_id, {}, ACTIVE)
 
-    def _terminal_update(self, job: Job, status: JobStatus, fields: Mapping[str, Any], now: str) -> dict[str, Any]:
-        """The job's move to a terminal ``status``, conditioned on the states it may come from.
+    def _terminal_update(
+        self, job: Job, status: JobStatus, fields: Mapping[str, Any], now: str, *, unsubmitted: bool = False
+    ) -> dict[str, Any]:
+        """The job's move to a terminal ``status``, conditioned on the states it may come from
+        (and, with ``unsubmitted``, on no fal request having been stored meanwhile).
 
         The job stays in the sparse index with ``event_pending`` until its event is out (outbox).
         """
@@ -568,7 +571,10 @@ class DynamoStore:
                 "TableName": self._table,
                 "Key": job_key(job.id),
                 "UpdateExpression": "SET " + ", ".join(f"#{k} = :{k}" for k in sets),
-                "ConditionExpression": "#status IN (" + ", ".join(f":from{i}" for i in range(len(allowed))) + ")",
+                "ConditionExpression": "#status IN ("
+                + ", ".join(f":from{i}" for i in range(len(allowed)))
+                + ")"
+                + (" AND attribute_not_exists(fal)" if unsubmitted else ""),
                 "ExpressionAttributeNames": {f"#{k}": k for k in sets},
                 "ExpressionAttributeValues": _values(
                     {f":{k}": v for k, v in sets.items()} | {f":from{i}": s for i, s in enumerate(allowed)}
@@ -619,10 +625,13 @@ class DynamoStore:
             ],
         )
 
-    def finish_with_refund(self, job: Job, status: JobStatus, error: JobError | None) -> Job:
+    def finish_with_refund(
+        self, job: Job, status: JobStatus, error: JobError | None, *, unsubmitted: bool = False
+    ) -> Job:
         """Active → failed/canceled, credits back, ledger refund, slot freed: ONE transaction.
 
         The job's status condition makes the refund happen at most once, whatever races.
+        ``unsubmitted``: only while no fal request is stored (a cancel that skipped fal).
         """
         if status not in (JobStatus.FAILED, JobStatus.CANCELED):
             raise ValueError(status)
@@ -631,7 +640,7 @@ class DynamoStore:
         return self._finish(
             job,
             [
-                self._terminal_update(job, status, fields, now),
+                self._terminal_update(job, status, fields, now, unsubmitted=unsubmitted),
                 self._balance_update(job.user_id, job.credits_charged, now),
                 self._ledger_put(job.user_id, new_id("le"), LedgerType.REFUND, job.credits_charged, job.id, now),
             ],

@@ -91,10 +91,15 @@ class JobFinisher:
         self.publish(done)
         return done
 
-    def fail(self, job: Job, code: str, message: str, status: JobStatus = JobStatus.FAILED) -> Job:
-        """Fail (or cancel) the job and refund its credits, exactly once."""
+    def fail(
+        self, job: Job, code: str, message: str, status: JobStatus = JobStatus.FAILED, *, unsubmitted: bool = False
+    ) -> Job:
+        """Fail (or cancel) the job and refund its credits, exactly once. ``unsubmitted``: only if
+        no fal request was stored meanwhile (else the caller decides again on the fresh job)."""
         try:
-            done = self._store.finish_with_refund(job, status, JobError(code=code, message=message[:500]))
+            done = self._store.finish_with_refund(
+                job, status, JobError(code=code, message=message[:500]), unsubmitted=unsubmitted
+            )
         except TransitionRejected:
             latest = self._store.get_job(job.id) or job
             logger.info("failure lost the race", extra={"job_id": job.id, "status": latest.status.value})
@@ -124,5 +129,10 @@ class JobFinisher:
             }
         if job.error:
             detail["error"] = job.error.model_dump()
-        self._events.publish(EVENT_TYPES[job.status], detail)
+        try:
+            self._events.publish(EVENT_TYPES[job.status], detail)
+        except Exception:  # noqa: BLE001 - the outbox flag stays set: the reconciler publishes it later
+            logger.exception("publishing the terminal event failed; the reconciler will retry")
+            count("EventPublishFailed")
+            return
         self._store.clear_event_pending(job.id)

@@ -98,9 +98,11 @@ class FalTasks:
         try:
             self._store.mark_submitted(job_id, request, Progress(message="waiting in queue"))
         except TransitionRejected:
+            # The job moved on without this request (canceled, finished, or another run of this
+            # task stored its own): nobody will ever read this generation, so stop paying for it.
             latest = self._store.get_job(job_id)
-            if latest is not None and latest.status == JobStatus.CANCELED:
-                self._best_effort_cancel(request_job=latest, request=request)
+            self._best_effort_cancel(request_job=latest or job, request=request)
+            count("FalOrphanCanceled")
             return {"done": latest is None or latest.is_terminal}
         count("FalSubmitted")
         return {"done": False}
@@ -156,7 +158,9 @@ class FalTasks:
                 if self.poll(job):  # last look: it may have just finished
                     return self._store.get_job(job_id)
                 self._fal.cancel(job.fal)
-            except (FalTransientError, FalRejectedError, MediaTransferError, StoreBusy) as exc:
+            except (MediaTransferError, StoreBusy):
+                raise  # fal finished but storing it broke: retry (state machine, then reconciler), never fail
+            except (FalTransientError, FalRejectedError) as exc:
                 logger.warning(
                     "last look / cancel at fal failed", extra={"job_id": job_id, "error": type(exc).__name__}
                 )
@@ -189,7 +193,9 @@ class FalTasks:
                     raise ServiceUnavailable("The provider could not be reached; retry shortly") from None
                 if outcome == "already_completed":
                     raise NotCancelable("Generation has finished")
-            done = self._finisher.fail(job, "canceled", "canceled by the user", status=JobStatus.CANCELED)
+            done = self._finisher.fail(
+                job, "canceled", "canceled by the user", status=JobStatus.CANCELED, unsubmitted=job.fal is None
+            )
             if done.status == JobStatus.CANCELED:
                 return done
             job = done  # it moved (e.g. queued → submitted): decide again on the fresh state

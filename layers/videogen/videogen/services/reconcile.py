@@ -74,6 +74,10 @@ class Reconciler:
                 outcome = "retry_later"
                 logger.warning("repair deferred", extra={"job_id": job.id, "error": type(exc).__name__})
                 self._store.touch(job.id)
+            except Exception:  # noqa: BLE001 - one bad job must not stop the pass; it goes to the back
+                outcome = "error"
+                logger.exception("repair failed")
+                self._store.touch(job.id)
             outcomes[outcome] += 1
             count(f"Reconcile_{outcome}")
         logger.set_correlation_id(None)

@@ -85,7 +85,7 @@ class WebhookService:
         if job.is_terminal:
             count("WebhookForFinishedJob")
             return {"ok": True, "status": job.status.value}
-        if not self._belongs(job, delivery.request_id):
+        if not self._belongs(job, delivery.request_id, delivery.result.ok):
             logger.warning(
                 "webhook from another generation of this job ignored", extra={"fal_request_id": delivery.request_id}
             )
@@ -101,9 +101,10 @@ class WebhookService:
         return self._store.find_by_request_id(request_id)
 
     @staticmethod
-    def _belongs(job: Job, request_id: str) -> bool:
-        """The stored request, or — when an earlier submit's answer was lost (fal has no
-        idempotency key) — any generation fal made for this job: the first to finish wins."""
+    def _belongs(job: Job, request_id: str, succeeded: bool) -> bool:
+        """The stored request settles the job either way. When an earlier submit's answer was lost
+        (fal has no idempotency key), another generation of this job may complete it — the first
+        to finish wins — but its failure is ignored: the stored request may still succeed."""
         if job.fal is None or job.fal.request_id == request_id:
             return True
-        return job.submit_attempts > 1
+        return job.submit_attempts > 1 and succeeded
