@@ -121,3 +121,19 @@ def test_user_id_in_body_or_query_is_ignored(stack):
     assert stack.request("GET", "/v1/credits?user_id=alice-x", token=bob).json["balance"] == 10
     stack.submit(bob)
     assert stack.request("GET", "/v1/credits?user_id=bob-x", token=alice).json["balance"] == 10
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [("/v1/credits", {"pk": "USER#{u}", "sk": ""}),
+     ("/v1/credits", {"pk": "USER#{u}", "sk": "GRANT#x"}),
+     ("/v1/credits", {"pk": "USER#{u}", "sk": "ZZZ"}),
+     ("/v1/videos", {"pk": "JOB#a", "sk": "JOB", "gsi1pk": "USER#{u}", "gsi1sk": "JOB#b"}),
+     ("/v1/videos", {"pk": "JOB#a", "sk": "IDEM#k", "gsi1pk": "USER#{u}", "gsi1sk": "JOB#a"})],
+)
+def test_crafted_cursors_owned_by_the_caller_are_still_400(stack, path, key):
+    token = stack.user(credits=5, user_id="cursor-user")
+    forged = {k: v.replace("{u}", "cursor-user") for k, v in key.items()}
+    cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+    reply = stack.request("GET", f"{path}?cursor={cursor}", token=token)
+    assert reply.status == 400 and reply.json["code"] == "invalid_cursor"

@@ -272,3 +272,16 @@ def test_critical_path_is_one_read_one_transaction_one_start_and_no_fal(stack, m
     calls.clear()
     assert stack.submit(token, key="path").status == 202  # a replay: the read alone answers it
     assert calls == ["TransactGetItems"]
+
+
+def test_replay_answers_even_after_the_model_left_sale(stack, monkeypatch):
+    from videogen import wiring
+
+    token = stack.user(credits=20)
+    first = stack.submit(token, key="before", model="kling-2.1-standard-i2v", payload=KLING)
+    monkeypatch.setenv("DISABLED_MODELS", "kling-2.1-standard-i2v")
+    wiring.reset()
+    again = stack.submit(token, key="before", model="kling-2.1-standard-i2v", payload=KLING)
+    assert again.status == 202 and again.headers["idempotent-replayed"] == "true"
+    assert again.json == first.json
+    assert stack.submit(token, key="after", model="kling-2.1-standard-i2v", payload=KLING).status == 404

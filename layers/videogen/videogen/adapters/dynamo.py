@@ -28,7 +28,7 @@ import json
 import random
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -236,6 +236,7 @@ class DynamoStore:
             cursor,
             key_names=("pk", "sk"),
             owner=("pk", user_pk(user_id)),
+            valid=lambda k: k["sk"].startswith("LEDGER#") and len(k["sk"]) > len("LEDGER#"),
         )
         return [LedgerEntry.model_validate(i) for i in items], next_cursor
 
@@ -419,7 +420,12 @@ class DynamoStore:
             query["ExpressionAttributeNames"] = {"#s": "status"}
             query["ExpressionAttributeValues"].update(_values({":s": status.value}))
         items, next_cursor = self._page(
-            query, limit, cursor, key_names=("pk", "sk", "gsi1pk", "gsi1sk"), owner=("gsi1pk", user_pk(user_id))
+            query,
+            limit,
+            cursor,
+            key_names=("pk", "sk", "gsi1pk", "gsi1sk"),
+            owner=("gsi1pk", user_pk(user_id)),
+            valid=lambda k: k["sk"] == "JOB" and len(k["pk"]) > 4 and k["gsi1sk"] == k["pk"],
         )
         jobs = [Job.model_validate({**i, "input": json.loads(i.pop("input_json", "{}"))}) for i in items]
         return jobs, next_cursor
@@ -432,15 +438,22 @@ class DynamoStore:
         *,
         key_names: tuple[str, ...],
         owner: tuple[str, str],
+        valid: Callable[[dict[str, str]], bool],
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest-first page of ``limit`` items; the cursor is an opaque, owner-checked start key."""
-        start = self._decode_cursor(cursor, key_names, owner) if cursor else None
+        """Newest-first page of ``limit`` items; the cursor is an opaque start key, accepted only if
+        it is shaped like a key this query returns for this owner."""
+        start = self._decode_cursor(cursor, key_names, owner, valid) if cursor else None
         out: list[dict[str, Any]] = []
         while len(out) < limit:
             kwargs = {**query, "TableName": self._table, "ScanIndexForward": False, "Limit": limit - len(out)}
             if start:
                 kwargs["ExclusiveStartKey"] = start
-            resp = self._db.query(**kwargs)
+            try:
+                resp = self._db.query(**kwargs)
+            except ClientError as exc:
+                if cursor and _is(exc, "ValidationException"):  # a start key DynamoDB refuses
+                    raise InvalidCursor("cursor is not one this API returned") from None
+                raise
             out.extend(_unitem(i) for i in resp.get("Items", []))
             start = resp.get("LastEvaluatedKey")
             if not start:
@@ -456,7 +469,9 @@ class DynamoStore:
         return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
 
     @staticmethod
-    def _decode_cursor(cursor: str, key_names: Iterable[str], owner: tuple[str, str]) -> dict[str, Any]:
+    def _decode_cursor(
+        cursor: str, key_names: Iterable[str], owner: tuple[str, str], valid: Callable[[dict[str, str]], bool]
+    ) -> dict[str, Any]:
         try:
             raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         except (binascii.Error, ValueError, UnicodeDecodeError):
@@ -467,6 +482,7 @@ class DynamoStore:
             or set(raw) != names
             or not all(isinstance(v, str) for v in raw.values())
             or raw.get(owner[0]) != owner[1]
+            or not valid(raw)
         ):
             raise InvalidCursor("cursor is not one this API returned")
         return _item(raw)

@@ -71,7 +71,7 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
     return body
 
 
-def fingerprint(model: str, payload: dict[str, Any]) -> str:
+def fingerprint(model: Any, payload: Any) -> str:
     canonical = json.dumps({"model": model, "input": payload}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -117,16 +117,18 @@ def submit_video(
 ) -> SubmitAnswer:
     key = check_key(idempotency_key)
     body = parse_body(raw_body, settings.max_body_bytes)
-    spec = registry.get(body["model"])
-    parsed = spec.parse_input(body.get("input"))
-    cost = spec.credits(parsed)
-    payload = parsed.model_dump(mode="json", exclude_none=True)
-    fp = fingerprint(spec.id, body["input"])
+    fp = fingerprint(body["model"], body.get("input"))
+    spec: ModelSpec | None = None
 
     for attempt in range(MAX_OPTIMISTIC_ATTEMPTS):
         seen, record = store.read_for_submit(user_id, key)
-        if record is not None:
+        if record is not None:  # a replay answers as the first time, even if the model left sale since
             return _replay(record, fp)
+        if spec is None:  # a new request: validated against the model's schema before any charge
+            spec = registry.get(body["model"])
+            parsed = spec.parse_input(body.get("input"))
+            cost = spec.credits(parsed)
+            payload = parsed.model_dump(mode="json", exclude_none=True)
         if seen.balance < cost:
             raise InsufficientCredits(f"This video costs {cost} credits; the balance is {seen.balance}")
         if seen.active_jobs >= settings.max_active_jobs:
