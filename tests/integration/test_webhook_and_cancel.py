@@ -199,8 +199,8 @@ def test_webhook_and_poll_race_make_one_transition_one_object_no_refund(stack, m
         assert {f.result() for f in polls} == {True}
     assert transitions == [job.id]
     keys = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])]
-    assert keys == [f"videos/{job.id}.mp4"]
     done = stack.job(job.id)
+    assert keys == [done.video.s3_key]
     assert done.status == JobStatus.COMPLETED
     assert [e["type"] for e in stack.request("GET", "/v1/credits", token=token).json["ledger"]] == ["charge", "grant"]
 
@@ -381,7 +381,7 @@ def test_transaction_conflict_is_not_a_lost_race(stack, monkeypatch):
     wiring.store()._db = real_db
     assert reply.status == 503
     assert stack.job(job2.id).status == JobStatus.SUBMITTED
-    assert stack.s3.head_object(Bucket=stack.bucket, Key=f"videos/{job2.id}.mp4")  # kept for the retry
+    assert stack.s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"videos/{job2.id}/")["KeyCount"] == 1  # kept
     assert _deliver(stack, job2, _ok_body(stack, job2)).status == 200
     assert stack.job(job2.id).status == JobStatus.COMPLETED
 
@@ -476,3 +476,27 @@ def test_event_bus_outage_leaves_the_event_to_the_reconciler(stack, monkeypatch)
     monkeypatch.setattr(EventBridgePublisher, "publish", original)
     assert stack.stack.reconcile_once()["event_published"] == 1
     assert not stack.job(job_id).event_pending
+
+
+def test_two_generations_never_overwrite_the_recorded_video(stack):
+    """Two finishers copying DIFFERENT bytes for one job at once (two generations after a lost
+    submit answer): content-addressed keys keep them apart; the loser removes its own object and
+    the job's recorded sha256 matches the object it points to (the conftest audit re-hashes it)."""
+    from videogen.services.completion import video_key
+
+    _, job = _submitted_job(stack)
+    _wait_sim_done(stack, job.fal.request_id)
+    stale = stack.job(job.id)  # what the slower finisher read before the winner committed
+    assert _deliver(stack, job, _ok_body(stack, job)).status == 200
+    winner = stack.job(job.id).video
+
+    _, other_request = _submitted_job(stack, video_bytes=200_000)  # a generation with other bytes
+    _wait_sim_done(stack, other_request.fal.request_id)
+    stream = wiring.media().open(_ok_body(stack, other_request)["payload"]["video"]["url"])
+    other = wiring.videos().put_stream(video_key(stale), stream)
+    assert other.sha256 != winner.sha256 and other.s3_key != winner.s3_key
+    result = wiring.finisher()._transition_completed(stale, other)
+    assert result.video == winner
+    keys = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])]
+    assert keys == [winner.s3_key]
+    wiring.fal_tasks().check(other_request.id, 0, {})  # let the helper job finish normally

@@ -60,7 +60,8 @@ def test_webhook_path_completes_into_s3_and_check_then_stops_without_calling_fal
     job_id = stack_sfn.submit(token, **KLING).json["job"]["id"]
 
     job = stack_sfn.wait_status(job_id, {"completed"})
-    assert job.video.s3_key == f"videos/{job_id}.mp4" and len(job.video.sha256) == 64
+    assert len(job.video.sha256) == 64
+    assert job.video.s3_key == f"videos/{job_id}/{job.video.sha256}.mp4"  # content-addressed
     assert _objects(stack_sfn) == [job.video.s3_key]
     assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
     assert [t for t, d in events if d["job_id"] == job_id] == ["Job Completed"]

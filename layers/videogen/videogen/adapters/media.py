@@ -65,6 +65,9 @@ def _parse_allowed(entry: str) -> _HostKey:
     return parts.hostname, parts.port
 
 
+SHA256_PLACEHOLDER = "{sha256}"  # in a put_stream key: replaced by the content's hex sha256
+
+
 class GuardedMediaSource:
     """Implements :class:`videogen.ports.MediaSource`: opens a media URL behind the guards.
 
@@ -403,6 +406,7 @@ class S3VideoStore:
             if size == 0:
                 raise MediaRejected("media body is empty")
             sha256 = digest.hexdigest()
+            key = key.replace(SHA256_PLACEHOLDER, sha256)  # content-addressed keys: known only now
             metadata = {"sha256": sha256}
             if upload_id is None:
                 with _BufferReader(buf, fill) as body:
@@ -493,6 +497,18 @@ class S3VideoStore:
             size_bytes=int(answer["ContentLength"]),
             content_type=answer.get("ContentType") or OCTET_STREAM,
         )
+
+    def find(self, prefix: str) -> StoredVideo | None:
+        """A complete video stored under ``prefix`` (e.g. by an actor that died before using it)."""
+        try:
+            listing = self._s3.list_objects_v2(Bucket=self._bucket, Prefix=prefix, MaxKeys=10)
+        except (ClientError, BotoCoreError) as exc:
+            raise MediaTransferError(f"list s3://{self._bucket}/{prefix} failed: {exc}") from exc
+        for obj in listing.get("Contents", []):
+            found = self.head(obj["Key"])
+            if found is not None:
+                return found
+        return None
 
     def delete(self, key: str) -> None:
         try:

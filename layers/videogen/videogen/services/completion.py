@@ -16,6 +16,7 @@ from typing import Any
 
 from videogen import crash
 from videogen.adapters.dynamo import DynamoStore
+from videogen.adapters.media import SHA256_PLACEHOLDER
 from videogen.domain.errors import MediaRejected, TransitionRejected
 from videogen.domain.models import Job, JobError, JobStatus, StoredVideo
 from videogen.observability import count, logger
@@ -28,9 +29,15 @@ EVENT_TYPES = {
 }
 
 
+def video_prefix(job: Job) -> str:
+    return f"videos/{job.id}/"
+
+
 def video_key(job: Job) -> str:
-    """Deterministic object key: racing finishers write the same object, never two."""
-    return f"videos/{job.id}.mp4"
+    """Content-addressed key: the same bytes always land on the same object, and two different
+    generations of one job (after a lost submit answer) can never overwrite each other — the
+    recorded sha256 always matches the object the job points to."""
+    return f"{video_prefix(job)}{SHA256_PLACEHOLDER}.mp4"
 
 
 class JobFinisher:
@@ -58,13 +65,12 @@ class JobFinisher:
         current = self._store.get_job(job.id) or job
         if current.is_terminal:
             return current
-        key = video_key(current)
-        video = self._videos.head(key)  # a previous actor may have stored it and died
+        video = self._videos.find(video_prefix(current))  # a previous actor may have stored it and died
         if video is None:
             try:
                 stream = self._media.open(url)
                 try:
-                    video = self._videos.put_stream(key, stream)
+                    video = self._videos.put_stream(video_key(current), stream)
                 finally:
                     stream.close()
             except MediaRejected as exc:
@@ -80,9 +86,11 @@ class JobFinisher:
             done = self._store.complete(job, video)
         except TransitionRejected:
             latest = self._store.get_job(job.id) or job
-            if latest.is_terminal and latest.status != JobStatus.COMPLETED:
-                # It ended otherwise meanwhile (deadline, cancel): the object belongs to no job.
-                self._videos.delete(video_key(job))
+            kept = latest.video.s3_key if latest.video else None
+            if latest.is_terminal and kept != video.s3_key:
+                # It ended otherwise meanwhile (deadline, cancel, another generation's video):
+                # this object belongs to no job.
+                self._videos.delete(video.s3_key)
             logger.info("completion lost the race", extra={"job_id": job.id, "status": latest.status.value})
             return latest
         count("JobsCompleted")
