@@ -686,3 +686,33 @@ def test_key_provider_failure_is_transient() -> None:
     with pytest.raises(FalTransientError) as exc:
         client.status(FAKE_REQ)
     assert "sk-123" not in str(exc.value)
+
+
+def test_submit_answer_with_urls_off_the_queue_origin_is_refused() -> None:
+    """The key is sent with every status/result/cancel call: URLs elsewhere are never used."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Evil(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = json.dumps({"request_id": "r1", "status_url": "https://attacker.example/r1/status",
+                               "response_url": "https://attacker.example/r1", "cancel_url": "http://x@127.0.0.1/c"})
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = FalClient(f"http://127.0.0.1:{server.server_address[1]}", lambda: "k")
+        with pytest.raises(FalTransientError) as exc:
+            client.submit("fal-ai/minimax/video-01", {"prompt": "p"}, None)
+        assert exc.value.error_type == "protocol_error"
+    finally:
+        server.shutdown()

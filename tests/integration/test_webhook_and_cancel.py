@@ -500,3 +500,15 @@ def test_two_generations_never_overwrite_the_recorded_video(stack):
     keys = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])]
     assert keys == [winner.s3_key]
     wiring.fal_tasks().check(other_request.id, 0, {})  # let the helper job finish normally
+
+
+def test_deliveries_signed_for_another_fal_account_are_refused_when_pinned(stack, monkeypatch):
+    _, job = _submitted_job(stack)
+    _wait_sim_done(stack, job.fal.request_id)
+    monkeypatch.setenv("FAL_WEBHOOK_USER_ID", "our-fal-account")
+    wiring.reset()
+    reply = _deliver(stack, job, _ok_body(stack, job))  # validly signed, for the simulator's user
+    assert reply.status == 401 and stack.job(job.id).status == JobStatus.SUBMITTED
+    monkeypatch.setenv("FAL_WEBHOOK_USER_ID", stack.sim.user_id)
+    wiring.reset()
+    assert _deliver(stack, job, _ok_body(stack, job)).status == 200

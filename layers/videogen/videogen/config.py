@@ -40,6 +40,7 @@ class Settings(BaseModel):
     webhook_token_parameter: str = ""
     webhook_token: str = Field("", description="per-deployment token in the webhook URL (local only)")
     webhook_tolerance_s: int = 300
+    fal_webhook_user_id: str = Field("", description="when set, only deliveries signed for this fal user id")
     jwks_cache_s: int = Field(3600, le=24 * 3600)
     jwks_min_refetch_s: float = Field(10.0, ge=0, description="unknown-key refetches at most this often")
 

@@ -142,7 +142,7 @@ def webhooks() -> WebhookService:
         cache_s=s.jwks_cache_s,
         min_refetch_interval_s=s.jwks_min_refetch_s,
     )
-    return WebhookService(store(), finisher(), verifier, webhook_token)
+    return WebhookService(store(), finisher(), verifier, webhook_token, s.fal_webhook_user_id)
 
 
 @lru_cache(maxsize=1)

@@ -41,6 +41,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -156,6 +157,9 @@ class FalClient:
 
     # -- FalGateway -------------------------------------------------------------------
 
+    def _same_origin(self, url: object) -> bool:
+        return isinstance(url, str) and "@" not in url and _origin(url) == _origin(self._base)
+
     def submit(self, endpoint: str, payload: dict[str, Any], webhook_url: str | None) -> FalRequest:
         """Queue one generation. Never retried here (a retry may create a second job)."""
         endpoint = endpoint.strip("/")
@@ -168,7 +172,8 @@ class FalClient:
         body = _json_object(resp)
         fields = {name: body.get(name) for name in ("request_id", "status_url", "response_url", "cancel_url")}
         missing = [name for name, value in fields.items() if not isinstance(value, str) or not value]
-        bad_urls = [n for n in _URL_FIELDS if n not in missing and not _is_http(fields[n])]
+        # The key goes with every call to these URLs: they must be on the queue's own origin.
+        bad_urls = [n for n in _URL_FIELDS if n not in missing and not self._same_origin(fields[n])]
         if missing or bad_urls:
             raise FalTransientError(
                 f"submit answer unusable (missing {missing or 'nothing'}, bad urls {bad_urls or 'none'})",
@@ -421,5 +426,6 @@ def _short(text: str, limit: int = _MAX_DETAIL) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _is_http(url: object) -> bool:
-    return isinstance(url, str) and (url.startswith("https://") or url.startswith("http://"))
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()

@@ -61,11 +61,13 @@ class WebhookService:
         finisher: JobFinisher,
         verifier: SignatureVerifier,
         token: Callable[[], str],
+        expected_user_id: str = "",
     ) -> None:
         self._store = store
         self._finisher = finisher
         self._verifier = verifier
         self._token = token
+        self._expected_user_id = expected_user_id
 
     def handle(self, headers: Mapping[str, str], query: Mapping[str, str], raw_body: bytes) -> dict[str, Any]:
         expected = self._token()
@@ -73,6 +75,10 @@ class WebhookService:
             count("WebhookRejected")
             raise InvalidSignature("bad or missing webhook token")
         self._verifier.verify(headers, raw_body)
+        if self._expected_user_id:  # signed by fal, but for OUR account? (the user id is in the signature)
+            sender = {k.lower(): v for k, v in headers.items()}.get("x-fal-webhook-user-id", "")
+            if not hmac.compare_digest(sender.encode(), self._expected_user_id.encode()):
+                raise InvalidSignature("delivery for another fal account")
         delivery = parse_delivery(raw_body)
         if delivery is None:
             return {"ok": True, "ignored": "status"}
