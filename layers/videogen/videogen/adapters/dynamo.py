@@ -489,29 +489,17 @@ class DynamoStore:
 
     # --- job transitions (each a conditional write) ----------------------------------------------
 
-    def _update_job(
-        self,
-        job_id: str,
-        sets: Mapping[str, Any],
-        allowed_from: Iterable[JobStatus],
-        *,
-        extra_condition: str = "",
-        removes: Iterable[str] = (),
-    ) -> Job:
+    def _update_job(self, job_id: str, sets: Mapping[str, Any], allowed_from: Iterable[JobStatus]) -> Job:
+        """Set ``sets`` on an active job still in one of ``allowed_from``; its place in the stale
+        index (``active_sk``) moves to now with ``updated_at``."""
         now = rfc3339()
-        sets = {**sets, "updated_at": now}
+        sets = {**sets, "updated_at": now, "active_sk": now}
         names = {f"#{k}": k for k in sets} | {"#status": "status"}
         values = _values({f":{k}": v for k, v in sets.items()})
         allowed = sorted(s.value for s in allowed_from)
         values.update(_values({f":from{i}": s for i, s in enumerate(allowed)}))
         update = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
-        if "active_sk" not in sets and not list(removes):
-            update += ", active_sk = :updated_at"
-        if removes:
-            update += " REMOVE " + ", ".join(removes)
         condition = "attribute_exists(pk) AND #status IN (" + ", ".join(f":from{i}" for i in range(len(allowed))) + ")"
-        if extra_condition:
-            condition += f" AND {extra_condition}"
         return self._conditional_update(
             job_id,
             UpdateExpression=update,

@@ -22,11 +22,17 @@ from videogen.domain.errors import (
     StoreBusy,
     TransitionRejected,
 )
-from videogen.domain.models import Job, JobStatus, Progress
+from videogen.domain.models import FalRequest, Job, JobStatus, Progress
 from videogen.domain.registry import Registry
 from videogen.observability import count, logger
 from videogen.ports import FalGateway, FalResult, FalStatus
 from videogen.services.completion import JobFinisher
+
+# What a failed job's error.message says for the failure codes of the workflow.
+FAILURE_MESSAGES = {
+    "deadline_exceeded": "the provider did not finish in time",
+    "submit_failed": "the provider could not accept the request",
+}
 
 
 def webhook_url(base_url: str, token: str, job_id: str) -> str | None:
@@ -75,7 +81,7 @@ class FalTasks:
         if job.fal is not None:  # a retry after the request id was stored
             return {"done": False}
         if job.deadline_at and time.time() >= job.deadline_at:  # started too late: never pay fal for it
-            self._finisher.fail(job, "deadline_exceeded", "the provider did not finish in time")
+            self._finisher.fail(job, "deadline_exceeded", FAILURE_MESSAGES["deadline_exceeded"])
             return {"done": True}
         try:
             job = self._store.record_submit_attempt(job_id)
@@ -101,17 +107,17 @@ class FalTasks:
             # The job moved on without this request (canceled, finished, or another run of this
             # task stored its own): nobody will ever read this generation, so stop paying for it.
             latest = self._store.get_job(job_id)
-            self._best_effort_cancel(request_job=latest or job, request=request)
+            self._best_effort_cancel(job_id, request)
             count("FalOrphanCanceled")
             return {"done": latest is None or latest.is_terminal}
         count("FalSubmitted")
         return {"done": False}
 
-    def _best_effort_cancel(self, request_job: Job, request: Any) -> None:
+    def _best_effort_cancel(self, job_id: str, request: FalRequest) -> None:
         try:
             self._fal.cancel(request)
         except (FalTransientError, FalRejectedError):
-            logger.warning("could not cancel a request at fal", extra={"job_id": request_job.id})
+            logger.warning("could not cancel a request at fal", extra={"job_id": job_id})
 
     # --- Check -------------------------------------------------------------------------------
 
@@ -164,13 +170,9 @@ class FalTasks:
                 logger.warning(
                     "last look / cancel at fal failed", extra={"job_id": job_id, "error": type(exc).__name__}
                 )
-        messages = {
-            "deadline_exceeded": "the provider did not finish in time",
-            "submit_failed": "the provider could not accept the request",
-        }
         if cause:
             logger.info("failing job", extra={"job_id": job_id, "cause": cause[:200]})
-        return self._finisher.fail(job, reason, messages.get(reason, reason))
+        return self._finisher.fail(job, reason, FAILURE_MESSAGES.get(reason, reason))
 
     # --- user cancel -------------------------------------------------------------------------
 
