@@ -1,6 +1,6 @@
 """A local fal.ai simulator: queue API, signed webhooks, JWKS, a CDN of real MP4s, fault injection.
 
-It follows ``/work/shared/fal-api.md`` (where they disagree, that page wins):
+It follows ``docs/fal.md`` (where they disagree, that page wins):
 
 * ``POST /{model_id...}?fal_webhook=<url>`` (``Authorization: Key <anything>``) queues a request and
   answers ``200 {"request_id", "response_url", "status_url", "cancel_url", "queue_position",
@@ -98,7 +98,7 @@ STAT_KEYS = (
     "cdn_errors",
 )
 
-# Required inputs of the models listed in fal-api.md; a missing one fails the run with a 422.
+# Required inputs of the models listed in docs/fal.md; a missing one fails the run with a 422.
 REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
     "fal-ai/kling-video/v2.1/standard/image-to-video": ("prompt", "image_url"),
     "fal-ai/kling-video/v2.6/pro/image-to-video": ("prompt", "start_image_url"),
@@ -359,7 +359,7 @@ class FalSimulator:
         return {"keys": out}
 
     def sign(self, request_id: str, timestamp: str, body: bytes) -> str:
-        """Hex signature of one delivery, exactly as fal-api.md describes."""
+        """Hex signature of one delivery, exactly as docs/fal.md describes."""
         message = f"{request_id}\n{self.user_id}\n{timestamp}\n{hashlib.sha256(body).hexdigest()}".encode()
         return self.signing_key.sign(message).hex()
 

@@ -1,4 +1,4 @@
-"""GET /openapi.json: the OpenAPI 3.1 document of api.md's routes.
+"""GET /openapi.json: the OpenAPI 3.1 document of the routes in docs/api.md.
 
 Model input schemas come from the registry, so the document cannot drift from
 what ``POST /v1/videos`` validates.

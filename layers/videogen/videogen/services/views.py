@@ -1,4 +1,4 @@
-"""The public JSON shapes of api.md, built from domain objects."""
+"""The public JSON shapes of docs/api.md, built from domain objects."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from videogen.ports import VideoStore
 
 
 def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) -> dict[str, Any]:
-    """``Job`` as api.md defines it. ``video.url`` is a presigned URL to OUR bucket."""
+    """``Job`` as docs/api.md defines it. ``video.url`` is a presigned URL to OUR bucket."""
     view: dict[str, Any] = {
         "id": job.id,
         "status": job.status.value,
