@@ -2,7 +2,7 @@
 
 ``python -m devstack.docs`` rewrites every marked section of docs/api.md; ``--check`` only
 reports (exit 1) when one is out of date. tests/unit/test_docs.py runs the check, so a new
-error class, a changed status or a new model cannot ship without its documentation.
+route, error class, changed status or model cannot ship without its documentation.
 
 A marked section is the text between ``<!-- BEGIN GENERATED: name -->`` and
 ``<!-- END GENERATED: name -->``; everything outside the markers is written by hand.
@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from devstack.template import SamTemplate
 from videogen.domain.errors import DomainError
 from videogen.domain.registry import Registry
 
@@ -62,6 +63,21 @@ ADVICE: dict[str, str] = {
 }
 
 
+# One line per route of template.yaml (the routes API Gateway serves). Every route must be here,
+# and nothing else: a route added to the template without a line here fails the test.
+ROUTE_SUMMARY: dict[str, str] = {
+    "POST /v1/videos": "start a generation (charges credits)",
+    "GET /v1/videos": "the caller's jobs, newest first, paged",
+    "GET /v1/videos/{id}": "one job",
+    "POST /v1/videos/{id}/cancel": "cancel a job that has not started generating (refunds)",
+    "GET /v1/credits": "balance and ledger, newest first, paged",
+    "GET /v1/models": "the models on sale, their prices and input schemas",
+    "GET /openapi.json": "the OpenAPI document of the app's routes",
+    "POST /webhooks/fal": "fal.ai reports a finished request (operators; not in the OpenAPI document)",
+}
+ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token"}
+
+
 def error_classes() -> Iterator[type[DomainError]]:
     """Every DomainError class, depth first, the base included."""
 
@@ -99,7 +115,23 @@ def render_models() -> str:
     return "\n".join(lines)
 
 
-SECTIONS: dict[str, Callable[[], str]] = {"error-codes": render_errors, "models": render_models}
+def route_keys() -> list[str]:
+    return [f"{r.method} {r.path}" for r in SamTemplate.load().routes()]
+
+
+def render_routes() -> str:
+    lines = ["| route | auth | served by | what |", "|---|---|---|---|"]
+    for r in SamTemplate.load().routes():
+        auth = "JWT" if r.authorized else ROUTE_AUTH.get(r.path, "none")
+        lines.append(f"| `{r.method} {r.path}` | {auth} | `{r.function}` | {ROUTE_SUMMARY[f'{r.method} {r.path}']} |")
+    return "\n".join(lines)
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "routes": render_routes,
+    "error-codes": render_errors,
+    "models": render_models,
+}
 
 
 def _pattern(name: str) -> re.Pattern[str]:

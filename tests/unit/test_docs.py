@@ -1,4 +1,4 @@
-"""docs/api.md's generated sections match the code: error codes, statuses, titles, models."""
+"""docs/api.md's generated sections match the code: routes, error codes, statuses, titles, models."""
 
 from __future__ import annotations
 
@@ -34,5 +34,9 @@ def test_a_row_missing_from_the_document_is_detected_and_restored():
 
 
 def test_a_missing_marker_is_an_error():
-    with pytest.raises(ValueError, match="error-codes"):
+    with pytest.raises(ValueError, match="no marked section"):
         docs.update("no markers here")
+
+
+def test_every_route_of_the_template_is_described_and_no_description_is_stale():
+    assert sorted(docs.ROUTE_SUMMARY) == sorted(docs.route_keys())
