@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import re
 import tokenize
 from collections.abc import Iterator
@@ -47,12 +48,12 @@ MD_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
 def _files() -> Iterator[Path]:
-    for path in sorted(ROOT.rglob("*")):
-        rel = path.relative_to(ROOT)
-        if any(part in SKIP_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]):
-            continue
-        if path.is_file() and not path.is_symlink() and (path.suffix in TEXT_SUFFIXES or path.name in TEXT_NAMES):
-            yield path
+    for folder, dirs, names in os.walk(ROOT):  # never descends into skipped (or symlinked) folders
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        for name in sorted(names):
+            path = Path(folder, name)
+            if not path.is_symlink() and (path.suffix in TEXT_SUFFIXES or name in TEXT_NAMES):
+                yield path
 
 
 def _python_prose(source: str) -> str:
