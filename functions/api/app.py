@@ -42,7 +42,7 @@ def list_videos() -> Response:
 def cancel_video(job_id: str) -> Response:
     logger.set_correlation_id(job_id)
     job = queries.owned_job(wiring.store(), caller(app), job_id)
-    done = wiring.fal_tasks().cancel(job)
+    done = wiring.cancel_job().run(job)
     return json_response(200, job_view(done, wiring.videos(), wiring.settings().video_url_ttl_s))
 
 

@@ -25,7 +25,7 @@ def post_video() -> Response:
         store=wiring.store(),
         registry=wiring.registry(),
         workflow=wiring.workflow(),
-        settings=wiring.settings(),
+        limits=wiring.submit_limits(),
     )
     headers = {"Location": answer.location}
     if answer.replayed:

@@ -156,7 +156,7 @@ def _reconcile_later() -> dict[str, int]:
 def test_jobs_with_a_recent_heartbeat_are_left_alone(stack, monkeypatch):
     token = stack.user(credits=20)
     job_id = _submitted_without_execution(stack, monkeypatch, token, queue_s=30)
-    assert wiring.fal_tasks().check(job_id, 0, {})["done"] is False  # a Check: the heartbeat
+    assert wiring.check_job().run(job_id, 0, {})["done"] is False  # a Check: the heartbeat
     assert stack.stack.reconcile_once().get("found", 0) == 0
     assert _reconcile_later()["polled_orphan"] == 1
 
@@ -165,7 +165,7 @@ def _submitted_without_execution(stack, monkeypatch, token, **sim) -> str:
     """A job at fal whose execution is gone (stopped), its webhook lost."""
     stack.sim.set_config(**{"queue_s": 0.05, "run_s": 0.1, "webhook_drop_rate": 1, **sim})
     job_id = stack.submit(token).json["job"]["id"]
-    wiring.fal_tasks().submit(job_id)
+    wiring.submit_to_fal().run(job_id)
     boto3.client("stepfunctions").stop_execution(executionArn=wiring.workflow().execution_arn(job_id))
     return job_id
 

@@ -21,7 +21,7 @@ def _submitted_job(stack, **sim) -> tuple[str, object]:
     stack.sim.set_config(**{"queue_s": 0.05, "run_s": 0.1, "webhook_drop_rate": 1, **sim})
     token = stack.user(credits=10)
     job_id = stack.submit(token).json["job"]["id"]
-    assert wiring.fal_tasks().submit(job_id) == {"done": False}
+    assert wiring.submit_to_fal().run(job_id) == {"done": False}
     return token, stack.job(job_id)
 
 
@@ -190,7 +190,7 @@ def test_webhook_and_poll_race_make_one_transition_one_object_no_refund(stack, m
 
     def poll(_):
         barrier.wait()
-        return wiring.fal_tasks().check(job.id, 0, {"poll_base_s": 1, "poll_max_s": 1})["done"]
+        return wiring.check_job().run(job.id, 0, {"poll_base_s": 1, "poll_max_s": 1})["done"]
 
     with ThreadPoolExecutor(8) as pool:
         hooks = [pool.submit(webhook, i) for i in range(4)]
@@ -271,7 +271,7 @@ def test_cancel_a_queued_job_refunds_and_is_idempotent(stack):
     assert again.status == 200 and again.json["status"] == "canceled"
     assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
     # SubmitToFal arriving late sees a finished job and does nothing
-    assert wiring.fal_tasks().submit(job_id) == {"done": True}
+    assert wiring.submit_to_fal().run(job_id) == {"done": True}
     assert stack.sim.stats().get("submits", 0) == 0
 
 
@@ -392,7 +392,7 @@ def test_submit_after_the_deadline_never_reaches_fal(stack, monkeypatch):
     token = stack.user(credits=10)
     job_id = stack.submit(token).json["job"]["id"]
     time.sleep(0.3)
-    assert wiring.fal_tasks().submit(job_id) == {"done": True}
+    assert wiring.submit_to_fal().run(job_id) == {"done": True}
     job = stack.job(job_id)
     assert job.status == JobStatus.FAILED and job.error.code == "deadline_exceeded"
     assert stack.sim.stats().get("submits", 0) == 0
@@ -411,7 +411,7 @@ def test_cancel_racing_submit_to_fal_cancels_at_fal_too(stack, monkeypatch):
 
     def submit_first(self, job, *args, **kwargs):
         if not raced:
-            raced.append(wiring.fal_tasks().submit(job_id))  # lands between the read and the write
+            raced.append(wiring.submit_to_fal().run(job_id))  # lands between the read and the write
         return original(self, job, *args, **kwargs)
 
     monkeypatch.setattr(JobFinisher, "fail", submit_first)
@@ -454,10 +454,10 @@ def test_deadline_last_look_with_a_broken_copy_keeps_the_job_for_a_retry(stack):
     _wait_sim_done(stack, job.fal.request_id)
     stack.sim.set_config(cdn_error_rate=1)
     with pytest.raises(MediaTransferError):
-        wiring.fal_tasks().expire(job.id, "deadline_exceeded", cancel_at_fal=True)
+        wiring.expire_job().run(job.id, "deadline_exceeded", cancel_at_fal=True)
     assert stack.job(job.id).status == JobStatus.SUBMITTED  # not failed: fal has the video
     stack.sim.set_config(cdn_error_rate=0)
-    assert wiring.fal_tasks().expire(job.id, "deadline_exceeded", cancel_at_fal=True).status == JobStatus.COMPLETED
+    assert wiring.expire_job().run(job.id, "deadline_exceeded", cancel_at_fal=True).status == JobStatus.COMPLETED
 
 
 def test_event_bus_outage_leaves_the_event_to_the_reconciler(stack, monkeypatch):
@@ -499,7 +499,7 @@ def test_two_generations_never_overwrite_the_recorded_video(stack):
     assert result.video == winner
     keys = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])]
     assert keys == [winner.s3_key]
-    wiring.fal_tasks().check(other_request.id, 0, {})  # let the helper job finish normally
+    wiring.check_job().run(other_request.id, 0, {})  # let the helper job finish normally
 
 
 def test_deliveries_signed_for_another_fal_account_are_refused_when_pinned(stack, monkeypatch):

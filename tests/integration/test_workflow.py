@@ -126,7 +126,8 @@ def test_submit_5xx_then_success_is_retried_by_the_state_machine(stack_sfn):
 
 
 def test_submit_rejected_by_fal_fails_and_refunds(stack_sfn, monkeypatch):
-    from videogen.adapters.fal import FalClient, FalRejectedError
+    from videogen.adapters.fal import FalClient
+    from videogen.domain.errors import FalRejectedError
 
     def rejected(*args, **kwargs):
         raise FalRejectedError(status=422, error_type="validation", detail="bad input")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from videogen.adapters.dynamo import DynamoStore
 from videogen.domain.errors import BadRequest, JobNotFound
 from videogen.domain.models import Job, JobStatus
 from videogen.domain.registry import Registry
-from videogen.ports import VideoStore
+from videogen.ports import JobStore, VideoStore
 from videogen.services.views import job_view, ledger_view
 
 
@@ -33,7 +32,7 @@ def parse_status(raw: str | None) -> JobStatus | None:
         raise BadRequest(f"status must be one of {', '.join(s.value for s in JobStatus)}") from None
 
 
-def owned_job(store: DynamoStore, user_id: str, job_id: str) -> Job:
+def owned_job(store: JobStore, user_id: str, job_id: str) -> Job:
     """The caller's job; another user's job is indistinguishable from a missing one."""
     job = store.get_job(job_id) if job_id and len(job_id) <= 64 else None
     if job is None or job.user_id != user_id:
@@ -41,12 +40,12 @@ def owned_job(store: DynamoStore, user_id: str, job_id: str) -> Job:
     return job
 
 
-def get_job(store: DynamoStore, videos: VideoStore, user_id: str, job_id: str, url_ttl_s: int) -> dict[str, Any]:
+def get_job(store: JobStore, videos: VideoStore, user_id: str, job_id: str, url_ttl_s: int) -> dict[str, Any]:
     return job_view(owned_job(store, user_id, job_id), videos, url_ttl_s)
 
 
 def list_jobs(
-    store: DynamoStore, videos: VideoStore, user_id: str, params: dict[str, str], url_ttl_s: int
+    store: JobStore, videos: VideoStore, user_id: str, params: dict[str, str], url_ttl_s: int
 ) -> dict[str, Any]:
     jobs, cursor = store.list_jobs(
         user_id, parse_status(params.get("status")), parse_limit(params.get("limit")), params.get("cursor") or None
@@ -54,7 +53,7 @@ def list_jobs(
     return {"items": [job_view(j, videos, url_ttl_s) for j in jobs], "next_cursor": cursor}
 
 
-def credits(store: DynamoStore, user_id: str, params: dict[str, str]) -> dict[str, Any]:
+def credits(store: JobStore, user_id: str, params: dict[str, str]) -> dict[str, Any]:
     entries, cursor = store.list_ledger(user_id, parse_limit(params.get("limit")), params.get("cursor") or None)
     return {
         "balance": store.get_balance(user_id).balance,
