@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.unit.conftest import System
+from tests.fakes import video_url
+from tests.unit.conftest import WEBHOOK_TOKEN, System
+from videogen import crash
 from videogen.domain.errors import FalRejectedError, FalTransientError
 from videogen.domain.models import JobStatus
 
@@ -127,3 +131,38 @@ def test_given_the_orphan_cancel_fails_at_fal_then_submit_still_ends_quietly(sys
     system.fal.script_cancel("req-1", FalTransientError("timeout"))
     assert system.submit.run(job.id) == {"done": True}
     assert system.fal.count("cancel") == 1
+
+
+def test_given_submit_died_after_fal_accepted_then_the_lost_generations_webhook_completes_the_job(
+    system: System,
+) -> None:
+    """The request id was never stored, but the webhook URL names the job: the lost generation's
+    delivery completes it, and the state machine's retry of SubmitToFal then finds it done."""
+    job = system.given_job()
+    crash.arm(crash.AFTER_FAL_SUBMIT)
+    with pytest.raises(crash.CrashPointReached):
+        system.submit.run(job.id)
+    lost = system.job(job.id)
+    assert lost.fal is None and lost.submit_attempts == 1
+    [(_, _, webhook)] = system.fal.submitted
+    assert webhook is not None and f"job_id={job.id}" in webhook
+    body = {"request_id": "req-1", "status": "OK", "payload": {"video": {"url": video_url("req-1")}}}
+    assert system.webhooks.handle({}, {"token": WEBHOOK_TOKEN, "job_id": job.id}, json.dumps(body).encode()) == {
+        "ok": True,
+        "status": "completed",
+    }
+    assert system.submit.run(job.id) == {"done": True}  # the retry
+    assert system.fal.count("submit") == 1 and system.store.refunds(job.id) == 0
+
+
+def test_given_submit_died_after_fal_accepted_and_no_webhook_comes_then_the_retry_submits_once_more(
+    system: System,
+) -> None:
+    job = system.given_job()
+    crash.arm(crash.AFTER_FAL_SUBMIT)
+    with pytest.raises(crash.CrashPointReached):
+        system.submit.run(job.id)
+    assert system.submit.run(job.id) == {"done": False}
+    stored = system.job(job.id)
+    assert stored.submit_attempts == 2 and stored.fal == system.fal.request("req-2")
+    assert system.fal.count("submit") == 2  # fal has no idempotency key: the lost generation and the retry

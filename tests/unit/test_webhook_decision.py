@@ -13,7 +13,7 @@ import pytest
 
 from tests.fakes import video_url
 from tests.unit.conftest import WEBHOOK_TOKEN, System
-from videogen.domain.errors import BadRequest, InvalidSignature, MediaTransferError
+from videogen.domain.errors import BadRequest, InvalidSignature, MediaTransferError, ServiceUnavailable, StoreBusy
 from videogen.domain.models import Job, JobStatus
 
 
@@ -144,3 +144,16 @@ def test_given_the_copy_breaks_then_it_raises_for_a_redelivery_and_the_next_one_
         deliver(system, ok_body("req-1"), job)
     assert system.job(job.id).status == JobStatus.SUBMITTED and system.videos.keys() == []
     assert deliver(system, ok_body("req-1"), job) == {"ok": True, "status": "completed"}
+
+
+def test_given_the_store_stays_busy_then_it_raises_for_a_redelivery_and_the_stored_video_is_reused(
+    system: System,
+) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    system.store.fail("complete", StoreBusy("kept conflicting"))
+    with pytest.raises(StoreBusy) as busy:  # a ServiceUnavailable: 503, fal delivers again
+        deliver(system, ok_body("req-1"), job)
+    assert isinstance(busy.value, ServiceUnavailable)
+    assert system.job(job.id).status == JobStatus.SUBMITTED and len(system.videos.keys()) == 1
+    assert deliver(system, ok_body("req-1"), job) == {"ok": True, "status": "completed"}
+    assert system.media.opened == [video_url("req-1")]  # downloaded once
