@@ -48,9 +48,14 @@ def settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def store() -> DynamoStore:
+    return store_for(settings().table_name)
+
+
+def store_for(table_name: str) -> DynamoStore:
+    """A store on a named table (the admin CLI points at a deployed stack's table)."""
     from videogen.adapters.dynamo import DynamoStore
 
-    return DynamoStore(client("dynamodb"), settings().table_name)
+    return DynamoStore(client("dynamodb"), table_name)
 
 
 @lru_cache(maxsize=1)

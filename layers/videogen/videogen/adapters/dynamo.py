@@ -120,15 +120,18 @@ def _is(exc: ClientError, code: str) -> bool:
     return exc.response.get("Error", {}).get("Code") == code
 
 
-def _status_condition(allowed: Iterable[JobStatus]) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """``#status IN (...)`` for the states a write may come from: the ONE builder of a status
-    condition, fed from the domain's transition table (ALLOWED_FROM and what derives from it)."""
+def _status_condition(
+    allowed: Iterable[JobStatus], *, unsubmitted: bool = False
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``#status IN (...)`` for the states a job write may come from (and, with ``unsubmitted``,
+    no fal request stored): the ONE builder of a job write's condition, fed from the domain's
+    transition table (ALLOWED_FROM and what derives from it). Returns (expression, names, values)."""
     states = sorted(s.value for s in allowed)
     if not states:
         raise ValueError("a status write must be allowed from at least one state")
     placeholders = [f":from{i}" for i in range(len(states))]
     return (
-        "#status IN (" + ", ".join(placeholders) + ")",
+        "#status IN (" + ", ".join(placeholders) + ")" + (" AND attribute_not_exists(fal)" if unsubmitted else ""),
         {"#status": "status"},
         _values(dict(zip(placeholders, states, strict=True))),
     )
@@ -498,17 +501,16 @@ class DynamoStore:
         now = rfc3339()
         sets = {**sets, "updated_at": now, "active_sk": now}
         add = dict(add or {})
-        condition, names, values = _status_condition(allowed_from)
+        condition, names, values = _status_condition(allowed_from, unsubmitted=unsubmitted)
         names |= {f"#{k}": k for k in (*sets, *add)}
         values |= _values({f":{k}": v for k, v in (sets | add).items()})
         update = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
         if add:
             update += " ADD " + ", ".join(f"#{k} :{k}" for k in add)
-        condition = "attribute_exists(pk) AND " + condition + (" AND attribute_not_exists(fal)" if unsubmitted else "")
         return self._conditional_update(
             job_id,
             UpdateExpression=update,
-            ConditionExpression=condition,
+            ConditionExpression="attribute_exists(pk) AND " + condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
@@ -571,13 +573,13 @@ class DynamoStore:
             "active_sk": now,
             **fields,
         }
-        condition, names, values = _status_condition(ALLOWED_FROM[status])
+        condition, names, values = _status_condition(ALLOWED_FROM[status], unsubmitted=unsubmitted)
         return {
             "Update": {
                 "TableName": self._table,
                 "Key": job_key(job.id),
                 "UpdateExpression": "SET " + ", ".join(f"#{k} = :{k}" for k in sets),
-                "ConditionExpression": condition + (" AND attribute_not_exists(fal)" if unsubmitted else ""),
+                "ConditionExpression": condition,
                 "ExpressionAttributeNames": names | {f"#{k}": k for k in sets},
                 "ExpressionAttributeValues": values | _values({f":{k}": v for k, v in sets.items()}),
             }
