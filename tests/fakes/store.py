@@ -209,8 +209,6 @@ class FakeStore:
         cost = job.credits_charged
         if account.balance != seen.balance or account.balance < cost or account.active_jobs >= max_active:
             raise BalanceChanged()
-        if job.id in self._jobs:
-            raise TransitionRejected(job.id)
         account.balance -= cost
         account.active_jobs += 1
         account.idempotency[idempotency_key] = IdempotencyRecord(fingerprint, job.id, 202, answer)

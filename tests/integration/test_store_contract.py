@@ -1,5 +1,6 @@
 """The in-memory FakeStore (tests/fakes) against the DynamoDB adapter on moto: the same
-scenarios, the same outcomes. This is what lets the unit tests trust the fake.
+scenarios, the same outcomes. This is what lets the unit tests trust the fake. (Both walk the
+transition table too: the adapter in test_transition_table.py, the fake in tests/unit/test_fakes.py.)
 
 Every job state is reached through the stores' own operations (no raw writes), and every
 scenario ends with the invariant audit on the store's contents.
@@ -21,7 +22,7 @@ from devstack.template import SamTemplate
 from tests.fakes import FakeStore, fal_request, make_job
 from videogen.adapters.dynamo import DynamoStore
 from videogen.domain.errors import BalanceChanged, GrantConflict, IdempotencyKeyTaken, TransitionRejected
-from videogen.domain.models import ALLOWED_FROM, Balance, Job, JobError, JobStatus, LedgerType, Progress, StoredVideo
+from videogen.domain.models import Balance, Job, JobError, JobStatus, LedgerType, Progress, StoredVideo
 from videogen.ports import JobStore
 
 VIDEO = StoredVideo(s3_key="videos/x/abc.mp4", sha256="ab" * 32, size_bytes=3)
@@ -110,59 +111,6 @@ def test_submit_charges_once_replays_the_key_and_refuses_a_moved_balance(subject
     assert store.get_job(other.id) is None
     assert store.ledger_totals(user) == {"grant": 12, "charge": 6, "refund": 0}
     assert subject.audit().ok
-
-
-@pytest.mark.parametrize("start", list(JobStatus))
-@pytest.mark.parametrize("move", ["complete", "fail", "cancel", "cancel_unsubmitted", "submit", "attempt"])
-def test_each_move_is_allowed_exactly_from_the_transition_table(
-    subject: Subject, user: str, start: JobStatus, move: str
-) -> None:
-    store = subject.store
-    job = _in_status(store, user, start)
-    target = {
-        "complete": JobStatus.COMPLETED,
-        "fail": JobStatus.FAILED,
-        "cancel": JobStatus.CANCELED,
-        "cancel_unsubmitted": JobStatus.CANCELED,
-        "submit": JobStatus.SUBMITTED,
-        "attempt": JobStatus.SUBMITTED,
-    }[move]
-    allowed = start in ALLOWED_FROM[target]
-    if move == "cancel_unsubmitted":
-        allowed = allowed and job.fal is None
-    if move == "attempt":
-        allowed = allowed and job.fal is None
-    before = store.get_job(job.id)
-    try:
-        if move == "complete":
-            after = store.complete(job, VIDEO)
-        elif move in ("fail", "cancel", "cancel_unsubmitted"):
-            error = JobError(code="e", message="m")
-            after = store.finish_with_refund(job, target, error, unsubmitted=move == "cancel_unsubmitted")
-        elif move == "submit":
-            after = store.mark_submitted(job.id, fal_request("req-new"), Progress())
-        else:
-            after = store.record_submit_attempt(job.id)
-    except TransitionRejected:
-        assert not allowed, f"{move} from {start} was refused"
-        assert store.get_job(job.id) == before  # nothing changed
-    else:
-        assert allowed, f"{move} from {start} was let through"
-        assert after.status == target if move != "attempt" else after.submit_attempts == before.submit_attempts + 1  # type: ignore[union-attr]
-        if target.is_terminal:
-            assert after.event_pending and after.completed_at
-    assert subject.audit().ok
-
-
-@pytest.mark.parametrize("start", [JobStatus.SUBMITTED, JobStatus.IN_PROGRESS])
-@pytest.mark.parametrize("reported", [JobStatus.SUBMITTED, JobStatus.IN_PROGRESS])
-def test_progress_only_moves_forward(subject: Subject, user: str, start: JobStatus, reported: JobStatus) -> None:
-    job = _in_status(subject.store, user, start)
-    if start == JobStatus.IN_PROGRESS and reported == JobStatus.SUBMITTED:
-        with pytest.raises(TransitionRejected):
-            subject.store.update_progress(job.id, reported, Progress(queue_position=1))
-    else:
-        assert subject.store.update_progress(job.id, reported, Progress(queue_position=1)).status == reported
 
 
 def test_a_refund_happens_once_and_frees_the_slot(subject: Subject, user: str) -> None:

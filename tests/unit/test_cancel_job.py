@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes import completed, in_progress, in_queue
-from tests.unit.conftest import System
+from tests.fakes.system import System
 from videogen.domain.errors import (
     FalRejectedError,
     FalTransientError,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes import video_url
-from tests.unit.conftest import System
+from tests.fakes.system import System
 from videogen import crash
 from videogen.domain.errors import MediaRejected, MediaTransferError
 from videogen.domain.models import JobStatus

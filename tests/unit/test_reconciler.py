@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.fakes import completed, in_progress, in_queue, video_url
-from tests.unit.conftest import GRACE_S, System
+from tests.fakes.system import GRACE_S, System
 from videogen.domain.errors import FalRejectedError, FalTransientError, MediaTransferError, StoreBusy
 from videogen.domain.models import Job, JobStatus
 from videogen.domain.timing import quiet_allowance_s
@@ -151,10 +151,8 @@ def test_given_a_repair_fails_unexpectedly_then_the_pass_goes_on_with_the_others
     assert system.store.calls.count("touch") == 3  # the broken one went to the back too
 
 
-def test_given_more_stuck_jobs_than_a_batch_then_each_pass_takes_a_batch(system: System) -> None:
-    from tests.unit.conftest import System as Wired
-
-    small = Wired(batch=2)
+def test_given_more_stuck_jobs_than_a_batch_then_each_pass_takes_a_batch() -> None:
+    small = System(batch=2)
     ids = {small.given_job().id for _ in range(5)}
     later = time.time() + LATER
     small.store.clock = lambda: later  # what a pass touches is fresh for the next passes

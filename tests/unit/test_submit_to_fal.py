@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.fakes import video_url
-from tests.unit.conftest import WEBHOOK_TOKEN, System
+from tests.fakes.system import WEBHOOK_TOKEN, System
 from videogen import crash
 from videogen.domain.errors import FalRejectedError, FalTransientError
 from videogen.domain.models import JobStatus

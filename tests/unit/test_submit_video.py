@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.conftest import System
+from tests.fakes.system import System
 from videogen.domain.errors import (
     BalanceChanged,
     ConcurrentUpdate,

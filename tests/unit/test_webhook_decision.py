@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import video_url
-from tests.unit.conftest import WEBHOOK_TOKEN, System
+from tests.fakes.system import WEBHOOK_TOKEN, System
 from videogen.domain.errors import BadRequest, InvalidSignature, MediaTransferError, ServiceUnavailable, StoreBusy
 from videogen.domain.models import Job, JobStatus
 
