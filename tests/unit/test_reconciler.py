@@ -14,7 +14,6 @@ from tests.fakes import completed, in_progress, in_queue, video_url
 from tests.fakes.system import GRACE_S, System
 from videogen.domain.errors import FalRejectedError, FalTransientError, MediaTransferError, StoreBusy
 from videogen.domain.models import Job, JobStatus
-from videogen.domain.timing import quiet_allowance_s
 
 LATER = 10_000  # seconds: past every model's quiet allowance at time_scale 1
 
@@ -198,17 +197,3 @@ def test_given_a_terminal_job_owing_its_event_then_the_grace_applies(system: Sys
 def test_given_a_terminal_job_whose_event_went_out_then_it_is_never_found(system: System) -> None:
     _fresh(system, JobStatus.FAILED)
     assert run_later(system) == {"found": 0}
-
-
-@pytest.mark.parametrize(
-    ("expected_s", "grace_s", "scale", "allowance"),
-    [(180, 120, 1.0, 360), (30, 120, 1.0, 120), (30, 10, 1.0, 120), (180, 1, 0.01, 3.6), (180, 500, 1.0, 500)],
-)
-def test_quiet_allowance_is_twice_the_longest_gap_between_checks_or_the_grace(
-    expected_s: float, grace_s: float, scale: float, allowance: float
-) -> None:
-    from tests.fakes import make_job
-
-    at_fal = make_job(JobStatus.SUBMITTED, request_id="req-1")
-    assert quiet_allowance_s(at_fal, expected_s, grace_s, scale) == pytest.approx(allowance)
-    assert quiet_allowance_s(make_job(JobStatus.QUEUED), expected_s, grace_s, scale) == grace_s
