@@ -10,37 +10,123 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videogen.domain.errors import DomainError, RouteNotFound, Unauthorized, ValidationFailed
+from videogen import contract
+from videogen.domain.errors import BadRequest, DomainError, RouteNotFound, Unauthorized, ValidationFailed
 from videogen.observability import count, logger
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
+# Every 429 tells the app when to try again (docs/api.md). Seconds, by problem code.
+RETRY_AFTER_S = {"too_many_active_jobs": 30, "concurrent_update": 1}
 
 
 def problem(error: DomainError) -> Response:
-    body: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "type": f"https://videogen.dev/problems/{error.code.replace('_', '-')}",
         "title": error.title,
         "status": error.status,
         "detail": error.detail,
         "code": error.code,
     }
-    if isinstance(error, ValidationFailed):
-        body["errors"] = error.errors
-    return Response(status_code=error.status, content_type=PROBLEM, body=json.dumps(body))
+    body = (
+        contract.ValidationProblem(**fields, errors=error.errors)
+        if isinstance(error, ValidationFailed)
+        else contract.Problem(**fields)
+    )
+    headers = {"Retry-After": str(RETRY_AFTER_S.get(error.code, 1))} if error.status == 429 else {}
+    return Response(status_code=error.status, content_type=PROBLEM, body=body.model_dump_json(), headers=headers)
+
+
+def _request_invalid(error: RequestValidationError) -> DomainError:
+    """Powertools' validation of the declared parameters, as our own problems: a bad query or
+    path parameter is 400 bad_request, a bad body 422 validation_failed."""
+    errors = [
+        {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", "invalid"))} for e in error.errors()
+    ]
+    if any(e["loc"].startswith("body") for e in errors):
+        return ValidationFailed(errors)
+    return BadRequest("; ".join(f"{e['loc'].split('.', 1)[-1]}: {e['msg']}" for e in errors))
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(status_code=status, content_type=JSON, body=json.dumps(body), headers=headers or {})
 
 
-def build_resolver() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver()
+class Resolver(APIGatewayHttpResolver):
+    """Powertools' resolver with its request state (event, Lambda context, route context) kept
+    per thread. A Lambda container answers one event at a time, but the local stack runs the
+    same handler on several threads at once, and Powertools keeps that state on the resolver
+    and its class: two requests would read each other's event and route arguments. (The same
+    reason for :meth:`_build_routes`.)"""
+
+    _request = threading.local()
+
+    @property  # type: ignore[override]  # narrowed to the HTTP API event, as Powertools does
+    def current_event(self) -> APIGatewayProxyEventV2:
+        return cast(APIGatewayProxyEventV2, self._request.event)
+
+    @current_event.setter
+    def current_event(self, value: APIGatewayProxyEventV2) -> None:
+        self._request.event = value
+
+    @property
+    def lambda_context(self) -> LambdaContext:
+        return cast(LambdaContext, self._request.lambda_context)
+
+    @lambda_context.setter
+    def lambda_context(self, value: LambdaContext) -> None:
+        self._request.lambda_context = value
+
+    @property
+    def context(self) -> dict[str, Any]:
+        if not hasattr(self._request, "context"):
+            self._request.context = {}
+        return cast(dict[str, Any], self._request.context)
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._request.context = value
+
+    _build_lock = threading.Lock()
+    _built = False
+
+    def _build_routes(self) -> None:
+        """Powertools builds a route's middleware chain on its first call, unguarded: two threads
+        calling a route for the first time at once would chain it twice. Build them all once."""
+        with self._build_lock:
+            if not self._built:
+                for route in self._static_routes + self._dynamic_routes:
+                    if not route._middleware_stack_built:
+                        route._build_middleware_stack(router_middlewares=self._router_middlewares, app=self)
+                self._built = True
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if not self._built:
+            self._build_routes()
+        self.current_event = cast(APIGatewayProxyEventV2, self._to_proxy_event(dict(event)))
+        self.lambda_context = context
+        return super().resolve(event, context)
+
+
+def build_resolver(*, validate: bool = False) -> APIGatewayHttpResolver:
+    """``validate``: Powertools checks the routes' declared parameters (errors become our own
+    400/422 problems) and serialises the contract models they return."""
+    # a route returning what its contract model does not allow is our bug: 500, never a 4xx
+    app = Resolver(enable_validation=validate, response_validation_error_http_code=500 if validate else None)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(error: RequestValidationError) -> Response:
+        return _domain(_request_invalid(error))
 
     @app.exception_handler(DomainError)
     def _domain(error: DomainError) -> Response:
@@ -62,7 +148,12 @@ def build_resolver() -> APIGatewayHttpResolver:
     return app
 
 
-def caller(app: APIGatewayHttpResolver) -> str:
+class _HasEvent(Protocol):
+    @property
+    def current_event(self) -> APIGatewayProxyEventV2: ...
+
+
+def caller(app: _HasEvent) -> str:
     """The user id: the JWT's ``sub`` as validated by the authorizer, and nothing else."""
     ctx = app.current_event.request_context
     claims = (ctx.authorizer.jwt_claim if ctx.authorizer else None) or {}
@@ -72,7 +163,7 @@ def caller(app: APIGatewayHttpResolver) -> str:
     return sub
 
 
-def raw_body(app: APIGatewayHttpResolver) -> bytes:
+def raw_body(app: _HasEvent) -> bytes:
     """The request body exactly as received (webhook signatures are over these bytes)."""
     body = app.current_event.body
     if body is None:

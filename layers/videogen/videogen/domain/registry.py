@@ -13,14 +13,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, RootModel, ValidationError, create_model
 
 from videogen.domain.errors import ModelNotFound
 from videogen.domain.errors import ValidationFailed as ValidationFailedError
 
-Prompt = Field(min_length=1, max_length=2500, description="What the video should show")
+# At least one character that no engine counts as white space (the models strip it first), so
+# the published schema says exactly what is accepted: a prompt of only blanks is refused.
+NOT_BLANK = r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+Prompt = Field(min_length=1, max_length=2500, pattern=NOT_BLANK, description="What the video should show")
 NegativePrompt = Field(None, max_length=2500)
 
 
@@ -181,6 +184,24 @@ _MODELS: tuple[ModelSpec, ...] = (
         max_s=1800,
     ),
 )
+
+
+def _request_model(spec: ModelSpec) -> type[BaseModel]:
+    """The submit body for one model: its id and ITS input model (the one schema)."""
+    return create_model(
+        f"{spec.input_model.__name__}Request",
+        __config__=ConfigDict(extra="forbid", title=f"{spec.name} request"),
+        model=(Literal[spec.id], ...),
+        input=(spec.input_model, ...),
+    )
+
+
+_ANY_REQUEST: Any = Annotated[Union[tuple(_request_model(m) for m in _MODELS)], Field(discriminator="model")]  # noqa: UP007
+
+
+class VideoRequest(RootModel[_ANY_REQUEST]):
+    """The body of POST /v1/videos: ``{"model", "input"}``, ``input`` as the chosen model's schema.
+    A model taken off sale still appears here; a new request for it answers 404 model_not_found."""
 
 
 class Registry:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from videogen import crash
+from videogen import contract, crash
 from videogen.domain.errors import (
     BalanceChanged,
     ConcurrentUpdate,
@@ -31,7 +31,9 @@ from videogen.ports import JobStore, Workflow
 from videogen.retry import backoff
 from videogen.services.views import job_view
 
-_KEY = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
+# 1-255 printable ASCII characters, no space at either end (also what the OpenAPI document says)
+KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
+_KEY = re.compile(KEY_PATTERN)
 MAX_OPTIMISTIC_ATTEMPTS = 30
 
 
@@ -59,7 +61,7 @@ class SubmitAnswer:
 def check_key(key: str | None) -> str:
     if key is None or key == "":
         raise IdempotencyKeyMissing("Send an Idempotency-Key header (1-255 printable ASCII characters)")
-    if not _KEY.match(key) or key != key.strip():
+    if not _KEY.fullmatch(key):
         raise IdempotencyKeyInvalid("Idempotency-Key must be 1-255 printable ASCII characters")
     return key
 
@@ -138,7 +140,9 @@ def submit_video(
             progress=Progress(message="queued"),
             deadline_at=deadline_for(spec, limits.time_scale),
         )
-        answer = {"job": job_view(job), "credits": {"charged": cost, "balance": seen.balance - cost}}
+        answer = contract.SubmitAccepted(
+            job=job_view(job), credits=contract.ChargedCredits(charged=cost, balance=seen.balance - cost)
+        ).model_dump(mode="json")
         try:
             store.create_job(
                 job,
