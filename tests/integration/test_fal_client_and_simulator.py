@@ -345,6 +345,20 @@ def test_webhook_for_failed_run(sim: FalSimulator, client: FalClient, receiver: 
     assert payload["status"] == "ERROR" and payload["error"] and payload["payload"]["detail"]
 
 
+def test_cancel_webhook_can_be_delivered_before_the_cancel_answers(
+    sim: FalSimulator, client: FalClient, receiver: Receiver
+) -> None:
+    sim.set_config(queue_s=30, webhook_delay_s=5, cancel_webhook_first_rate=1)
+    req = client.submit(MODEL, MODEL_INPUT, receiver.url)
+    assert client.cancel(req) == "requested"
+    assert len(receiver.deliveries) == 1  # already there when the cancel call answered (no delay)
+    _, headers, body = receiver.deliveries[0]
+    WebhookVerifier(sim.jwks_url).verify(headers, body)
+    payload = json.loads(body)
+    assert payload["status"] == "ERROR" and payload["error"] == "Request was cancelled"
+    assert sim.stats()["cancel_webhooks_first"] == 1 and sim.stats()["webhooks_sent"] == 1
+
+
 def test_webhook_with_tampered_body_fails_verification(
     sim: FalSimulator, client: FalClient, receiver: Receiver
 ) -> None:
