@@ -1,36 +1,18 @@
-"""POST /v1/videos — start a generation. Thin: parse the HTTP request, call submit_video."""
+"""POST /v1/videos — start a generation (route in videogen.api.routes.submit)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videogen import wiring
-from videogen.api.http import build_resolver, caller, json_response, raw_body
+from videogen.api.http import build_resolver
+from videogen.api.routes import submit
 from videogen.observability import logger, metrics, tracer
-from videogen.services.submission import submit_video
 
 app = build_resolver()
-
-
-@app.post("/v1/videos")
-def post_video() -> Response:
-    answer = submit_video(
-        user_id=caller(app),
-        idempotency_key=app.current_event.headers.get("idempotency-key"),
-        raw_body=raw_body(app),
-        store=wiring.store(),
-        registry=wiring.registry(),
-        workflow=wiring.workflow(),
-        settings=wiring.settings(),
-    )
-    headers = {"Location": answer.location}
-    if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return json_response(answer.status_code, answer.body, headers)
+app.include_router(submit)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

@@ -10,29 +10,49 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from videogen.domain.errors import DomainError, RouteNotFound, Unauthorized, ValidationFailed
+from videogen import contract
+from videogen.domain.errors import BadRequest, DomainError, RouteNotFound, Unauthorized, ValidationFailed
 from videogen.observability import count, logger
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
+# Every 429 tells the app when to try again (api.md). Seconds, by problem code.
+RETRY_AFTER_S = {"too_many_active_jobs": 30, "concurrent_update": 1}
 
 
 def problem(error: DomainError) -> Response:
-    body: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "type": f"https://videogen.dev/problems/{error.code.replace('_', '-')}",
         "title": error.title,
         "status": error.status,
         "detail": error.detail,
         "code": error.code,
     }
-    if isinstance(error, ValidationFailed):
-        body["errors"] = error.errors
-    return Response(status_code=error.status, content_type=PROBLEM, body=json.dumps(body))
+    body = (
+        contract.ValidationProblem(**fields, errors=error.errors)
+        if isinstance(error, ValidationFailed)
+        else contract.Problem(**fields)
+    )
+    headers = {"Retry-After": str(RETRY_AFTER_S.get(error.code, 1))} if error.status == 429 else {}
+    return Response(status_code=error.status, content_type=PROBLEM, body=body.model_dump_json(), headers=headers)
+
+
+def _request_invalid(error: RequestValidationError) -> DomainError:
+    """Powertools' validation of the declared parameters, as our own problems: a bad query or
+    path parameter is 400 bad_request, a bad body 422 validation_failed."""
+    errors = [
+        {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", "invalid"))} for e in error.errors()
+    ]
+    if any(e["loc"].startswith("body") for e in errors):
+        return ValidationFailed(errors)
+    return BadRequest("; ".join(f"{e['loc'].split('.', 1)[-1]}: {e['msg']}" for e in errors))
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -40,7 +60,11 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def build_resolver() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver()
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(error: RequestValidationError) -> Response:
+        return _domain(_request_invalid(error))
 
     @app.exception_handler(DomainError)
     def _domain(error: DomainError) -> Response:
@@ -62,7 +86,12 @@ def build_resolver() -> APIGatewayHttpResolver:
     return app
 
 
-def caller(app: APIGatewayHttpResolver) -> str:
+class _HasEvent(Protocol):
+    @property
+    def current_event(self) -> APIGatewayProxyEventV2: ...
+
+
+def caller(app: _HasEvent) -> str:
     """The user id: the JWT's ``sub`` as validated by the authorizer, and nothing else."""
     ctx = app.current_event.request_context
     claims = (ctx.authorizer.jwt_claim if ctx.authorizer else None) or {}
@@ -72,7 +101,7 @@ def caller(app: APIGatewayHttpResolver) -> str:
     return sub
 
 
-def raw_body(app: APIGatewayHttpResolver) -> bytes:
+def raw_body(app: _HasEvent) -> bytes:
     """The request body exactly as received (webhook signatures are over these bytes)."""
     body = app.current_event.body
     if body is None:

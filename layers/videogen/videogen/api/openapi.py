@@ -1,261 +1,115 @@
-"""GET /openapi.json: the OpenAPI 3.1 document of api.md's routes.
+"""GET /openapi.json, generated: Powertools builds the OpenAPI 3.1 document from the routes
+(:mod:`videogen.api.routes`) and the contract's models (:mod:`videogen.contract`).
 
-Model input schemas come from the registry, so the document cannot drift from
-what ``POST /v1/videos`` validates.
+This module only holds what the routes declare about their answers — which problem codes
+each status carries, API Gateway's own 401, the links a stateful client follows — and the
+build of the one document from every router. No schema is written here.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
-from videogen.domain.errors import DomainError
-from videogen.domain.models import JobStatus
-from videogen.domain.registry import Registry
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
+from videogen import contract
+from videogen.api.http import JSON, PROBLEM
+from videogen.domain.errors import DomainError, ValidationFailed
+
+TITLE, VERSION = "videogen", "1.0.0"
+DESCRIPTION = "Turn a prompt and an image into an AI video, paid for in credits."
+SECURED: list[dict[str, list[str]]] = [{"jwt": []}]
+CODES = "x-problem-codes"  # on a problem response: the codes that status can carry
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def ok(model: type, description: str, **extra: Any) -> dict[int, OpenAPIResponse]:
+    return {200: {"description": description, "content": {JSON: {"model": model}}, **extra}}  # type: ignore[typeddict-item]
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def problems(*errors: type[DomainError], authorized: bool = True) -> dict[int, OpenAPIResponse]:
+    """The error answers of a route: its domain errors by status, 500 (and 503 if listed), and
+    API Gateway's own 401 on an authorized route."""
+    by_status: dict[int, list[type[DomainError]]] = {}
+    error: type[DomainError]
+    for error in (*errors, DomainError):  # every route may answer 500
+        by_status.setdefault(error.status, []).append(error)
+    out: dict[int, OpenAPIResponse] = {}
+    for status, group in sorted(by_status.items()):
+        codes = sorted({e.code for e in group})
+        validation = any(issubclass(e, ValidationFailed) for e in group)
+        model: Any = contract.ValidationProblem if validation else contract.Problem
+        if validation and len(group) > 1:
+            model = contract.ValidationProblem | contract.Problem
+        response: dict[str, Any] = {
+            "description": f"problem details; code: {', '.join(codes)}",
+            "content": {PROBLEM: {"model": model}},
+            CODES: codes,
+        }
+        if status == 429:
+            response["headers"] = RETRY_AFTER
+        out[status] = response  # type: ignore[assignment]
+    if authorized:
+        out[401] = {
+            "description": "no or bad token: API Gateway's JWT authorizer answers, with its own body",
+            "content": {JSON: {"model": contract.GatewayMessage}},
+        }
+    return out
 
 
-def _problems(*codes: int) -> dict[str, Any]:
+def job_links() -> dict[str, Any]:
+    """From a 202 of POST /v1/videos to the job's own routes (OpenAPI links)."""
+    job_id = {"id": "$response.body#/job/id"}
     return {
-        str(c): {"description": "problem details", "content": {"application/problem+json": {"schema": _ref("Problem")}}}
-        for c in codes
+        "getVideo": {"operationId": "getVideo", "parameters": job_id, "description": "The job just created"},
+        "cancelVideo": {"operationId": "cancelVideo", "parameters": job_id, "description": "Cancel it"},
     }
 
 
-def _codes() -> list[str]:
-    def walk(cls: type[DomainError]) -> list[type[DomainError]]:
-        return [cls, *(s for sub in cls.__subclasses__() for s in walk(sub))]
+def _resolver(routers: Iterable[Any]) -> APIGatewayHttpResolver:
+    """A resolver holding every public route, used only to build the document. Including a router
+    re-points its request state at the resolver, so that is put back for the live handlers."""
+    doc = APIGatewayHttpResolver()
+    for router in routers:
+        live = router.api_resolver
+        doc.include_router(router)
+        router.api_resolver = live
+    return doc
 
-    return sorted({c.code for c in walk(DomainError)})
+
+def _referenced(doc: dict[str, Any]) -> dict[str, Any]:
+    """Drop component schemas nothing refers to (Powertools always adds its own validation ones)."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    keep: set[str] = set()
+    frontier = [json.dumps(doc["paths"])]
+    while frontier:
+        blob = frontier.pop()
+        for name, schema in schemas.items():
+            if name not in keep and f'"#/components/schemas/{name}"' in blob:
+                keep.add(name)
+                frontier.append(json.dumps(schema))
+    doc["components"]["schemas"] = {k: v for k, v in schemas.items() if k in keep}
+    return doc
 
 
-def openapi_document(registry: Registry) -> dict[str, Any]:
-    page = [
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-    ]
-    job_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-    secured: list[dict[str, list[str]]] = [{"jwt": []}]
-    inputs = {m.id: m.input_schema() for m in registry}
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "videogen",
-            "version": "1.0.0",
-            "description": "Turn a prompt and an image into an AI video, paid for in credits.",
-        },
-        "components": {
-            "securitySchemes": {"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": {
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail", "code"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "code": {"type": "string", "enum": _codes()},
-                        "errors": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {"loc": {"type": "string"}, "msg": {"type": "string"}},
-                            },
-                        },
-                    },
-                },
-                "Job": {
-                    "type": "object",
-                    "required": ["id", "status", "model", "input", "credits_charged", "created_at", "updated_at"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "status": {"type": "string", "enum": [s.value for s in JobStatus]},
-                        "model": {"type": "string"},
-                        "input": {"type": "object"},
-                        "credits_charged": {"type": "integer"},
-                        "created_at": {"type": "string", "format": "date-time"},
-                        "updated_at": {"type": "string", "format": "date-time"},
-                        "completed_at": {"type": ["string", "null"], "format": "date-time"},
-                        "progress": {
-                            "type": "object",
-                            "properties": {
-                                "queue_position": {"type": ["integer", "null"]},
-                                "message": {"type": ["string", "null"]},
-                            },
-                        },
-                        "video": {
-                            "type": ["object", "null"],
-                            "properties": {
-                                "url": {"type": "string"},
-                                "expires_at": {"type": "string", "format": "date-time"},
-                                "content_type": {"type": "string"},
-                                "size_bytes": {"type": "integer"},
-                            },
-                        },
-                        "error": {
-                            "type": ["object", "null"],
-                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                        },
-                    },
-                },
-                "LedgerEntry": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "type": {"type": "string", "enum": ["grant", "charge", "refund"]},
-                        "amount": {"type": "integer"},
-                        "job_id": {"type": ["string", "null"]},
-                        "created_at": {"type": "string", "format": "date-time"},
-                    },
-                },
-                "CreateVideo": {
-                    "type": "object",
-                    "required": ["model", "input"],
-                    "properties": {"model": {"type": "string", "enum": sorted(inputs)}, "input": {"type": "object"}},
-                    "description": "input must match the chosen model's input_schema (GET /v1/models)",
-                },
-                **{f"Input_{k.replace('.', '_')}": v for k, v in inputs.items()},
-            },
-        },
-        "paths": {
-            "/v1/videos": {
-                "post": {
-                    "summary": "Start a generation",
-                    "security": secured,
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": True,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                        }
-                    ],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CreateVideo")}}},
-                    "responses": {
-                        "202": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "job": _ref("Job"),
-                                    "credits": {
-                                        "type": "object",
-                                        "properties": {"charged": {"type": "integer"}, "balance": {"type": "integer"}},
-                                    },
-                                },
-                            },
-                            "accepted",
-                        ),
-                        **_problems(400, 401, 402, 404, 409, 413, 422, 429),
-                    },
-                },
-                "get": {
-                    "summary": "The caller's jobs, newest first",
-                    "security": secured,
-                    "parameters": [
-                        *page,
-                        {
-                            "name": "status",
-                            "in": "query",
-                            "schema": {"type": "string", "enum": [s.value for s in JobStatus]},
-                        },
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "items": {"type": "array", "items": _ref("Job")},
-                                    "next_cursor": {"type": ["string", "null"]},
-                                },
-                            },
-                            "a page of jobs",
-                        ),
-                        **_problems(400, 401),
-                    },
-                },
-            },
-            "/v1/videos/{id}": {
-                "get": {
-                    "summary": "One job",
-                    "security": secured,
-                    "parameters": job_id,
-                    "responses": {"200": _json(_ref("Job"), "the job"), **_problems(401, 404)},
-                }
-            },
-            "/v1/videos/{id}/cancel": {
-                "post": {
-                    "summary": "Cancel a job that has not started generating",
-                    "security": secured,
-                    "parameters": job_id,
-                    "responses": {"200": _json(_ref("Job"), "canceled"), **_problems(401, 404, 409, 503)},
-                }
-            },
-            "/v1/credits": {
-                "get": {
-                    "summary": "Balance and ledger",
-                    "security": secured,
-                    "parameters": page,
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "balance": {"type": "integer"},
-                                    "ledger": {"type": "array", "items": _ref("LedgerEntry")},
-                                    "next_cursor": {"type": ["string", "null"]},
-                                },
-                            },
-                            "credits",
-                        ),
-                        **_problems(400, 401),
-                    },
-                }
-            },
-            "/v1/models": {
-                "get": {
-                    "summary": "Models on sale with their input schemas",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "items": {
-                                        "type": "array",
-                                        "items": {
-                                            "type": "object",
-                                            "properties": {
-                                                "id": {"type": "string"},
-                                                "name": {"type": "string"},
-                                                "fal_endpoint": {"type": "string"},
-                                                "credits": {"type": "integer"},
-                                                "input_schema": {"type": "object"},
-                                            },
-                                        },
-                                    }
-                                },
-                            },
-                            "models",
-                        )
-                    },
-                }
-            },
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
-            "/webhooks/fal": {
-                "post": {
-                    "summary": "fal.ai delivery (ED25519-signed, plus the deployment token in the query)",
-                    "parameters": [{"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}],
-                    "responses": {
-                        "200": {"description": "accepted (also duplicates and finished jobs)"},
-                        **_problems(400, 401, 503),
-                    },
-                }
-            },
-        },
-    }
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    from videogen.api.routes import ROUTERS
+
+    raw = _resolver(ROUTERS).get_openapi_json_schema(
+        title=TITLE,
+        version=VERSION,
+        description=DESCRIPTION,
+        security_schemes={"jwt": HTTPBearer(bearerFormat="JWT")},
+    )
+    doc: dict[str, Any] = json.loads(raw)
+    for item in doc["paths"].values():
+        for operation in item.values():
+            if "requestBody" in operation:  # the body is declared for the document only (see routes)
+                operation["requestBody"]["required"] = True
+    return _referenced(doc)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, RootModel, ValidationError, create_model
 
 from videogen.domain.errors import ModelNotFound
 from videogen.domain.errors import ValidationFailed as ValidationFailedError
@@ -181,6 +181,24 @@ _MODELS: tuple[ModelSpec, ...] = (
         max_s=1800,
     ),
 )
+
+
+def _request_model(spec: ModelSpec) -> type[BaseModel]:
+    """The submit body for one model: its id and ITS input model (the one schema)."""
+    return create_model(
+        f"{spec.input_model.__name__}Request",
+        __config__=ConfigDict(extra="forbid", title=f"{spec.name} request"),
+        model=(Literal[spec.id], ...),
+        input=(spec.input_model, ...),
+    )
+
+
+_ANY_REQUEST: Any = Annotated[Union[tuple(_request_model(m) for m in _MODELS)], Field(discriminator="model")]  # noqa: UP007
+
+
+class VideoRequest(RootModel[_ANY_REQUEST]):
+    """The body of POST /v1/videos: ``{"model", "input"}``, ``input`` as the chosen model's schema.
+    A model taken off sale still appears here; a new request for it answers 404 model_not_found."""
 
 
 class Registry:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from videogen import crash
+from videogen import contract, crash
 from videogen.adapters.dynamo import BalanceChanged, DynamoStore, IdempotencyKeyTaken, IdempotencyRecord, backoff
 from videogen.config import Settings
 from videogen.domain.errors import (
@@ -30,7 +30,9 @@ from videogen.observability import count, logger
 from videogen.ports import Workflow
 from videogen.services.views import job_view
 
-_KEY = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
+# 1-255 printable ASCII characters, no space at either end (also what the OpenAPI document says)
+KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
+_KEY = re.compile(KEY_PATTERN)
 MAX_OPTIMISTIC_ATTEMPTS = 30
 
 
@@ -48,7 +50,7 @@ class SubmitAnswer:
 def check_key(key: str | None) -> str:
     if key is None or key == "":
         raise IdempotencyKeyMissing("Send an Idempotency-Key header (1-255 printable ASCII characters)")
-    if not _KEY.match(key) or key != key.strip():
+    if not _KEY.match(key):
         raise IdempotencyKeyInvalid("Idempotency-Key must be 1-255 printable ASCII characters")
     return key
 
@@ -146,7 +148,9 @@ def submit_video(
             progress=Progress(message="queued"),
             deadline_at=int(time.time() + spec.max_s * settings.time_scale),
         )
-        answer = {"job": job_view(job), "credits": {"charged": cost, "balance": seen.balance - cost}}
+        answer = contract.SubmitAccepted(
+            job=job_view(job), credits=contract.ChargedCredits(charged=cost, balance=seen.balance - cost)
+        ).model_dump(mode="json")
         try:
             store.create_job(
                 job,

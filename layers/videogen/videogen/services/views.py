@@ -1,39 +1,58 @@
-"""The public JSON shapes of api.md, built from domain objects."""
+"""The public shapes of api.md (:mod:`videogen.contract`), built from domain objects."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from videogen.domain.models import Job, LedgerEntry, rfc3339, utc_now
+from videogen import contract
+from videogen.domain.models import Job, JobStatus, LedgerEntry, rfc3339, utc_now
+from videogen.domain.registry import ModelSpec
 from videogen.ports import VideoStore
 
+# A failed or canceled job was refunded in the same transaction as its transition
+# (DynamoStore.finish_with_refund), so its refund is its whole charge.
+_REFUNDED = frozenset({JobStatus.FAILED, JobStatus.CANCELED})
 
-def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) -> dict[str, Any]:
+
+def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) -> contract.Job:
     """``Job`` as api.md defines it. ``video.url`` is a presigned URL to OUR bucket."""
-    view: dict[str, Any] = {
-        "id": job.id,
-        "status": job.status.value,
-        "model": job.model,
-        "input": job.input,
-        "credits_charged": job.credits_charged,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "completed_at": job.completed_at,
-        "progress": job.progress.model_dump(),
-        "video": None,
-        "error": job.error.model_dump() if job.error else None,
-    }
+    video = None
     if job.video is not None and videos is not None:
-        view["video"] = {
-            "url": videos.presign(job.video.s3_key, url_ttl_s),
-            "expires_at": rfc3339(utc_now() + timedelta(seconds=url_ttl_s)),
-            "content_type": job.video.content_type,
-            "size_bytes": job.video.size_bytes,
-            "sha256": job.video.sha256,
-        }
-    return view
+        video = contract.Video(
+            url=videos.presign(job.video.s3_key, url_ttl_s),
+            expires_at=rfc3339(utc_now() + timedelta(seconds=url_ttl_s)),
+            content_type=job.video.content_type,
+            size_bytes=job.video.size_bytes,
+            sha256=job.video.sha256,
+        )
+    return contract.Job(
+        id=job.id,
+        status=job.status,
+        model=job.model,
+        input=job.input,
+        credits_charged=job.credits_charged,
+        credits_refunded=job.credits_charged if job.status in _REFUNDED else 0,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        completed_at=job.completed_at,
+        progress=contract.Progress(queue_position=job.progress.queue_position, message=job.progress.message),
+        video=video,
+        error=contract.JobError(code=job.error.code, message=job.error.message) if job.error else None,
+    )
 
 
-def ledger_view(entry: LedgerEntry) -> dict[str, Any]:
-    return entry.model_dump(mode="json")
+def ledger_view(entry: LedgerEntry) -> contract.LedgerEntry:
+    return contract.LedgerEntry(
+        id=entry.id, type=entry.type, amount=entry.amount, job_id=entry.job_id, created_at=entry.created_at
+    )
+
+
+def model_view(spec: ModelSpec) -> contract.ModelInfo:
+    return contract.ModelInfo(
+        id=spec.id,
+        name=spec.name,
+        fal_endpoint=spec.fal_endpoint,
+        credits=spec.default_credits,
+        expected_seconds=spec.expected_s,
+        input_schema=spec.input_schema(),
+    )

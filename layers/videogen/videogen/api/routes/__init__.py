@@ -1,0 +1,9 @@
+"""The public routes, as Powertools Routers: each Lambda handler includes the ones it serves,
+and the OpenAPI document (:mod:`videogen.api.openapi`) is built from all of them."""
+
+from __future__ import annotations
+
+from videogen.api.routes.reads import router as reads
+from videogen.api.routes.submit import router as submit
+
+ROUTERS = (submit, reads)

@@ -1,0 +1,114 @@
+"""The read API and cancel (the ApiFunction): GET /v1/videos[/{id}], POST /v1/videos/{id}/cancel,
+GET /v1/credits, GET /v1/models, GET /openapi.json. DynamoDB and S3 presigning only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from videogen import contract, wiring
+from videogen.api.http import caller
+from videogen.api.openapi import SECURED, ok, problems
+from videogen.domain import errors
+from videogen.domain.models import JobStatus
+from videogen.observability import logger
+from videogen.services import queries
+from videogen.services.views import job_view
+
+router = APIGatewayHttpRouter()
+
+JobId = Annotated[str, Path(description="The job's id")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+_PAGE = (errors.BadRequest, errors.InvalidCursor)
+
+
+@router.get(
+    "/v1/videos/<id>",
+    operation_id="getVideo",
+    summary="One job",
+    tags=["videos"],
+    security=SECURED,
+    responses={**ok(contract.Job, "the job"), **problems(errors.JobNotFound)},
+)
+def get_video(id: JobId) -> contract.Job:
+    logger.set_correlation_id(id)
+    s = wiring.settings()
+    return queries.get_job(wiring.store(), wiring.videos(), caller(router), id, s.video_url_ttl_s)
+
+
+@router.get(
+    "/v1/videos",
+    operation_id="listVideos",
+    summary="The caller's jobs, newest first",
+    tags=["videos"],
+    security=SECURED,
+    responses={**ok(contract.JobPage, "a page of jobs"), **problems(*_PAGE)},
+)
+def list_videos(
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> contract.JobPage:
+    s = wiring.settings()
+    return queries.list_jobs(wiring.store(), wiring.videos(), caller(router), status, limit, cursor, s.video_url_ttl_s)
+
+
+@router.post(
+    "/v1/videos/<id>/cancel",
+    operation_id="cancelVideo",
+    summary="Cancel a job that has not started generating",
+    description="200 with status canceled and the credits refunded; cancelling a canceled job is 200 again.",
+    tags=["videos"],
+    security=SECURED,
+    responses={
+        **ok(contract.Job, "the canceled job"),
+        **problems(errors.JobNotFound, errors.NotCancelable, errors.ServiceUnavailable),
+    },
+)
+def cancel_video(id: JobId) -> contract.Job:
+    logger.set_correlation_id(id)
+    job = queries.owned_job(wiring.store(), caller(router), id)
+    done = wiring.fal_tasks().cancel(job)
+    return job_view(done, wiring.videos(), wiring.settings().video_url_ttl_s)
+
+
+@router.get(
+    "/v1/credits",
+    operation_id="getCredits",
+    summary="Balance and ledger, newest first",
+    tags=["credits"],
+    security=SECURED,
+    responses={**ok(contract.CreditsPage, "balance and a page of the ledger"), **problems(*_PAGE)},
+)
+def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPage:
+    return queries.credits(wiring.store(), caller(router), limit, cursor)
+
+
+@router.get(
+    "/v1/models",
+    operation_id="listModels",
+    summary="Models on sale with their prices and input schemas",
+    tags=["models"],
+    responses={**ok(contract.ModelList, "the models on sale"), **problems(authorized=False)},
+)
+def list_models() -> contract.ModelList:
+    return queries.models(wiring.registry())
+
+
+@router.get(
+    "/openapi.json",
+    operation_id="getOpenApi",
+    summary="This document (OpenAPI 3.1)",
+    tags=["meta"],
+    responses={
+        200: {"description": "the OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}},
+        **problems(authorized=False),
+    },
+)
+def get_openapi() -> dict[str, Any]:
+    from videogen.api.openapi import openapi_document
+
+    return openapi_document()

@@ -1,0 +1,163 @@
+"""The public contract of api.md as pydantic models: every request and response body.
+
+The views build these models, the routes return them, and ``GET /openapi.json`` is generated
+from them (:mod:`videogen.api.document`). A field that is always sent is required; a field that
+may be null is ``X | None`` and still required when it is always sent.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from videogen.domain.errors import DomainError
+from videogen.domain.models import JobStatus, LedgerType
+from videogen.domain.registry import VideoRequest
+
+__all__ = [
+    "ChargedCredits",
+    "CreditsPage",
+    "FieldError",
+    "GatewayMessage",
+    "Job",
+    "JobError",
+    "JobPage",
+    "LedgerEntry",
+    "ModelInfo",
+    "ModelList",
+    "Problem",
+    "ProblemCode",
+    "Progress",
+    "SubmitAccepted",
+    "ValidationProblem",
+    "Video",
+    "VideoRequest",
+    "problem_codes",
+]
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, examples=["2026-11-22T09:00:00.000Z"])]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Progress(_Body):
+    queue_position: int | None = Field(description="Position in fal's queue while the job waits there")
+    message: str | None = Field(description="What is happening now, for display")
+
+
+class JobError(_Body):
+    code: str = Field(
+        description="invalid_input, content_policy, generation_failed, provider_timeout, media_rejected, "
+        "expired or submit_failed; every one of them refunds the credits"
+    )
+    message: str
+
+
+class Video(_Body):
+    url: str = Field(description="Short-lived presigned GET of this system's own bucket")
+    expires_at: Timestamp
+    content_type: str
+    size_bytes: int
+    sha256: str = Field(description="Hex SHA-256 of the stored file, to check a download")
+
+
+class Job(_Body):
+    id: str
+    status: JobStatus
+    model: str
+    input: dict[str, Any] = Field(description="The inputs as accepted, with the model's defaults filled in")
+    credits_charged: int
+    credits_refunded: int = Field(
+        description="The credits given back: credits_charged once the job failed or was canceled, else 0"
+    )
+    created_at: Timestamp
+    updated_at: Timestamp
+    completed_at: Timestamp | None
+    progress: Progress
+    video: Video | None = Field(description="Set once the job is completed")
+    error: JobError | None = Field(description="Set once the job failed")
+
+
+class ChargedCredits(_Body):
+    charged: int
+    balance: int
+
+
+class SubmitAccepted(_Body):
+    job: Job
+    credits: ChargedCredits
+
+
+class JobPage(_Body):
+    items: list[Job]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")
+
+
+class LedgerEntry(_Body):
+    id: str
+    type: LedgerType
+    amount: int
+    job_id: str | None
+    created_at: Timestamp
+
+
+class CreditsPage(_Body):
+    balance: int
+    ledger: list[LedgerEntry] = Field(description="Newest first")
+    next_cursor: str | None
+
+
+class ModelInfo(_Body):
+    id: str
+    name: str
+    fal_endpoint: str = Field(description="The upstream model the user pays for (never substituted)")
+    credits: int = Field(description="The price at the model's default inputs")
+    expected_seconds: int = Field(description="Typical time from submit to video")
+    input_schema: dict[str, Any] = Field(description="JSON Schema of this model's input")
+
+
+class ModelList(_Body):
+    items: list[ModelInfo]
+
+
+def problem_codes() -> list[str]:
+    """Every ``code`` a problem body can carry: one per DomainError class."""
+
+    def walk(cls: type[DomainError]) -> list[type[DomainError]]:
+        return [cls, *(s for sub in cls.__subclasses__() for s in walk(sub))]
+
+    return sorted({c.code for c in walk(DomainError)})
+
+
+ProblemCode = StrEnum("ProblemCode", {c: c for c in problem_codes()})  # type: ignore[misc]
+
+
+class Problem(_Body):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: ProblemCode
+
+
+class FieldError(_Body):
+    loc: str = Field(description="Dotted path of the offending field, e.g. input.prompt")
+    msg: str
+
+
+class ValidationProblem(Problem):
+    """``422 validation_failed``: a problem with the fields that failed."""
+
+    errors: list[FieldError]
+
+
+class GatewayMessage(_Body):
+    """API Gateway's own answer (401 from the JWT authorizer, its throttling and limits)."""
+
+    message: str = Field(examples=["Unauthorized"])
