@@ -140,7 +140,14 @@ class Check:
         shutil.rmtree(generated, ignore_errors=True)
         shutil.rmtree(TS / "dist", ignore_errors=True)
         steps = [
-            [str(NODE_BIN / "openapi-typescript"), str(self.document), "-o", "src/generated/schema.d.ts"],
+            [
+                str(NODE_BIN / "openapi-typescript"),
+                str(self.document),
+                "--default-non-nullable",
+                "false",
+                "-o",
+                "src/generated/schema.d.ts",
+            ],
             ["node", "check-no-casts.mjs", "src"],
             [str(NODE_BIN / "tsc"), "-p", "tsconfig.json"],
         ]

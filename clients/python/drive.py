@@ -16,19 +16,26 @@ from typing import Any, TypeVar
 
 import httpx
 from videogen_client import AuthenticatedClient, Client
-from videogen_client.api.default import (
-    get_v1_credits,
-    get_v1_models,
-    get_v1_videos,
-    get_v1_videos_id,
-    post_v1_videos,
-    post_v1_videos_id_cancel,
+from videogen_client.api.credits_ import get_credits
+from videogen_client.api.models import list_models
+from videogen_client.api.videos import cancel_video, create_video, get_video, list_videos
+from videogen_client.models import (
+    CreditsPage,
+    GatewayMessage,
+    Job,
+    JobPage,
+    JobStatus,
+    Kling21StandardImageToVideoRequest,
+    LedgerType,
+    ModelList,
+    SubmitAccepted,
+    ValidationProblem,
+    Video,
 )
-from videogen_client.models import CreateVideo
 from videogen_client.types import Response
 
 MODEL = "kling-2.1-standard-i2v"
-TERMINAL = {"completed", "failed", "canceled"}
+TERMINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
 T = TypeVar("T")
 
 
@@ -45,8 +52,8 @@ def parsed(reply: Response[Any], cls: type[T], what: str) -> T:
     return reply.parsed
 
 
-def body(prompt: str) -> CreateVideo:
-    return CreateVideo.from_dict(
+def body(prompt: str) -> Kling21StandardImageToVideoRequest:
+    return Kling21StandardImageToVideoRequest.from_dict(
         {"model": MODEL, "input": {"prompt": prompt, "image_url": "https://example.com/a.png"}}
     )
 
@@ -56,21 +63,20 @@ def main() -> None:
     api = AuthenticatedClient(base_url=base, token=os.environ["VIDEOGEN_TOKEN"], raise_on_unexpected_status=True)
     anonymous = Client(base_url=base, raise_on_unexpected_status=True)
 
-    models_reply = get_v1_models.sync_detailed(client=anonymous)
-    models = parsed(models_reply, get_v1_models.GetV1ModelsResponse200, "GET /v1/models")
+    models_reply = list_models.sync_detailed(client=anonymous)
+    models = parsed(models_reply, ModelList, "GET /v1/models")
     model = next(m for m in models.items if m.id == MODEL)
-    check(model.credits > 0, f"GET /v1/models lists {len(models.items)} models, {MODEL} costs {model.credits}")
-    credits_type = get_v1_credits.GetV1CreditsResponse200
-    before = parsed(get_v1_credits.sync_detailed(client=api), credits_type, "GET /v1/credits").balance
+    check(model.credits_ > 0, f"GET /v1/models lists {len(models.items)} models, {MODEL} costs {model.credits_}")
+    before = parsed(get_credits.sync_detailed(client=api), CreditsPage, "GET /v1/credits").balance
 
     key = uuid.uuid4().hex
-    first = post_v1_videos.sync_detailed(client=api, body=body("a heron taking off"), idempotency_key=key)
-    accepted = parsed(first, post_v1_videos.PostV1VideosResponse202, "POST /v1/videos")
+    first = create_video.sync_detailed(client=api, body=body("a heron taking off"), idempotency_key=key)
+    accepted = parsed(first, SubmitAccepted, "POST /v1/videos")
     job_id = accepted.job.id
     check(first.status_code == 202, f"POST /v1/videos -> 202, job {job_id}")
     check(first.headers.get("location") == f"/v1/videos/{job_id}", "Location header names the job")
-    check(accepted.credits.charged == model.credits, f"charged {accepted.credits.charged} credits")
-    replay = post_v1_videos.sync_detailed(client=api, body=body("a heron taking off"), idempotency_key=key)
+    check(accepted.credits_.charged == model.credits_, f"charged {accepted.credits_.charged} credits")
+    replay = create_video.sync_detailed(client=api, body=body("a heron taking off"), idempotency_key=key)
     check(
         replay.status_code == 202 and replay.headers.get("idempotent-replayed") == "true",
         "same key again -> 202 with Idempotent-Replayed: true",
@@ -79,53 +85,54 @@ def main() -> None:
 
     deadline = time.monotonic() + 90
     while True:
-        job = parsed(get_v1_videos_id.sync_detailed(job_id, client=api), get_v1_videos_id.Job, "GET /v1/videos/{id}")
-        if str(job.status) in TERMINAL or time.monotonic() > deadline:
+        job = parsed(get_video.sync_detailed(job_id, client=api), Job, "GET /v1/videos/{id}")
+        if job.status in TERMINAL or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    check(str(job.status) == "completed", f"job {job_id} completed")
+    check(job.status == JobStatus.COMPLETED, f"job {job_id} completed")
     video = job.video
-    if video is None or isinstance(video, type(None)):
-        raise SystemExit("FAILED: the completed job has no video")
+    if not isinstance(video, Video):
+        raise SystemExit(f"FAILED: the completed job has no video: {video!r}")
     data = httpx.get(video.url, timeout=30).content
     check(len(data) == video.size_bytes and data[4:8] == b"ftyp", f"downloaded {len(data)} bytes of MP4")
 
-    history = parsed(get_v1_videos.sync_detailed(client=api, limit=10), get_v1_videos.GetV1VideosResponse200, "history")
+    history = parsed(list_videos.sync_detailed(client=api, limit=10), JobPage, "history")
     check(
-        any(j.id == job_id and str(j.status) == "completed" for j in history.items),
+        any(j.id == job_id and j.status == JobStatus.COMPLETED for j in history.items),
         "GET /v1/videos lists the job as completed",
     )
-    ledger = parsed(get_v1_credits.sync_detailed(client=api), credits_type, "GET /v1/credits")
+    ledger = parsed(get_credits.sync_detailed(client=api), CreditsPage, "GET /v1/credits")
     check(
-        ledger.balance == before - model.credits
-        and any(str(e.type) == "charge" and e.job_id == job_id for e in ledger.ledger),
+        ledger.balance == before - model.credits_
+        and any(e.type_ == LedgerType.CHARGE and e.job_id == job_id for e in ledger.ledger),
         f"GET /v1/credits: balance {ledger.balance}, one charge for the job",
     )
 
     second = parsed(
-        post_v1_videos.sync_detailed(client=api, body=body("a heron landing"), idempotency_key=uuid.uuid4().hex),
-        post_v1_videos.PostV1VideosResponse202,
+        create_video.sync_detailed(client=api, body=body("a heron landing"), idempotency_key=uuid.uuid4().hex),
+        SubmitAccepted,
         "second submit",
     )
-    canceled = post_v1_videos_id_cancel.sync_detailed(second.job.id, client=api)
+    canceled = parsed(cancel_video.sync_detailed(second.job.id, client=api), Job, "cancel")
     check(
-        canceled.status_code == 200 and str(parsed(canceled, get_v1_videos_id.Job, "cancel").status) == "canceled",
-        f"POST /v1/videos/{second.job.id}/cancel -> 200 canceled",
+        canceled.status == JobStatus.CANCELED and canceled.credits_refunded == second.job.credits_charged,
+        f"POST /v1/videos/{second.job.id}/cancel -> 200 canceled, credits_refunded {canceled.credits_refunded}",
     )
-    after = parsed(get_v1_credits.sync_detailed(client=api), credits_type, "GET /v1/credits")
+    after = parsed(get_credits.sync_detailed(client=api), CreditsPage, "GET /v1/credits")
     check(
         after.balance == ledger.balance
-        and any(str(e.type) == "refund" and e.job_id == second.job.id for e in after.ledger),
+        and any(e.type_ == LedgerType.REFUND and e.job_id == second.job.id for e in after.ledger),
         "the canceled job is refunded",
     )
 
-    anon = get_v1_credits.sync_detailed(client=anonymous)
-    check(anon.status_code == 401, f"no token -> 401 {anon.content!r}")
+    anon = get_credits.sync_detailed(client=anonymous)
+    message = parsed(anon, GatewayMessage, "GET /v1/credits without a token")
+    check(anon.status_code == 401 and message.message == "Unauthorized", f"no token -> 401 {message.message}")
 
-    bad = post_v1_videos.sync_detailed(client=api, body=body(""), idempotency_key=uuid.uuid4().hex)
-    problem = parsed(bad, post_v1_videos.Problem, "POST /v1/videos with an empty prompt")
+    bad = create_video.sync_detailed(client=api, body=body(""), idempotency_key=uuid.uuid4().hex)
+    problem = parsed(bad, ValidationProblem, "POST /v1/videos with an empty prompt")
     check(bad.status_code == 422 and str(problem.code) == "validation_failed", f"empty prompt -> 422 {problem.code}")
-    last = parsed(get_v1_credits.sync_detailed(client=api), credits_type, "GET /v1/credits")
+    last = parsed(get_credits.sync_detailed(client=api), CreditsPage, "GET /v1/credits")
     check(last.balance == after.balance, "nothing charged for the 422")
     print("python client: app flow PASSED")
 

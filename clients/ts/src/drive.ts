@@ -30,7 +30,7 @@ const anonymous = createClient<paths>({ baseUrl });
 
 function submit(key: string, prompt: string) {
   return api.POST("/v1/videos", {
-    params: { header: { "Idempotency-Key": key } },
+    params: { header: { "idempotency-key": key } },
     body: { model: MODEL, input: { prompt, image_url: "https://example.com/heron.png" } },
   });
 }
@@ -96,8 +96,10 @@ async function main(): Promise<void> {
   const second = present((await submit(crypto.randomUUID(), "a heron landing")).data, "second submit");
   const canceled = await api.POST("/v1/videos/{id}/cancel", { params: { path: { id: second.job.id } } });
   check(
-    canceled.response.status === 200 && canceled.data?.status === "canceled",
-    `POST /v1/videos/${second.job.id}/cancel → 200 canceled`,
+    canceled.response.status === 200 &&
+      canceled.data?.status === "canceled" &&
+      canceled.data.credits_refunded === second.job.credits_charged,
+    `POST /v1/videos/${second.job.id}/cancel → 200 canceled, credits_refunded ${canceled.data?.credits_refunded}`,
   );
   const after = present((await api.GET("/v1/credits")).data, "GET /v1/credits body");
   check(
@@ -114,7 +116,7 @@ async function main(): Promise<void> {
 
   // bad input: 422 validation_failed, nothing charged
   const bad = await api.POST("/v1/videos", {
-    params: { header: { "Idempotency-Key": crypto.randomUUID() } },
+    params: { header: { "idempotency-key": crypto.randomUUID() } },
     body: { model: MODEL, input: { prompt: "", image_url: "https://example.com/heron.png" } },
   });
   const problem = bad.error;
