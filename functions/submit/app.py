@@ -11,7 +11,7 @@ from videogen.api.http import build_resolver
 from videogen.api.routes import submit
 from videogen.observability import logger, metrics, tracer
 
-app = build_resolver()
+app = build_resolver(validate=True)
 app.include_router(submit)
 
 

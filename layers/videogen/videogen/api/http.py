@@ -59,8 +59,10 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return Response(status_code=status, content_type=JSON, body=json.dumps(body), headers=headers or {})
 
 
-def build_resolver() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+def build_resolver(*, validate: bool = False) -> APIGatewayHttpResolver:
+    """``validate``: Powertools checks the routes' declared parameters (errors become our own
+    400/422 problems) and serialises the contract models they return."""
+    app = APIGatewayHttpResolver(enable_validation=validate)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response:
