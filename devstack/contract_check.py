@@ -228,7 +228,7 @@ class Check:
             str(OUT / "schemathesis"),
         ]
         code, output = self.run(
-            "schemathesis", cmd, env={"WFC_AUTH": str(auth)}, timeout_s=time_s + 120
+            "schemathesis", cmd, env={"WFC_AUTH": str(auth), "PYTHONPATH": str(ROOT)}, timeout_s=time_s + 120
         )  # the run stops itself at --max-time; the timeout is for a hung run
         lines = [line for line in output.strip().splitlines() if line.strip()]
         summary = lines[-1].strip("= ") if lines else "no output"
