@@ -4,7 +4,7 @@ Routes come from template.yaml (the functions' HttpApi events). Each request is
 turned into the v2 event API Gateway would send, JWT-checked like the HTTP API's
 JWT authorizer where the route is authorized, and answered by the REAL handler.
 Also serves the local-only routes ``GET /_local/health``, ``POST /_local/users``
-and ``GET /_local/stats``.
+and ``GET /_local/stats``. CORS as the HTTP API's CorsConfiguration does it (:class:`Cors`).
 """
 
 from __future__ import annotations
@@ -14,17 +14,80 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from devstack.auth import AuthError, LocalAuthority
-from devstack.template import Route
+from devstack.template import Route, SamTemplate
 
 TEXT_TYPES = ("application/json", "application/problem+json", "text/", "application/x-www-form-urlencoded")
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's own limit
+
+
+_LOCAL_ORIGIN = re.compile(r"^http://(localhost|127\.0\.0\.1)(:\d{1,5})?$")
+
+
+@dataclass(frozen=True)
+class Cors:
+    """What the HTTP API's CorsConfiguration does: API Gateway answers a browser's preflight
+    itself and adds the allow-origin and expose headers to actual answers, for allowed origins
+    only; any other origin gets no CORS header at all. Locally the allowed origins are the
+    template's ``CorsAllowedOrigins`` plus any ``http://localhost:*`` / ``http://127.0.0.1:*``."""
+
+    origins: frozenset[str]
+    allow_headers: tuple[str, ...]
+    allow_methods: tuple[str, ...]
+    expose_headers: tuple[str, ...]
+    max_age: int
+
+    @classmethod
+    def from_template(cls, template: SamTemplate, origins: Iterable[str]) -> Cors:
+        """The template's HttpApi CorsConfiguration, resolved as if ``origins`` were deployed."""
+        refs = {"CorsAllowedOrigins": ",".join(origins)}
+        (api,) = template.resources_of_type("AWS::Serverless::HttpApi").values()
+        config = template.resolve(api["Properties"]["CorsConfiguration"], refs) or {}
+        return cls(
+            origins=frozenset(config.get("AllowOrigins", ())),
+            allow_headers=tuple(config.get("AllowHeaders", ())),
+            allow_methods=tuple(config.get("AllowMethods", ())),
+            expose_headers=tuple(config.get("ExposeHeaders", ())),
+            max_age=int(config.get("MaxAge", 0)),
+        )
+
+    def allows(self, origin: str | None) -> bool:
+        return bool(origin) and (origin in self.origins or bool(_LOCAL_ORIGIN.match(origin or "")))
+
+    def preflight(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers of the answer to a preflight (none when the origin, method or a header is refused)."""
+        origin = headers.get("origin")
+        method = headers.get("access-control-request-method", "").upper()
+        wanted = {h.strip().lower() for h in headers.get("access-control-request-headers", "").split(",") if h.strip()}
+        if not self.allows(origin) or method not in self.allow_methods:
+            return {}
+        if not wanted <= {h.lower() for h in self.allow_headers}:
+            return {}
+        return {
+            "access-control-allow-origin": str(origin),
+            "access-control-allow-methods": ",".join(self.allow_methods),
+            "access-control-allow-headers": ",".join(self.allow_headers),
+            "access-control-max-age": str(self.max_age),
+            "vary": "origin",
+        }
+
+    def actual(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers API Gateway adds to an actual answer for an allowed origin."""
+        origin = headers.get("origin")
+        if not self.allows(origin):
+            return {}
+        return {
+            "access-control-allow-origin": str(origin),
+            "access-control-expose-headers": ",".join(self.expose_headers),
+            "vary": "origin",
+        }
 
 
 def _compile(route: Route) -> re.Pattern[str]:
@@ -41,14 +104,26 @@ class LocalApi:
         invoke: Callable[[str, dict[str, Any]], Any],
         authority: LocalAuthority,
         local_routes: dict[tuple[str, str], Callable[[bytes], tuple[int, Any]]] | None = None,
+        cors: Cors | None = None,
     ) -> None:
         self._routes = [(r, _compile(r)) for r in routes]
+        self._cors = cors
         self._invoke = invoke
         self._authority = authority
         self._local = local_routes or {}
 
     def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1"
+    ) -> tuple[int, dict[str, str], bytes]:
+        if self._cors is None:
+            return self._handle(method, target, headers, body, source_ip)
+        if method == "OPTIONS" and "origin" in headers and "access-control-request-method" in headers:
+            return 204, self._cors.preflight(headers), b""
+        status, out, payload = self._handle(method, target, headers, body, source_ip)
+        return status, {**out, **self._cors.actual(headers)}, payload
+
+    def _handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str
     ) -> tuple[int, dict[str, str], bytes]:
         url = urlsplit(target)
         local = self._local.get((method, url.path))
@@ -162,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

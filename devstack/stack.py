@@ -28,7 +28,7 @@ from typing import Any
 import requests
 
 from devstack.auth import LocalAuthority
-from devstack.gateway import LocalApi, serve
+from devstack.gateway import Cors, LocalApi, serve
 from devstack.template import SamTemplate
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
@@ -140,7 +140,8 @@ class LocalStack:
 
         self.lambdas = LocalLambdas(self.template, self.resources)
         self.lambdas.install()
-        self.server.api = LocalApi(self.template.routes(), self._invoke, self.authority, self._local_routes())
+        cors = Cors.from_template(self.template, [api_url])  # its own origin, plus any localhost one
+        self.server.api = LocalApi(self.template.routes(), self._invoke, self.authority, self._local_routes(), cors)
         self._spawn(lambda: self.server.serve_forever(poll_interval=0.05), "gateway")
         if cfg.reconcile_every_s > 0:
             self._spawn(self._reconcile_loop, "reconciler")

@@ -132,6 +132,36 @@ def test_health_models_and_auth(local):
     )
 
 
+def test_a_browser_on_localhost_passes_the_preflight_and_reads_the_answer_headers(local):
+    origin = "http://localhost:5173"
+    preflight = requests.options(
+        f"{local.base}/v1/videos",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+        },
+        timeout=5,
+    )
+    assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert "idempotency-key" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    _, token = local.user(credits=5)
+    reply = local.http.post(
+        f"{local.base}/v1/videos",
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex, "Origin": origin},
+        json={"model": "minimax-video-01", "input": {"prompt": "a fox"}},
+        timeout=10,
+    )
+    assert reply.status_code == 202 and reply.headers["Access-Control-Allow-Origin"] == origin
+    assert "Location" in reply.headers["Access-Control-Expose-Headers"].split(",")
+    other = requests.options(
+        f"{local.base}/v1/videos",
+        headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"},
+        timeout=5,
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
 def test_job_completes_through_the_webhook(local):
     local.sim_config(queue_s=0.3, run_s=0.5, webhook_drop_rate=0)
     _, token = local.user(credits=20)
