@@ -149,7 +149,7 @@ class Check:
                 "src/generated/schema.d.ts",
             ],
             ["node", "check-no-casts.mjs", "src"],
-            [str(NODE_BIN / "tsc"), "-p", "tsconfig.json"],
+            [str(NODE_BIN / "tsc"), "-p", "tsconfig.json", "--strict"],
         ]
         for cmd in steps:
             code, output = self.run("typescript", cmd, cwd=TS)
