@@ -90,6 +90,15 @@ class Cors:
         }
 
 
+def _is_utf8(body: bytes) -> bool:
+    """API Gateway passes a body it cannot read as text base64-encoded, whatever its content type."""
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _compile(route: Route) -> re.Pattern[str]:
     pattern = re.sub(r"\{(\w+)\+?\}", r"(?P<\1>[^/]+)", route.path)
     return re.compile(f"^{pattern}$")
@@ -168,7 +177,7 @@ class LocalApi:
         source_ip: str,
     ) -> dict[str, Any]:
         content_type = headers.get("content-type", "")
-        is_text = not body or content_type.startswith(TEXT_TYPES)
+        is_text = not body or (content_type.startswith(TEXT_TYPES) and _is_utf8(body))
         params: dict[str, str] = {}
         for k, v in parse_qsl(query, keep_blank_values=True):
             params[k] = f"{params[k]},{v}" if k in params else v
@@ -235,9 +244,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(k, v)
         self.send_header("content-length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
+    # Every method reaches the routing: one without a route answers API Gateway's 404.
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

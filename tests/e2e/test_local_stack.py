@@ -162,6 +162,13 @@ def test_a_browser_on_localhost_passes_the_preflight_and_reads_the_answer_header
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
+@pytest.mark.parametrize("method", ["TRACE", "HEAD", "OPTIONS", "DELETE"])
+def test_a_method_without_a_route_is_api_gateways_404(local, method):
+    reply = requests.request(method, f"{local.base}/v1/models", timeout=5)
+    assert reply.status_code == 404 and reply.headers["content-type"] == "application/json"
+    assert method == "HEAD" or reply.json() == {"message": "Not Found"}
+
+
 def test_job_completes_through_the_webhook(local):
     local.sim_config(queue_s=0.3, run_s=0.5, webhook_drop_rate=0)
     _, token = local.user(credits=20)

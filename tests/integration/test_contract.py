@@ -123,6 +123,8 @@ def test_every_route_answers_as_the_document_says(stack_sfn):
     submit(alice, 404, "model_not_found", body={"model": "nope", "input": {}})
     submit(alice, 413, "payload_too_large", raw=b'{"model": "' + b"x" * 70_000 + b'"}')
     submit(alice, 422, "validation_failed", body={"model": "minimax-video-01", "input": {}})
+    submit(alice, 422, "validation_failed", body={"model": "minimax-video-01", "input": {"prompt": "\t\u3000"}})
+    submit(alice, 422, "validation_failed", raw=b"\xff\xfe'\xe9\x02")  # not UTF-8: API Gateway base64s it
     submit(alice, 422, "idempotency_key_reused", key="k1")
     submit(stack.user(credits=1), 402, "insufficient_credits")
 

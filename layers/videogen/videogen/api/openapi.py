@@ -24,6 +24,7 @@ from videogen.domain.errors import DomainError, ValidationFailed
 TITLE, VERSION = "videogen", "1.0.0"
 DESCRIPTION = "Turn a prompt and an image into an AI video, paid for in credits."
 SECURED: list[dict[str, list[str]]] = [{"jwt": []}]
+PUBLIC: dict[str, Any] = {"security": []}  # openapi_extensions of a route without auth: says so explicitly
 CODES = "x-problem-codes"  # on a problem response: the codes that status can carry
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 
@@ -33,26 +34,32 @@ def ok(model: type, description: str, **extra: Any) -> dict[int, OpenAPIResponse
 
 
 def problems(*errors: type[DomainError], authorized: bool = True) -> dict[int, OpenAPIResponse]:
-    """The error answers of a route: its domain errors by status, 500 (and 503 if listed), and
-    API Gateway's own 401 on an authorized route."""
-    by_status: dict[int, list[type[DomainError]]] = {}
+    """The error answers of a route: its domain errors by status, 500 (and 503 if listed),
+    API Gateway's own 429 (throttling, every route) and, on an authorized route, its 401."""
+    by_status: dict[int, list[type[DomainError]]] = {429: []}
     error: type[DomainError]
     for error in (*errors, DomainError):  # every route may answer 500
         by_status.setdefault(error.status, []).append(error)
     out: dict[int, OpenAPIResponse] = {}
     for status, group in sorted(by_status.items()):
         codes = sorted({e.code for e in group})
-        validation = any(issubclass(e, ValidationFailed) for e in group)
-        model: Any = contract.ValidationProblem if validation else contract.Problem
-        if validation and len(group) > 1:
-            model = contract.ValidationProblem | contract.Problem
-        response: dict[str, Any] = {
-            "description": f"problem details; code: {', '.join(codes)}",
-            "content": {PROBLEM: {"model": model}},
-            CODES: codes,
-        }
+        content: dict[str, Any] = {}
+        description = f"problem details; code: {', '.join(codes)}"
+        if group:
+            validation = any(issubclass(e, ValidationFailed) for e in group)
+            model: Any = contract.ValidationProblem if validation else contract.Problem
+            if validation and len(group) > 1:
+                model = contract.ValidationProblem | contract.Problem
+            content[PROBLEM] = {"model": model}
+        response: dict[str, Any] = {"description": description, "content": content}
+        if codes:
+            response[CODES] = codes
         if status == 429:
+            content[JSON] = {"model": contract.GatewayMessage}
             response["headers"] = RETRY_AFTER
+            response["description"] = (
+                f"{description}, with Retry-After; or " if codes else ""
+            ) + "API Gateway's own throttling (application/json, its own body)"
         out[status] = response  # type: ignore[assignment]
     if authorized:
         out[401] = {
@@ -112,4 +119,7 @@ def openapi_document() -> dict[str, Any]:
         for operation in item.values():
             if "requestBody" in operation:  # the body is declared for the document only (see routes)
                 operation["requestBody"]["required"] = True
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "header":  # Powertools lowercases header names; its title keeps the case
+                    parameter["name"] = parameter["schema"].get("title", parameter["name"])
     return _referenced(doc)

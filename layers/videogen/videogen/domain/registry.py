@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, RootModel, Validatio
 from videogen.domain.errors import ModelNotFound
 from videogen.domain.errors import ValidationFailed as ValidationFailedError
 
-Prompt = Field(min_length=1, max_length=2500, description="What the video should show")
+# At least one character that no engine counts as white space (the models strip it first), so
+# the published schema says exactly what is accepted: a prompt of only blanks is refused.
+NOT_BLANK = r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+Prompt = Field(min_length=1, max_length=2500, pattern=NOT_BLANK, description="What the video should show")
 NegativePrompt = Field(None, max_length=2500)
 
 

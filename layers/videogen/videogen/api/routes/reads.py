@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from videogen import contract, wiring
 from videogen.api.http import caller
-from videogen.api.openapi import SECURED, ok, problems
+from videogen.api.openapi import PUBLIC, SECURED, ok, problems
 from videogen.domain import errors
 from videogen.domain.models import JobStatus
 from videogen.observability import logger
@@ -92,6 +92,7 @@ def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPag
     operation_id="listModels",
     summary="Models on sale with their prices and input schemas",
     tags=["models"],
+    openapi_extensions=PUBLIC,
     responses={**ok(contract.ModelList, "the models on sale"), **problems(authorized=False)},
 )
 def list_models() -> contract.ModelList:
@@ -103,6 +104,7 @@ def list_models() -> contract.ModelList:
     operation_id="getOpenApi",
     summary="This document (OpenAPI 3.1)",
     tags=["meta"],
+    openapi_extensions=PUBLIC,
     responses={
         200: {"description": "the OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}},
         **problems(authorized=False),
