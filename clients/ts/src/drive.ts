@@ -30,7 +30,7 @@ const anonymous = createClient<paths>({ baseUrl });
 
 function submit(key: string, prompt: string) {
   return api.POST("/v1/videos", {
-    params: { header: { "idempotency-key": key } },
+    params: { header: { "Idempotency-Key": key } },
     body: { model: MODEL, input: { prompt, image_url: "https://example.com/heron.png" } },
   });
 }
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
 
   // bad input: 422 validation_failed, nothing charged
   const bad = await api.POST("/v1/videos", {
-    params: { header: { "idempotency-key": crypto.randomUUID() } },
+    params: { header: { "Idempotency-Key": crypto.randomUUID() } },
     body: { model: MODEL, input: { prompt: "", image_url: "https://example.com/heron.png" } },
   });
   const problem = bad.error;
