@@ -52,6 +52,7 @@ PY = ROOT / "clients" / "python"
 NODE_BIN = TS / "node_modules" / ".bin"
 CONTRACT_VENV = Path(os.environ.get("CONTRACT_VENV", ROOT / ".venv-contract"))
 SCHEMATHESIS_CONFIG = ROOT / "devstack" / "schemathesis.toml"
+CAST_PROBE = "const a = 1 as number;\nconst b = <number>a;\nconst c = [a][0]!;\nlet d: any = b;\n// @ts-ignore\n"
 RICH = 1_000_000  # credits of each user the fuzzer plays: never the reason a request is refused
 
 
@@ -141,6 +142,13 @@ class Check:
         generated = TS / "src" / "generated"
         shutil.rmtree(generated, ignore_errors=True)
         shutil.rmtree(TS / "dist", ignore_errors=True)
+        probe = OUT / "cast-probe"  # the cast check must see each kind of cast, or it proves nothing
+        probe.mkdir(exist_ok=True)
+        (probe / "probe.ts").write_text(CAST_PROBE)
+        code, output = self.run("typescript", ["node", "check-no-casts.mjs", str(probe)], cwd=TS)
+        if code == 0 or "1 file(s), 5 cast(s)" not in output:
+            print(_tail(output))
+            return False, "check-no-casts.mjs missed a cast in its probe"
         steps = [
             [
                 str(NODE_BIN / "openapi-typescript"),
