@@ -247,8 +247,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(payload)
 
-    # Every method reaches the routing: one without a route answers API Gateway's 404.
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = _serve
+    def __getattr__(self, name: str) -> Any:
+        """Every method reaches the routing (http.server looks up ``do_<METHOD>``): one without a
+        route answers API Gateway's 404, whatever the method (GET, TRACE, QUERY, ...)."""
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -162,7 +162,7 @@ def test_a_browser_on_localhost_passes_the_preflight_and_reads_the_answer_header
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-@pytest.mark.parametrize("method", ["TRACE", "HEAD", "OPTIONS", "DELETE"])
+@pytest.mark.parametrize("method", ["TRACE", "HEAD", "OPTIONS", "DELETE", "QUERY"])
 def test_a_method_without_a_route_is_api_gateways_404(local, method):
     reply = requests.request(method, f"{local.base}/v1/models", timeout=5)
     assert reply.status_code == 404 and reply.headers["content-type"] == "application/json"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -124,11 +127,13 @@ def test_user_id_in_body_or_query_is_ignored(stack):
 
 @pytest.mark.parametrize(
     ("path", "key"),
-    [("/v1/credits", {"pk": "USER#{u}", "sk": ""}),
-     ("/v1/credits", {"pk": "USER#{u}", "sk": "GRANT#x"}),
-     ("/v1/credits", {"pk": "USER#{u}", "sk": "ZZZ"}),
-     ("/v1/videos", {"pk": "JOB#a", "sk": "JOB", "gsi1pk": "USER#{u}", "gsi1sk": "JOB#b"}),
-     ("/v1/videos", {"pk": "JOB#a", "sk": "IDEM#k", "gsi1pk": "USER#{u}", "gsi1sk": "JOB#a"})],
+    [
+        ("/v1/credits", {"pk": "USER#{u}", "sk": ""}),
+        ("/v1/credits", {"pk": "USER#{u}", "sk": "GRANT#x"}),
+        ("/v1/credits", {"pk": "USER#{u}", "sk": "ZZZ"}),
+        ("/v1/videos", {"pk": "JOB#a", "sk": "JOB", "gsi1pk": "USER#{u}", "gsi1sk": "JOB#b"}),
+        ("/v1/videos", {"pk": "JOB#a", "sk": "IDEM#k", "gsi1pk": "USER#{u}", "gsi1sk": "JOB#a"}),
+    ],
 )
 def test_crafted_cursors_owned_by_the_caller_are_still_400(stack, path, key):
     token = stack.user(credits=5, user_id="cursor-user")
@@ -136,3 +141,26 @@ def test_crafted_cursors_owned_by_the_caller_are_still_400(stack, path, key):
     cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
     reply = stack.request("GET", f"{path}?cursor={cursor}", token=token)
     assert reply.status == 400 and reply.json["code"] == "invalid_cursor"
+
+
+def test_concurrent_requests_of_different_users_each_get_their_own_answer(stack):
+    """The local stack runs one handler on many threads at once (a Lambda container never does):
+    no request may read another's event, route arguments or context."""
+    tokens = {n: stack.user(credits=n + 5, user_id=f"concurrent-{n}") for n in range(6)}
+    jobs = {n: stack.submit(tokens[n]).json["job"]["id"] for n in tokens}
+
+    def read(n: int) -> list[tuple[int, int, Any]]:
+        credits = stack.request("GET", "/v1/credits", token=tokens[n])
+        job = stack.request("GET", f"/v1/videos/{jobs[n]}", token=tokens[n])
+        return [(n, credits.status, credits.json.get("balance")), (n, job.status, job.json.get("id"))]
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show at once
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            results = [r for rs in pool.map(read, [n for n in tokens for _ in range(25)]) for r in rs]
+    finally:
+        sys.setswitchinterval(switch)
+    # each user's balance is n (n + 5 granted, 5 charged) and their job is their own
+    wrong = [(n, status, value) for n, status, value in results if (status, value) not in {(200, n), (200, jobs[n])}]
+    assert not wrong, wrong[:5]

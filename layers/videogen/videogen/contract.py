@@ -51,8 +51,9 @@ class Progress(_Body):
 
 class JobError(_Body):
     code: str = Field(
-        description="invalid_input, content_policy, generation_failed, provider_timeout, media_rejected, "
-        "expired or submit_failed; every one of them refunds the credits"
+        description="Why the job failed: invalid_input, content_policy, generation_failed, provider_timeout, "
+        "media_rejected, expired or submit_failed; canceled when the user canceled it. Every one of them "
+        "refunds the credits"
     )
     message: str
 
@@ -79,7 +80,7 @@ class Job(_Body):
     completed_at: Timestamp | None
     progress: Progress
     video: Video | None = Field(description="Set once the job is completed")
-    error: JobError | None = Field(description="Set once the job failed")
+    error: JobError | None = Field(description="Set once the job failed or was canceled")
 
 
 class ChargedCredits(_Body):

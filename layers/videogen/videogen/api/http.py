@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Protocol
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videogen import contract
 from videogen.domain.errors import BadRequest, DomainError, RouteNotFound, Unauthorized, ValidationFailed
@@ -59,10 +62,66 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return Response(status_code=status, content_type=JSON, body=json.dumps(body), headers=headers or {})
 
 
+class Resolver(APIGatewayHttpResolver):
+    """Powertools' resolver with its request state (event, Lambda context, route context) kept
+    per thread. A Lambda container answers one event at a time, but the local stack runs the
+    same handler on several threads at once, and Powertools keeps that state on the resolver
+    and its class: two requests would read each other's event and route arguments. (The same
+    reason for :meth:`_build_routes`.)"""
+
+    _request = threading.local()
+
+    @property  # type: ignore[override]  # narrowed to the HTTP API event, as Powertools does
+    def current_event(self) -> APIGatewayProxyEventV2:
+        return cast(APIGatewayProxyEventV2, self._request.event)
+
+    @current_event.setter
+    def current_event(self, value: APIGatewayProxyEventV2) -> None:
+        self._request.event = value
+
+    @property
+    def lambda_context(self) -> LambdaContext:
+        return cast(LambdaContext, self._request.lambda_context)
+
+    @lambda_context.setter
+    def lambda_context(self, value: LambdaContext) -> None:
+        self._request.lambda_context = value
+
+    @property
+    def context(self) -> dict[str, Any]:
+        if not hasattr(self._request, "context"):
+            self._request.context = {}
+        return cast(dict[str, Any], self._request.context)
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._request.context = value
+
+    _build_lock = threading.Lock()
+    _built = False
+
+    def _build_routes(self) -> None:
+        """Powertools builds a route's middleware chain on its first call, unguarded: two threads
+        calling a route for the first time at once would chain it twice. Build them all once."""
+        with self._build_lock:
+            if not self._built:
+                for route in self._static_routes + self._dynamic_routes:
+                    if not route._middleware_stack_built:
+                        route._build_middleware_stack(router_middlewares=self._router_middlewares, app=self)
+                self._built = True
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if not self._built:
+            self._build_routes()
+        self.current_event = cast(APIGatewayProxyEventV2, self._to_proxy_event(dict(event)))
+        self.lambda_context = context
+        return super().resolve(event, context)
+
+
 def build_resolver(*, validate: bool = False) -> APIGatewayHttpResolver:
     """``validate``: Powertools checks the routes' declared parameters (errors become our own
     400/422 problems) and serialises the contract models they return."""
-    app = APIGatewayHttpResolver(enable_validation=validate)
+    app = Resolver(enable_validation=validate)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response:

@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from videogen import contract
-from videogen.api.http import JSON, PROBLEM
+from videogen.api.http import JSON, PROBLEM, Resolver
 from videogen.domain.errors import DomainError, ValidationFailed
 
 TITLE, VERSION = "videogen", "1.0.0"
@@ -80,8 +80,9 @@ def job_links() -> dict[str, Any]:
 
 def _resolver(routers: Iterable[Any]) -> APIGatewayHttpResolver:
     """A resolver holding every public route, used only to build the document. Including a router
-    re-points its request state at the resolver, so that is put back for the live handlers."""
-    doc = APIGatewayHttpResolver()
+    re-points its request state at the resolver, so that is put back for the live handlers (and
+    the per-thread state of :class:`Resolver` is shared, so a request meanwhile reads its own)."""
+    doc = Resolver()
     for router in routers:
         live = router.api_resolver
         doc.include_router(router)
