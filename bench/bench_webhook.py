@@ -235,7 +235,7 @@ class Bench:
         if status != 202:
             raise RuntimeError(f"POST /v1/videos answered {status}: {body[:300]!r}")
         job_id = json.loads(body)["job"]["id"]
-        if self.wiring.fal_tasks().submit(job_id) != {"done": False}:
+        if self.wiring.submit_to_fal().run(job_id) != {"done": False}:
             raise RuntimeError("SubmitToFal did not hand the job to the simulator")
         job = self.wiring.store().get_job(job_id)
         assert job is not None and job.fal is not None

@@ -19,8 +19,8 @@ statemachines/video_job.asl.json with the real handlers and the fal simulator (i
     last look, cancel at fal, fail + refund). Measured once at a tiny scale, where every wait is
     1 s; computed for every model of the registry at full scale.
 
-The formula: the execution input (``services.submission.execution_input``) and the wait after
-each check (``services.fal_tasks.next_wait_s``) are the system's own functions; check k (k = 0..)
+The formula: the execution input (``domain.timing.execution_input``) and the wait after
+each check (``domain.timing.next_wait_s``) are the system's own functions; check k (k = 0..)
 runs at T_k = initial_wait + sum of the first k waits, and the job is seen done at the first check
 with T_k >= generation time (expired at the first with T_k >= the deadline, or when the attempt
 counter reaches max_checks). With n checks the execution enters
@@ -81,17 +81,16 @@ STATE_ORDER = (
 
 def timing_for(spec: Any, scale: float, deadline_at: int = 0) -> dict[str, Any]:
     """The poll timing the system gives a job of ``spec`` at ``scale`` (from execution_input itself)."""
-    from videogen.config import Settings
-    from videogen.services.submission import execution_input
+    from videogen.domain.timing import execution_input
 
     job = SimpleNamespace(id="vid_formula", deadline_at=deadline_at)
-    timing: dict[str, Any] = execution_input(job, spec, Settings(time_scale=scale))["timing"]  # type: ignore[arg-type]
+    timing: dict[str, Any] = execution_input(job, spec, scale)["timing"]  # type: ignore[arg-type]
     return timing
 
 
 def check_times(timing: dict[str, Any], limit: int = 100_000) -> Iterator[float]:
     """T_0, T_1, ...: when each check runs, seconds after InitialWait starts (no task latency)."""
-    from videogen.services.fal_tasks import next_wait_s
+    from videogen.domain.timing import next_wait_s
 
     t = float(timing["initial_wait_s"])
     for attempt in range(limit):

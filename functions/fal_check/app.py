@@ -15,4 +15,4 @@ from videogen.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return wiring.fal_tasks().check(str(event["job_id"]), int(event.get("attempt", 0)), dict(event.get("timing", {})))
+    return wiring.check_job().run(str(event["job_id"]), int(event.get("attempt", 0)), dict(event.get("timing", {})))

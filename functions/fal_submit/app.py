@@ -15,4 +15,4 @@ from videogen.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return wiring.fal_tasks().submit(str(event["job_id"]))
+    return wiring.submit_to_fal().run(str(event["job_id"]))

@@ -15,7 +15,7 @@ from videogen.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    job = wiring.fal_tasks().expire(
+    job = wiring.expire_job().run(
         str(event["job_id"]),
         str(event.get("reason", "failed")),
         bool(event.get("cancel_at_fal", False)),

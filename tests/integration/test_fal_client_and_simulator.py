@@ -23,14 +23,13 @@ from requests.structures import CaseInsensitiveDict
 from devstack.falsim import FalSimulator, media
 from videogen.adapters.fal import (
     FalClient,
-    FalRejectedError,
-    FalTransientError,
     classify_status,
     fal_key_provider,
     parse_retry_after,
 )
 from videogen.adapters.webhook_signature import WebhookVerifier
 from videogen.config import Settings
+from videogen.domain.errors import FalRejectedError, FalTransientError
 from videogen.domain.models import FalRequest
 
 MODEL = "fal-ai/kling-video/v2.6/standard/motion-control"

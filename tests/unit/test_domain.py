@@ -8,7 +8,8 @@ from videogen.config import Settings
 from videogen.domain.errors import ModelNotFound, ValidationFailed
 from videogen.domain.models import ACTIVE, ALLOWED_FROM, TERMINAL, JobStatus, new_id
 from videogen.domain.registry import Registry
-from videogen.services.fal_tasks import next_wait_s, webhook_url
+from videogen.domain.timing import next_wait_s
+from videogen.services.fal_submit import webhook_url
 from videogen.services.submission import check_key, fingerprint
 
 IMG = "https://example.com/a.png"
@@ -97,9 +98,13 @@ def test_webhook_url_carries_token_and_job_and_none_without_public_url():
     )
 
 
-def test_settings_from_env():
-    s = Settings.from_env({"MAX_ACTIVE_JOBS": "3", "MEDIA_REQUIRE_HTTPS": "false", "MEDIA_ALLOWED_HOSTS": "A.com, b"})
+def test_settings_from_env(monkeypatch):
+    monkeypatch.setenv("MAX_ACTIVE_JOBS", "3")
+    monkeypatch.setenv("MEDIA_REQUIRE_HTTPS", "false")
+    monkeypatch.setenv("MEDIA_ALLOWED_HOSTS", "A.com, b")
+    s = Settings()
     assert s.max_active_jobs == 3 and s.media_require_https is False
     assert s.allowed_hosts == {"a.com", "b"}
+    monkeypatch.setenv("JWKS_CACHE_S", str(2 * 24 * 3600))
     with pytest.raises(ValueError):
-        Settings.from_env({"JWKS_CACHE_S": str(2 * 24 * 3600)})
+        Settings()

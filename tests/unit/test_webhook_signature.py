@@ -165,6 +165,22 @@ def test_tampered_ids_are_rejected(key: Ed25519PrivateKey, clock: Clock, field: 
         verifier.verify(headers, BODY)
 
 
+def test_pinned_account_accepts_only_its_own_deliveries(key: Ed25519PrivateKey, clock: Clock) -> None:
+    # Given a verifier pinned to our fal account, When fal signs for another account, Then it is refused
+    verifier = make_verifier(JwksServer(key), clock, expected_user_id="our-account")
+    verifier.verify(signed_headers(key, user_id="our-account"), BODY)
+    with pytest.raises(InvalidSignature) as exc:
+        verifier.verify(signed_headers(key, user_id="u-1"), BODY)
+    assert reason(exc) == "delivery for another fal account"
+
+
+def test_pin_is_checked_after_the_signature(key: Ed25519PrivateKey, clock: Clock) -> None:
+    verifier = make_verifier(JwksServer(key), clock, expected_user_id="our-account")
+    with pytest.raises(InvalidSignature) as exc:
+        verifier.verify(signed_headers(Ed25519PrivateKey.generate(), user_id="u-1"), BODY)
+    assert reason(exc) == "bad signature"
+
+
 @pytest.mark.parametrize("skew", [-301, 301, -10_000, 10_000])
 def test_stale_timestamp_is_rejected_in_both_directions(key: Ed25519PrivateKey, clock: Clock, skew: int) -> None:
     verifier = make_verifier(JwksServer(key), clock)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import boto3
 
-from videogen.adapters.dynamo import DynamoStore
+from videogen import wiring
 from videogen.domain.errors import DomainError
 from videogen.services.credits import grant_credits
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--user", required=True)
     args = parser.parse_args(argv)
 
-    store = DynamoStore(boto3.client("dynamodb"), table_name(args))
+    store = wiring.store_for(table_name(args))
     try:
         if args.command == "grant":
             applied = grant_credits(store, user_id=args.user, credits=args.credits, grant_id=args.grant_id)

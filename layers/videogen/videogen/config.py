@@ -1,22 +1,24 @@
-"""Runtime settings, parsed once from the environment by a pydantic model.
+"""Runtime settings, parsed once from the environment by pydantic-settings.
 
 Nothing reads ``os.environ`` at import time: handlers call :func:`get_settings`
-(cached) on first use, and tests call ``get_settings.cache_clear()`` after
-changing the environment.
+(cached) on first use, and tests call ``get_settings.cache_clear()`` (``wiring.reset()``)
+after changing the environment.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MEDIA_HOSTS = "v3.fal.media,v3b.fal.media,fal.media,storage.googleapis.com"
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Every tunable of the shared package, one field each (env var = upper-case name)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
     environment: str = Field("dev", description="dev | prod | local | test")
     table_name: str = "videogen"
@@ -82,13 +84,8 @@ class Settings(BaseModel):
     def is_local(self) -> bool:
         return self.environment in {"local", "test"}
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
-        return cls.model_validate(values)
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings.from_env()
+    """The settings of this process, read from the environment on first use."""
+    return Settings()

@@ -1,16 +1,116 @@
 """Ports: what the services need from the outside world, as small Protocols.
 
-Adapters in :mod:`videogen.adapters` implement them against AWS and fal.ai;
-tests may substitute fakes. Services depend on these names only.
+Adapters in :mod:`videogen.adapters` implement them against AWS and fal.ai (built in
+:mod:`videogen.wiring` only); tests substitute in-memory fakes. Services depend on these names
+and the domain only. What a port raises is a domain error (:mod:`videogen.domain.errors`),
+never a botocore or requests exception.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from videogen.domain.models import FalRequest, StoredVideo
+from videogen.domain.models import (
+    Balance,
+    FalRequest,
+    IdempotencyRecord,
+    Job,
+    JobError,
+    JobStatus,
+    LedgerEntry,
+    Progress,
+    StoredVideo,
+)
+
+# --- the job and credit store ---------------------------------------------------------------
+
+
+class JobStore(Protocol):
+    """Jobs, balances, the ledger and idempotency records.
+
+    Every change is a conditional write; a failed condition is a domain outcome
+    (:class:`~videogen.domain.errors.TransitionRejected`, ``BalanceChanged``, ...) and changes
+    nothing. Every status condition comes from :data:`videogen.domain.models.ALLOWED_FROM`.
+    """
+
+    # credits
+    def get_balance(self, user_id: str) -> Balance: ...
+
+    def grant(self, user_id: str, amount: int, grant_id: str) -> bool:
+        """Add ``amount`` once per ``grant_id`` (+ ledger entry). False when applied before;
+        ``GrantConflict`` when applied with another amount; ``ConcurrentUpdate`` on a race."""
+        ...
+
+    def list_ledger(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
+        """Newest first; ``InvalidCursor`` for a cursor this store did not return for this user."""
+        ...
+
+    def ledger_totals(self, user_id: str) -> dict[str, int]: ...
+
+    # submit
+    def read_for_submit(self, user_id: str, key: str) -> tuple[Balance, IdempotencyRecord | None]:
+        """One consistent snapshot of the balance and the key's idempotency record."""
+        ...
+
+    def create_job(
+        self,
+        job: Job,
+        *,
+        idempotency_key: str,
+        fingerprint: str,
+        answer: dict[str, Any],
+        seen: Balance,
+        max_active: int,
+        idem_ttl_s: int,
+    ) -> None:
+        """Charge + job + idempotency record + ledger entry, all or nothing, while the balance is
+        still ``seen.balance``, covers the cost and the active count is under ``max_active``.
+        Raises ``IdempotencyKeyTaken(record)``, ``BalanceChanged`` or ``IdempotencyKeyInUse``."""
+        ...
+
+    # jobs: reads
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    def find_by_request_id(self, request_id: str) -> Job | None: ...
+
+    def list_jobs(
+        self, user_id: str, status: JobStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None]: ...
+
+    def find_stale_active(self, updated_before: str, limit: int) -> list[Job]:
+        """Jobs not terminal (or terminal with ``event_pending``) untouched since ``updated_before``."""
+        ...
+
+    # jobs: conditional writes (TransitionRejected when the condition fails)
+    def record_submit_attempt(self, job_id: str) -> Job:
+        """``submit_attempts += 1`` while the job may still move to SUBMITTED and has no fal request."""
+        ...
+
+    def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job: ...
+
+    def update_progress(self, job_id: str, status: JobStatus, progress: Progress) -> Job:
+        """Allowed from :func:`videogen.domain.models.progress_allowed_from` (status)."""
+        ...
+
+    def touch(self, job_id: str) -> None:
+        """Move an active job to the back of the stale queue; nothing if it is terminal."""
+        ...
+
+    def complete(self, job: Job, video: StoredVideo) -> Job:
+        """Active → completed with ``video``, slot freed, ``event_pending`` set."""
+        ...
+
+    def finish_with_refund(
+        self, job: Job, status: JobStatus, error: JobError | None, *, unsubmitted: bool = False
+    ) -> Job:
+        """Active → FAILED/CANCELED with refund, ledger entry and slot freed, at most once.
+        ``unsubmitted``: only while no fal request is stored. ``StoreBusy`` on contention."""
+        ...
+
+    def clear_event_pending(self, job_id: str) -> None: ...
+
 
 # --- fal.ai -----------------------------------------------------------------------------
 
@@ -51,6 +151,8 @@ CancelOutcome = Literal["requested", "already_completed", "not_found"]
 
 
 class FalGateway(Protocol):
+    """fal's queue API. Raises ``FalTransientError`` (retry later) or ``FalRejectedError`` (final)."""
+
     def submit(self, endpoint: str, payload: dict[str, Any], webhook_url: str | None) -> FalRequest: ...
 
     def status(self, request: FalRequest) -> FalStatus: ...
@@ -60,7 +162,31 @@ class FalGateway(Protocol):
     def cancel(self, request: FalRequest) -> CancelOutcome: ...
 
 
+@dataclass(frozen=True)
+class FalDelivery:
+    """One webhook delivery from fal, parsed: which request, and its outcome."""
+
+    request_id: str
+    result: FalResult
+
+
+class DeliveryParser(Protocol):
+    """A fal webhook body → :class:`FalDelivery`; None for a status we ignore; ``BadRequest`` if the
+    body is not a fal webhook. Implemented by :func:`videogen.adapters.fal.parse_delivery`."""
+
+    def __call__(self, raw_body: bytes) -> FalDelivery | None: ...
+
+
+class SignatureVerifier(Protocol):
+    """Authenticates a webhook delivery (signature, freshness, and the sending fal account when
+    pinned). Raises ``InvalidSignature``, or ``ServiceUnavailable`` when keys cannot be had."""
+
+    def verify(self, headers: Mapping[str, str], raw_body: bytes) -> None: ...
+
+
 # --- media ------------------------------------------------------------------------------
+
+SHA256_PLACEHOLDER = "{sha256}"  # in a put_stream key: replaced by the content's hex sha256
 
 
 class MediaSource(Protocol):
@@ -79,7 +205,11 @@ class MediaStream(Protocol):
 
 
 class VideoStore(Protocol):
-    def put_stream(self, key: str, stream: MediaStream) -> StoredVideo: ...
+    """Our bucket. ``MediaRejected`` (final) or ``MediaTransferError`` (retry later) on failure."""
+
+    def put_stream(self, key: str, stream: MediaStream) -> StoredVideo:
+        """Stream into ``key`` (``SHA256_PLACEHOLDER`` in it becomes the content's sha256)."""
+        ...
 
     def presign(self, key: str, ttl_s: int) -> str: ...
 
@@ -93,12 +223,15 @@ class VideoStore(Protocol):
 # --- workflow and events -----------------------------------------------------------------
 
 
+ExecutionState = Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "MISSING"]
+
+
 class Workflow(Protocol):
     def start(self, job_id: str, execution_input: dict[str, Any]) -> bool:
         """Start the job's execution (named by the job id). False if it already exists."""
         ...
 
-    def state(self, job_id: str) -> Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "MISSING"]: ...
+    def state(self, job_id: str) -> ExecutionState: ...
 
 
 class EventPublisher(Protocol):

@@ -22,9 +22,14 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.adapters.media import GuardedMediaSource, S3VideoStore
     from videogen.adapters.workflow import StepFunctionsWorkflow
     from videogen.domain.registry import Registry
+    from videogen.services.cancel import CancelJob
     from videogen.services.completion import JobFinisher
-    from videogen.services.fal_tasks import FalTasks
+    from videogen.services.expiry import ExpireJob
+    from videogen.services.fal_check import CheckJob
+    from videogen.services.fal_poll import FalPoller
+    from videogen.services.fal_submit import SubmitToFal
     from videogen.services.reconcile import Reconciler
+    from videogen.services.submission import SubmitLimits
     from videogen.services.webhook import WebhookService
 
 _BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
@@ -43,9 +48,14 @@ def settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def store() -> DynamoStore:
+    return store_for(settings().table_name)
+
+
+def store_for(table_name: str) -> DynamoStore:
+    """A store on a named table (the admin CLI points at a deployed stack's table)."""
     from videogen.adapters.dynamo import DynamoStore
 
-    return DynamoStore(client("dynamodb"), settings().table_name)
+    return DynamoStore(client("dynamodb"), table_name)
 
 
 @lru_cache(maxsize=1)
@@ -118,10 +128,17 @@ def webhook_token() -> str:
 
 
 @lru_cache(maxsize=1)
-def fal_tasks() -> FalTasks:
-    from videogen.services.fal_tasks import FalTasks, webhook_url
+def fal_poller() -> FalPoller:
+    from videogen.services.fal_poll import FalPoller
 
-    return FalTasks(
+    return FalPoller(store(), fal(), finisher())
+
+
+@lru_cache(maxsize=1)
+def submit_to_fal() -> SubmitToFal:
+    from videogen.services.fal_submit import SubmitToFal, webhook_url
+
+    return SubmitToFal(
         store(),
         registry(),
         fal(),
@@ -131,7 +148,42 @@ def fal_tasks() -> FalTasks:
 
 
 @lru_cache(maxsize=1)
+def check_job() -> CheckJob:
+    from videogen.services.fal_check import CheckJob
+
+    return CheckJob(store(), fal_poller())
+
+
+@lru_cache(maxsize=1)
+def expire_job() -> ExpireJob:
+    from videogen.services.expiry import ExpireJob
+
+    return ExpireJob(store(), fal(), fal_poller(), finisher())
+
+
+@lru_cache(maxsize=1)
+def cancel_job() -> CancelJob:
+    from videogen.services.cancel import CancelJob
+
+    return CancelJob(fal(), fal_poller(), finisher())
+
+
+@lru_cache(maxsize=1)
+def submit_limits() -> SubmitLimits:
+    from videogen.services.submission import SubmitLimits
+
+    s = settings()
+    return SubmitLimits(
+        max_body_bytes=s.max_body_bytes,
+        max_active_jobs=s.max_active_jobs,
+        idempotency_ttl_s=s.idempotency_ttl_hours * 3600,
+        time_scale=s.time_scale,
+    )
+
+
+@lru_cache(maxsize=1)
 def webhooks() -> WebhookService:
+    from videogen.adapters.fal import parse_delivery
     from videogen.adapters.webhook_signature import WebhookVerifier
     from videogen.services.webhook import WebhookService
 
@@ -141,15 +193,27 @@ def webhooks() -> WebhookService:
         tolerance_s=s.webhook_tolerance_s,
         cache_s=s.jwks_cache_s,
         min_refetch_interval_s=s.jwks_min_refetch_s,
+        expected_user_id=s.fal_webhook_user_id,
     )
-    return WebhookService(store(), finisher(), verifier, webhook_token, s.fal_webhook_user_id)
+    return WebhookService(store(), finisher(), verifier, webhook_token, parse_delivery)
 
 
 @lru_cache(maxsize=1)
 def reconciler() -> Reconciler:
     from videogen.services.reconcile import Reconciler
 
-    return Reconciler(store(), registry(), workflow(), fal_tasks(), finisher(), settings())
+    s = settings()
+    return Reconciler(
+        store(),
+        registry(),
+        workflow(),
+        fal_poller(),
+        expire_job(),
+        finisher(),
+        grace_s=s.reconcile_grace_s,
+        batch=s.reconcile_batch,
+        time_scale=s.time_scale,
+    )
 
 
 def reset() -> None:
@@ -166,7 +230,12 @@ def reset() -> None:
         events,
         fal,
         finisher,
-        fal_tasks,
+        fal_poller,
+        submit_to_fal,
+        check_job,
+        expire_job,
+        cancel_job,
+        submit_limits,
         webhooks,
         reconciler,
     ):

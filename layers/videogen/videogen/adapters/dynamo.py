@@ -29,7 +29,6 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -37,9 +36,11 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from videogen.domain.errors import (
+    BalanceChanged,
     ConcurrentUpdate,
     GrantConflict,
     IdempotencyKeyInUse,
+    IdempotencyKeyTaken,
     InvalidCursor,
     StoreBusy,
     TransitionRejected,
@@ -47,7 +48,9 @@ from videogen.domain.errors import (
 from videogen.domain.models import (
     ACTIVE,
     ALLOWED_FROM,
+    Balance,
     FalRequest,
+    IdempotencyRecord,
     Job,
     JobError,
     JobStatus,
@@ -56,8 +59,10 @@ from videogen.domain.models import (
     Progress,
     StoredVideo,
     new_id,
+    progress_allowed_from,
     rfc3339,
 )
+from videogen.retry import backoff
 
 ACTIVE_SHARDS = 8  # the sparse "Active" index is spread over this many partitions
 
@@ -107,32 +112,6 @@ def active_shard(job_id: str) -> str:
     return f"ACTIVE#{zlib.crc32(job_id.encode()) % ACTIVE_SHARDS}"
 
 
-@dataclass(frozen=True)
-class Balance:
-    balance: int = 0
-    active_jobs: int = 0
-
-
-@dataclass(frozen=True)
-class IdempotencyRecord:
-    fingerprint: str
-    job_id: str
-    status_code: int
-    body: dict[str, Any]
-
-
-class IdempotencyKeyTaken(Exception):
-    """The submit transaction found the key already used; carries the stored record."""
-
-    def __init__(self, record: IdempotencyRecord) -> None:
-        super().__init__(record.job_id)
-        self.record = record
-
-
-class BalanceChanged(Exception):
-    """The balance item moved since it was read (optimistic check); re-read and retry."""
-
-
 def _reasons(exc: ClientError) -> list[str]:
     return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
 
@@ -141,8 +120,26 @@ def _is(exc: ClientError, code: str) -> bool:
     return exc.response.get("Error", {}).get("Code") == code
 
 
+def _status_condition(
+    allowed: Iterable[JobStatus], *, unsubmitted: bool = False
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``#status IN (...)`` for the states a job write may come from (and, with ``unsubmitted``,
+    no fal request stored): the ONE builder of a job write's condition, fed from the domain's
+    transition table (ALLOWED_FROM and what derives from it). Returns (expression, names, values)."""
+    states = sorted(s.value for s in allowed)
+    if not states:
+        raise ValueError("a status write must be allowed from at least one state")
+    placeholders = [f":from{i}" for i in range(len(states))]
+    return (
+        "#status IN (" + ", ".join(placeholders) + ")" + (" AND attribute_not_exists(fal)" if unsubmitted else ""),
+        {"#status": "status"},
+        _values(dict(zip(placeholders, states, strict=True))),
+    )
+
+
 class DynamoStore:
-    """All reads and conditional writes of the domain against one DynamoDB table."""
+    """Implements :class:`videogen.ports.JobStore`: every read and conditional write of the domain
+    against one DynamoDB table."""
 
     def __init__(self, client: Any, table_name: str) -> None:
         self._db = client
@@ -489,21 +486,31 @@ class DynamoStore:
 
     # --- job transitions (each a conditional write) ----------------------------------------------
 
-    def _update_job(self, job_id: str, sets: Mapping[str, Any], allowed_from: Iterable[JobStatus]) -> Job:
-        """Set ``sets`` on an active job still in one of ``allowed_from``; its place in the stale
-        index (``active_sk``) moves to now with ``updated_at``."""
+    def _update_job(
+        self,
+        job_id: str,
+        sets: Mapping[str, Any],
+        allowed_from: Iterable[JobStatus],
+        *,
+        add: Mapping[str, int] | None = None,
+        unsubmitted: bool = False,
+    ) -> Job:
+        """Set ``sets`` (and ``add`` to counters) on a job still in one of ``allowed_from`` (and,
+        with ``unsubmitted``, still without a fal request); its place in the stale index
+        (``active_sk``) moves to now with ``updated_at``."""
         now = rfc3339()
         sets = {**sets, "updated_at": now, "active_sk": now}
-        names = {f"#{k}": k for k in sets} | {"#status": "status"}
-        values = _values({f":{k}": v for k, v in sets.items()})
-        allowed = sorted(s.value for s in allowed_from)
-        values.update(_values({f":from{i}": s for i, s in enumerate(allowed)}))
+        add = dict(add or {})
+        condition, names, values = _status_condition(allowed_from, unsubmitted=unsubmitted)
+        names |= {f"#{k}": k for k in (*sets, *add)}
+        values |= _values({f":{k}": v for k, v in (sets | add).items()})
         update = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
-        condition = "attribute_exists(pk) AND #status IN (" + ", ".join(f":from{i}" for i in range(len(allowed))) + ")"
+        if add:
+            update += " ADD " + ", ".join(f"#{k} :{k}" for k in add)
         return self._conditional_update(
             job_id,
             UpdateExpression=update,
-            ConditionExpression=condition,
+            ConditionExpression="attribute_exists(pk) AND " + condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
@@ -519,14 +526,10 @@ class DynamoStore:
         return self._job(resp["Attributes"])
 
     def record_submit_attempt(self, job_id: str) -> Job:
-        """Count a submit attempt before calling fal, so a request id lost to a crash is visible."""
-        now = rfc3339()
-        return self._conditional_update(
-            job_id,
-            UpdateExpression="SET submit_attempts = submit_attempts + :one, updated_at = :now, active_sk = :now",
-            ConditionExpression="#s = :queued AND attribute_not_exists(fal)",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=_values({":one": 1, ":now": now, ":queued": JobStatus.QUEUED.value}),
+        """Count a submit attempt before calling fal, so a request id lost to a crash is visible.
+        Only while the job may still move to SUBMITTED and holds no fal request."""
+        return self._update_job(
+            job_id, {}, ALLOWED_FROM[JobStatus.SUBMITTED], add={"submit_attempts": 1}, unsubmitted=True
         )
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
@@ -543,9 +546,10 @@ class DynamoStore:
 
     def update_progress(self, job_id: str, status: JobStatus, progress: Progress) -> Job:
         """Keep ``progress`` current while fal works; status only moves forward (submitted → in_progress)."""
-        allowed = {JobStatus.SUBMITTED} if status == JobStatus.SUBMITTED else {JobStatus.SUBMITTED, status}
         return self._update_job(
-            job_id, {"status": status.value, "progress": progress.model_dump(exclude_none=True)}, allowed
+            job_id,
+            {"status": status.value, "progress": progress.model_dump(exclude_none=True)},
+            progress_allowed_from(status),
         )
 
     def touch(self, job_id: str) -> None:
@@ -569,20 +573,15 @@ class DynamoStore:
             "active_sk": now,
             **fields,
         }
-        allowed = sorted(s.value for s in ALLOWED_FROM[status])
+        condition, names, values = _status_condition(ALLOWED_FROM[status], unsubmitted=unsubmitted)
         return {
             "Update": {
                 "TableName": self._table,
                 "Key": job_key(job.id),
                 "UpdateExpression": "SET " + ", ".join(f"#{k} = :{k}" for k in sets),
-                "ConditionExpression": "#status IN ("
-                + ", ".join(f":from{i}" for i in range(len(allowed)))
-                + ")"
-                + (" AND attribute_not_exists(fal)" if unsubmitted else ""),
-                "ExpressionAttributeNames": {f"#{k}": k for k in sets},
-                "ExpressionAttributeValues": _values(
-                    {f":{k}": v for k, v in sets.items()} | {f":from{i}": s for i, s in enumerate(allowed)}
-                ),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names | {f"#{k}": k for k in sets},
+                "ExpressionAttributeValues": values | _values({f":{k}": v for k, v in sets.items()}),
             }
         }
 
@@ -685,8 +684,3 @@ class DynamoStore:
             if len(found) >= limit:
                 break
         return found
-
-
-def backoff(attempt: int, base_s: float = 0.01, cap_s: float = 0.2) -> None:
-    """Full-jitter sleep between optimistic retries."""
-    time.sleep(random.uniform(0, min(cap_s, base_s * 2**attempt)))

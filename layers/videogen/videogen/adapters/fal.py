@@ -39,23 +39,24 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from videogen.domain.errors import BadRequest, FalRejectedError, FalTransientError
 from videogen.domain.models import FalRequest
-from videogen.ports import CancelOutcome, FalResult, FalStatus
+from videogen.ports import CancelOutcome, FalDelivery, FalResult, FalStatus
 
 __all__ = [
     "FalClient",
-    "FalRejectedError",
-    "FalTransientError",
     "classify_status",
     "fal_key_provider",
+    "parse_delivery",
     "parse_retry_after",
+    "result_from_payload",
 ]
 
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
@@ -64,33 +65,6 @@ _URL_FIELDS = ("status_url", "response_url", "cancel_url")
 _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
 _MAX_DETAIL = 300
 _USER_AGENT = "videogen-fal-client/1"
-
-
-class FalTransientError(Exception):
-    """A retryable failure: 408/409/429/5xx, transport error, timeout or unusable answer."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        error_type: str | None = None,
-        retry_after_s: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.retry_after_s = retry_after_s
-
-
-class FalRejectedError(Exception):
-    """A final refusal (400/401/403/404/422, ...). ``detail`` is short and never holds the key."""
-
-    def __init__(self, status: int, error_type: str | None, detail: str) -> None:
-        super().__init__(f"fal rejected the call ({status} {error_type or 'error'}): {detail}")
-        self.status = status
-        self.error_type = error_type
-        self.detail = detail
 
 
 def classify_status(status: int) -> Literal["ok", "transient", "rejected"]:
@@ -215,15 +189,7 @@ class FalClient:
             error_type, detail = _error_info(resp)
             label = f"{resp.status_code} {error_type}" if error_type else str(resp.status_code)
             return FalResult(error=_short(f"{label}: {detail}"))
-        body = _json_object(resp)
-        video = body.get("video")
-        url = video.get("url") if isinstance(video, dict) else None
-        if not isinstance(url, str) or not url:
-            if body.get("payload_error"):
-                return FalResult(error=_short(f"payload error: {body['payload_error']}"))
-            return FalResult(error="no video in result")
-        content_type = video.get("content_type") if isinstance(video, dict) else None
-        return FalResult(video_url=url, content_type=content_type if isinstance(content_type, str) else None)
+        return result_from_payload(_json_object(resp))
 
     def cancel(self, request: FalRequest) -> CancelOutcome:
         """Ask fal to cancel; queued jobs are removed, running ones only signalled."""
@@ -321,6 +287,44 @@ class FalClient:
         except Exception:  # noqa: BLE001 - scrubbing must never mask the original error
             return text
         return text.replace(key, "***") if key and len(key) >= 4 else text
+
+
+def result_from_payload(payload: object, payload_error: object = None) -> FalResult:
+    """A finished request's output (the result answer, or a webhook's ``payload``) → FalResult.
+
+    The ONE reader of fal's output shape: ``{"video": {"url": ..., "content_type": ...}}``.
+    """
+    body = payload if isinstance(payload, Mapping) else {}
+    video = body.get("video")
+    url = video.get("url") if isinstance(video, Mapping) else None
+    if not isinstance(url, str) or not url:
+        error = payload_error or body.get("payload_error")
+        if error:
+            return FalResult(error=_short(f"payload error: {error}"))
+        return FalResult(error="no video in result")
+    content_type = video.get("content_type") if isinstance(video, Mapping) else None
+    return FalResult(video_url=url, content_type=content_type if isinstance(content_type, str) else None)
+
+
+def parse_delivery(raw_body: bytes) -> FalDelivery | None:
+    """A fal webhook body → FalDelivery; None for a status we ignore; BadRequest if it is not one.
+
+    Implements :class:`videogen.ports.DeliveryParser`. ``status`` is ``OK`` (``payload`` holds the
+    same output as the result answer) or ``ERROR`` (``error`` says why).
+    """
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body is not JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) or not body["request_id"]:
+        raise BadRequest("body is not a fal webhook (request_id missing)")
+    status = body.get("status")
+    if status == "OK":
+        return FalDelivery(body["request_id"], result_from_payload(body.get("payload"), body.get("payload_error")))
+    if status == "ERROR":
+        error = body.get("error")
+        return FalDelivery(body["request_id"], FalResult(error=_short(str(error)) if error else "generation failed"))
+    return None
 
 
 def fal_key_provider(settings: Any, max_age_s: int = 300) -> Callable[[], str]:

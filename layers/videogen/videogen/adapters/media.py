@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import mimetypes
 import uuid
 from collections.abc import Iterator, Mapping
@@ -30,15 +29,14 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from videogen.domain.errors import MediaRejected, MediaTransferError
 from videogen.domain.models import StoredVideo
+from videogen.observability import logger
+from videogen.ports import SHA256_PLACEHOLDER
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-    from videogen.config import Settings
     from videogen.ports import MediaStream
-
-logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 S3_MIN_PART_BYTES = 5 * MIB  # every multipart part but the last must be at least this big
@@ -63,9 +61,6 @@ def _parse_allowed(entry: str) -> _HostKey:
     if not parts.hostname:
         raise ValueError(f"invalid allow-list entry {entry!r}")
     return parts.hostname, parts.port
-
-
-SHA256_PLACEHOLDER = "{sha256}"  # in a put_stream key: replaced by the content's hex sha256
 
 
 class GuardedMediaSource:
@@ -101,16 +96,6 @@ class GuardedMediaSource:
         self._chunk_bytes = chunk_bytes
         prefixes = DEFAULT_PATH_PREFIXES if path_prefixes is None else path_prefixes
         self._path_prefixes = {host.lower(): prefix for host, prefix in prefixes.items()}
-
-    @classmethod
-    def from_settings(cls, settings: Settings, session: requests.Session | None = None) -> GuardedMediaSource:
-        return cls(
-            settings.allowed_hosts,
-            require_https=settings.media_require_https,
-            max_bytes=settings.media_max_bytes,
-            timeout_s=settings.media_timeout_s,
-            session=session,
-        )
 
     # --- guards -------------------------------------------------------------------------
 
@@ -365,10 +350,6 @@ class S3VideoStore:
         self._part_bytes = part_bytes
         self._staging_prefix = staging_prefix
 
-    @classmethod
-    def from_settings(cls, settings: Settings, s3_client: S3Client) -> S3VideoStore:
-        return cls(s3_client, settings.bucket_name, part_bytes=settings.media_part_bytes)
-
     # --- writing --------------------------------------------------------------------------
 
     def put_stream(self, key: str, stream: MediaStream) -> StoredVideo:
@@ -468,7 +449,10 @@ class S3VideoStore:
             if staged:
                 self._s3.delete_object(Bucket=self._bucket, Key=staging_key)
         except (ClientError, BotoCoreError) as exc:
-            logger.warning("media clean-up of s3://%s/%s failed: %s", self._bucket, staging_key, exc)
+            logger.warning(
+                "media clean-up failed",
+                extra={"bucket": self._bucket, "key": staging_key, "error": str(exc)[:300]},
+            )
 
     # --- reading --------------------------------------------------------------------------
 

@@ -5,7 +5,9 @@ The rules are those of ``fal-api.md`` ("Verifying a webhook"):
 * the four ``X-Fal-Webhook-*`` headers must all be present (names are case-insensitive);
 * ``|now - timestamp|`` must not exceed the tolerance (300 s by default);
 * message = ``request_id + "\\n" + user_id + "\\n" + timestamp + "\\n" + hex(sha256(raw body))``;
-* the hex signature must verify under ANY key of fal's JWKS (``x`` = base64url raw 32-byte key).
+* the hex signature must verify under ANY key of fal's JWKS (``x`` = base64url raw 32-byte key);
+* when ``expected_user_id`` is set (stack parameter ``FalWebhookUserId``), the signed user id must be
+  it: a delivery signed by fal for ANOTHER fal account is refused.
 
 The key set is cached for ``cache_s`` (never more than 24 h). When no cached key verifies a
 signature, the set is fetched again once and the check repeated; such refetches happen at most
@@ -23,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import threading
 import time
@@ -73,7 +76,8 @@ def public_keys_from_jwks(document: object) -> list[Ed25519PublicKey]:
 
 
 class WebhookVerifier:
-    """Checks fal webhook signatures against fal's JWKS, with a bounded key-set cache."""
+    """Implements :class:`videogen.ports.SignatureVerifier`: fal webhook signatures against fal's
+    JWKS, with a bounded key-set cache, and the optional pin to our fal account."""
 
     def __init__(
         self,
@@ -84,6 +88,7 @@ class WebhookVerifier:
         clock: Callable[[], float] = time.time,
         timeout_s: float = 5.0,
         min_refetch_interval_s: float = 10.0,
+        expected_user_id: str = "",
     ) -> None:
         if cache_s > MAX_CACHE_S:
             raise ValueError(f"cache_s must be <= {MAX_CACHE_S} (fal: never cache the JWKS longer than 24 h)")
@@ -96,6 +101,7 @@ class WebhookVerifier:
         self._clock = clock
         self._timeout_s = timeout_s
         self._min_refetch_s = min_refetch_interval_s
+        self._expected_user_id = expected_user_id
         self._lock = threading.Lock()
         self._keys: list[Ed25519PublicKey] = []
         self._fetched_at: float | None = None  # when the cached set was fetched
@@ -129,13 +135,17 @@ class WebhookVerifier:
 
         message = signing_message(values[HEADER_REQUEST_ID], values[HEADER_USER_ID], timestamp, raw_body)
         keys, fresh = self._current_keys()
-        if _any_verifies(keys, signature, message):
-            return
-        if not fresh and self._refetch_allowed():
+        if not _any_verifies(keys, signature, message):
+            if fresh or not self._refetch_allowed():
+                raise InvalidSignature("bad signature")
             keys = self._refresh(keep_on_failure=True)
-            if _any_verifies(keys, signature, message):
-                return
-        raise InvalidSignature("bad signature")
+            if not _any_verifies(keys, signature, message):
+                raise InvalidSignature("bad signature")
+        # Signed by fal, but for OUR account? (the user id is part of the signed message)
+        if self._expected_user_id and not hmac.compare_digest(
+            values[HEADER_USER_ID].encode(), self._expected_user_id.encode()
+        ):
+            raise InvalidSignature("delivery for another fal account")
 
     def clear_cache(self) -> None:
         with self._lock:

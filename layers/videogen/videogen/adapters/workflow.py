@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-ExecutionState = Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "MISSING"]
+from videogen.ports import ExecutionState
 
 
 class StepFunctionsWorkflow:
+    """Implements :class:`videogen.ports.Workflow`."""
+
     def __init__(self, client: Any, state_machine_arn: str) -> None:
         self._sfn = client
         self._arn = state_machine_arn

@@ -6,7 +6,10 @@ and reads these attributes; nothing matches on message text.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from videogen.domain.models import IdempotencyRecord
 
 
 class DomainError(Exception):
@@ -114,9 +117,52 @@ class TransitionRejected(Exception):
     """A conditional state change found the job in another state (someone else won)."""
 
 
+class IdempotencyKeyTaken(Exception):
+    """The submit transaction found the key already used; carries the stored record."""
+
+    def __init__(self, record: IdempotencyRecord) -> None:
+        super().__init__(record.job_id)
+        self.record = record
+
+
+class BalanceChanged(Exception):
+    """The balance item moved since it was read (optimistic check); re-read and retry."""
+
+
 class MediaRejected(Exception):
     """The result media failed a guard (host, scheme, size, type). Final: do not retry."""
 
 
 class MediaTransferError(Exception):
     """The result media could not be fetched or stored right now. Retry later."""
+
+
+# --- fal.ai outcomes, raised by the FalGateway port ----------------------------------------
+# The class NAMES are part of the state machine: its Retry matches ``FalTransientError``.
+
+
+class FalTransientError(Exception):
+    """A retryable failure: 408/409/429/5xx, transport error, timeout or unusable answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.retry_after_s = retry_after_s
+
+
+class FalRejectedError(Exception):
+    """A final refusal (400/401/403/404/422, ...). ``detail`` is short and never holds the key."""
+
+    def __init__(self, status: int, error_type: str | None, detail: str) -> None:
+        super().__init__(f"fal rejected the call ({status} {error_type or 'error'}): {detail}")
+        self.status = status
+        self.error_type = error_type
+        self.detail = detail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -37,6 +38,17 @@ ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     # Cancel only while fal has not started generating.
     JobStatus.CANCELED: frozenset({JobStatus.QUEUED, JobStatus.SUBMITTED}),
 }
+
+
+def progress_allowed_from(status: JobStatus) -> frozenset[JobStatus]:
+    """The states a progress report from fal (``status`` SUBMITTED or IN_PROGRESS) may be written in.
+
+    A report keeps the job's status or moves it forward along :data:`ALLOWED_FROM`, never back, and
+    only once the job has been handed to fal (left QUEUED: ``mark_submitted`` is that move).
+    """
+    if status not in (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS):
+        raise ValueError(f"not a progress status: {status}")
+    return (ALLOWED_FROM[status] | {status}) - {JobStatus.QUEUED}
 
 
 class LedgerType(StrEnum):
@@ -94,6 +106,24 @@ class Job(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A user's credit balance and the number of their unfinished jobs (the per-user cap)."""
+
+    balance: int = 0
+    active_jobs: int = 0
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """A used Idempotency-Key: the request's fingerprint and the answer it got (replayed as is)."""
+
+    fingerprint: str
+    job_id: str
+    status_code: int
+    body: dict[str, Any]
 
 
 class LedgerEntry(BaseModel):

@@ -225,6 +225,3 @@ class Registry:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._models.values())
-
-    def by_endpoint(self, endpoint: str) -> ModelSpec | None:
-        return next((m for m in self._models.values() if m.fal_endpoint == endpoint), None)

@@ -15,12 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from videogen import crash
-from videogen.adapters.dynamo import DynamoStore
-from videogen.adapters.media import SHA256_PLACEHOLDER
 from videogen.domain.errors import MediaRejected, TransitionRejected
 from videogen.domain.models import Job, JobError, JobStatus, StoredVideo
 from videogen.observability import count, logger
-from videogen.ports import EventPublisher, FalResult, MediaSource, VideoStore
+from videogen.ports import SHA256_PLACEHOLDER, EventPublisher, FalResult, JobStore, MediaSource, VideoStore
 
 EVENT_TYPES = {
     JobStatus.COMPLETED: "Job Completed",
@@ -41,7 +39,7 @@ def video_key(job: Job) -> str:
 
 
 class JobFinisher:
-    def __init__(self, store: DynamoStore, media: MediaSource, videos: VideoStore, events: EventPublisher) -> None:
+    def __init__(self, store: JobStore, media: MediaSource, videos: VideoStore, events: EventPublisher) -> None:
         self._store = store
         self._media = media
         self._videos = videos

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-from videogen.adapters.dynamo import DynamoStore
 from videogen.domain.errors import BadRequest
 from videogen.observability import logger
+from videogen.ports import JobStore
 
 _ID = re.compile(r"^[A-Za-z0-9._:@|+=-]{1,128}$")
 
 
-def grant_credits(store: DynamoStore, *, user_id: str, credits: int, grant_id: str) -> bool:
+def grant_credits(store: JobStore, *, user_id: str, credits: int, grant_id: str) -> bool:
     """Give ``credits`` to ``user_id`` once per ``grant_id``. True if applied now, False if before."""
     if not _ID.match(user_id):
         raise BadRequest("user id must be 1-128 characters of letters, digits and ._:@|+=-")

@@ -12,58 +12,60 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from videogen.adapters.dynamo import DynamoStore
-from videogen.adapters.fal import FalRejectedError, FalTransientError
-from videogen.config import Settings
-from videogen.domain.errors import MediaTransferError, ModelNotFound, StoreBusy
+from videogen.domain.errors import (
+    FalRejectedError,
+    FalTransientError,
+    MediaTransferError,
+    ModelNotFound,
+    StoreBusy,
+)
 from videogen.domain.models import Job, rfc3339
 from videogen.domain.registry import Registry
+from videogen.domain.timing import execution_input, past_deadline, quiet_allowance_s
 from videogen.observability import count, logger
-from videogen.ports import Workflow
+from videogen.ports import ExecutionState, JobStore, Workflow
 from videogen.services.completion import JobFinisher
-from videogen.services.fal_tasks import FalTasks
-from videogen.services.submission import execution_input
+from videogen.services.expiry import ExpireJob
+from videogen.services.fal_poll import FalPoller
 
 
 class Reconciler:
     def __init__(
         self,
-        store: DynamoStore,
+        store: JobStore,
         registry: Registry,
         workflow: Workflow,
-        tasks: FalTasks,
+        poller: FalPoller,
+        expire: ExpireJob,
         finisher: JobFinisher,
-        settings: Settings,
+        *,
+        grace_s: float,
+        batch: int,
+        time_scale: float,
     ) -> None:
         self._store = store
         self._registry = registry
         self._workflow = workflow
-        self._tasks = tasks
+        self._poller = poller
+        self._expire = expire
         self._finisher = finisher
-        self._settings = settings
+        self._grace_s = grace_s
+        self._batch = batch
+        self._time_scale = time_scale
 
     def quiet_allowance_s(self, job: Job) -> float:
-        """How long this job may go without a write before it counts as stuck.
-
-        A healthy execution writes the job on every Check (its heartbeat), and the longest gap
-        between two checks is the model's expected time (the first wait) or the poll cap; twice
-        that, or the configured grace when longer. Queued jobs get the grace only: they move
-        within seconds. Terminal jobs owing their event count once the grace passed.
-        """
-        grace = float(self._settings.reconcile_grace_s)
-        if job.is_terminal or job.fal is None:
-            return grace
+        """How long this job may go without a write before it counts as stuck (domain.timing)."""
         try:
             expected = self._registry.for_job(job.model).expected_s
         except ModelNotFound:
             expected = 0
-        return max(grace, 2 * max(expected, 60) * self._settings.time_scale)
+        return quiet_allowance_s(job, expected, self._grace_s, self._time_scale)
 
     def run(self, now: float | None = None) -> dict[str, int]:
-        """One pass: at most ``reconcile_batch`` stuck jobs. Returns what was found and done."""
+        """One pass: at most ``batch`` stuck jobs. Returns what was found and done."""
         now = time.time() if now is None else now
-        cutoff = rfc3339(datetime.fromtimestamp(now - self._settings.reconcile_grace_s, UTC))
-        candidates = self._store.find_stale_active(cutoff, self._settings.reconcile_batch)
+        cutoff = rfc3339(datetime.fromtimestamp(now - self._grace_s, UTC))
+        candidates = self._store.find_stale_active(cutoff, self._batch)
         jobs = [j for j in candidates if now - _epoch(j.updated_at) >= self.quiet_allowance_s(j)]
         outcomes: Counter[str] = Counter(found=len(jobs))
         for job in jobs:
@@ -86,29 +88,41 @@ class Reconciler:
         return dict(outcomes)
 
     def repair(self, job: Job) -> str:
+        """Drive one stuck job towards its end. Returns the outcome's name (a metric)."""
         if job.is_terminal:
-            if job.event_pending:
-                self._finisher.publish(job)
-                return "event_published"
-            return "already_done"
-        if job.deadline_at and time.time() >= job.deadline_at:  # the wall clock, not the pass's start
-            self._tasks.expire(job.id, "deadline_exceeded", cancel_at_fal=True)
+            return self._publish_owed_event(job)
+        if past_deadline(job):  # the wall clock, not the pass's start
+            self._expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
             return "expired"
         state = self._workflow.state(job.id)
         if job.fal is None:
-            if state == "MISSING":
-                spec = self._registry.for_job(job.model)
-                self._workflow.start(job.id, execution_input(job, spec, self._settings))
-                self._store.touch(job.id)  # to the back of the queue: the next run looks at others first
-                return "execution_started"
-            if state == "RUNNING":
-                self._store.touch(job.id)
-                return "running"
-            # The execution ended but the job never reached fal: nothing will move it again.
-            self._finisher.fail(job, "execution_failed", "the job could not be handed to the provider")
-            return "failed_refunded"
+            return self._restart_or_fail_unsubmitted(job, state)
+        return self._poll_at_fal(job, state)
+
+    def _publish_owed_event(self, job: Job) -> str:
+        if job.event_pending:
+            self._finisher.publish(job)
+            return "event_published"
+        return "already_done"
+
+    def _restart_or_fail_unsubmitted(self, job: Job, state: ExecutionState) -> str:
+        """A job that never reached fal: start its missing execution, or fail it if that ended."""
+        if state == "MISSING":
+            spec = self._registry.for_job(job.model)
+            self._workflow.start(job.id, execution_input(job, spec, self._time_scale))
+            self._store.touch(job.id)  # to the back of the queue: the next run looks at others first
+            return "execution_started"
+        if state == "RUNNING":
+            self._store.touch(job.id)
+            return "running"
+        # The execution ended but the job never reached fal: nothing will move it again.
+        self._finisher.fail(job, "execution_failed", "the job could not be handed to the provider")
+        return "failed_refunded"
+
+    def _poll_at_fal(self, job: Job, state: ExecutionState) -> str:
+        """A job at fal nobody watched: look once, settle it if done; a request fal lost fails."""
         try:
-            if self._tasks.poll(job):
+            if self._poller.poll_and_settle(job):
                 return "finished"
         except FalRejectedError as exc:
             if exc.status not in (404, 410):

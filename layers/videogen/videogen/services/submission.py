@@ -5,35 +5,46 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from videogen import contract, crash
-from videogen.adapters.dynamo import BalanceChanged, DynamoStore, IdempotencyKeyTaken, IdempotencyRecord, backoff
-from videogen.config import Settings
 from videogen.domain.errors import (
+    BalanceChanged,
     ConcurrentUpdate,
     IdempotencyKeyInvalid,
     IdempotencyKeyMissing,
     IdempotencyKeyReused,
+    IdempotencyKeyTaken,
     InsufficientCredits,
     PayloadTooLarge,
     TooManyActiveJobs,
     ValidationFailed,
 )
-from videogen.domain.models import Job, JobStatus, Progress, new_id, rfc3339
+from videogen.domain.models import IdempotencyRecord, Job, JobStatus, Progress, new_id, rfc3339
 from videogen.domain.registry import ModelSpec, Registry
+from videogen.domain.timing import deadline_for, execution_input
 from videogen.observability import count, logger
-from videogen.ports import Workflow
+from videogen.ports import JobStore, Workflow
+from videogen.retry import backoff
 from videogen.services.views import job_view
 
 # 1-255 printable ASCII characters, no space at either end (also what the OpenAPI document says)
 KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
 _KEY = re.compile(KEY_PATTERN)
 MAX_OPTIMISTIC_ATTEMPTS = 30
+
+
+@dataclass(frozen=True)
+class SubmitLimits:
+    """The tunables of a submit (from Settings, built in wiring)."""
+
+    max_body_bytes: int = 64 * 1024
+    max_active_jobs: int = 10
+    idempotency_ttl_s: int = 48 * 3600
+    time_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,7 @@ class SubmitAnswer:
 def check_key(key: str | None) -> str:
     if key is None or key == "":
         raise IdempotencyKeyMissing("Send an Idempotency-Key header (1-255 printable ASCII characters)")
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise IdempotencyKeyInvalid("Idempotency-Key must be 1-255 printable ASCII characters")
     return key
 
@@ -78,28 +89,6 @@ def fingerprint(model: Any, payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def execution_input(job: Job, spec: ModelSpec, settings: Settings) -> dict[str, Any]:
-    """The job's execution input: every wait and bound of the poll loop, scaled for local runs."""
-    scale = settings.time_scale
-    poll_base = max(1, round(10 * scale))
-    poll_max = max(poll_base, round(60 * scale))
-    return {
-        "job_id": job.id,
-        "attempt": 0,
-        "timing": {
-            "initial_wait_s": max(1, round(spec.expected_s * scale)),
-            "poll_base_s": poll_base,
-            "poll_max_s": poll_max,
-            "poll_factor": 1.5,
-            "deadline_at": job.deadline_at,
-            # enough checks to reach the deadline at the smallest interval, plus slack. One poll
-            # cycle costs 11 history events (measured: make bench), so the cap of 1000 keeps an
-            # execution near 11k events, under the 25,000-event limit even with task retries
-            "max_checks": min(1000, math.ceil(spec.max_s * scale / poll_base) + 10),
-        },
-    }
-
-
 def _replay(record: IdempotencyRecord, fp: str) -> SubmitAnswer:
     if record.fingerprint != fp:
         raise IdempotencyKeyReused("This Idempotency-Key was used with a different request body")
@@ -112,13 +101,16 @@ def submit_video(
     user_id: str,
     idempotency_key: str | None,
     raw_body: bytes,
-    store: DynamoStore,
+    store: JobStore,
     registry: Registry,
     workflow: Workflow,
-    settings: Settings,
+    limits: SubmitLimits,
+    pause: Callable[[int], None] = backoff,
 ) -> SubmitAnswer:
+    """Charge and record a new job (or replay the key's first answer), then start its execution.
+    ``pause(attempt)`` runs between optimistic retries of a balance that moved meanwhile."""
     key = check_key(idempotency_key)
-    body = parse_body(raw_body, settings.max_body_bytes)
+    body = parse_body(raw_body, limits.max_body_bytes)
     fp = fingerprint(body["model"], body.get("input"))
     spec: ModelSpec | None = None
 
@@ -133,8 +125,8 @@ def submit_video(
             payload = parsed.model_dump(mode="json", exclude_none=True)
         if seen.balance < cost:
             raise InsufficientCredits(f"This video costs {cost} credits; the balance is {seen.balance}")
-        if seen.active_jobs >= settings.max_active_jobs:
-            raise TooManyActiveJobs(f"At most {settings.max_active_jobs} jobs may be unfinished at once")
+        if seen.active_jobs >= limits.max_active_jobs:
+            raise TooManyActiveJobs(f"At most {limits.max_active_jobs} jobs may be unfinished at once")
         now = rfc3339()
         job = Job(
             id=new_id("vid"),
@@ -146,7 +138,7 @@ def submit_video(
             created_at=now,
             updated_at=now,
             progress=Progress(message="queued"),
-            deadline_at=int(time.time() + spec.max_s * settings.time_scale),
+            deadline_at=deadline_for(spec, limits.time_scale),
         )
         answer = contract.SubmitAccepted(
             job=job_view(job), credits=contract.ChargedCredits(charged=cost, balance=seen.balance - cost)
@@ -158,13 +150,13 @@ def submit_video(
                 fingerprint=fp,
                 answer=answer,
                 seen=seen,
-                max_active=settings.max_active_jobs,
-                idem_ttl_s=settings.idempotency_ttl_hours * 3600,
+                max_active=limits.max_active_jobs,
+                idem_ttl_s=limits.idempotency_ttl_s,
             )
         except IdempotencyKeyTaken as taken:
             return _replay(taken.record, fp)
         except BalanceChanged:
-            backoff(attempt)
+            pause(attempt)
             continue
         break
     else:
@@ -175,7 +167,7 @@ def submit_video(
     count("CreditsCharged", cost)
     crash.point(crash.AFTER_SUBMIT_TRANSACTION)
     try:
-        workflow.start(job.id, execution_input(job, spec, settings))
+        workflow.start(job.id, execution_input(job, spec, limits.time_scale))
     except Exception:  # noqa: BLE001 - the job is safe in DynamoDB; the reconciler starts it
         logger.exception("StartExecution failed; the reconciler will start the job")
         count("ExecutionStartFailed")

@@ -3,71 +3,30 @@
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from videogen.adapters.dynamo import DynamoStore
-from videogen.domain.errors import BadRequest, InvalidSignature
+from videogen.domain.errors import InvalidSignature
 from videogen.domain.models import Job
 from videogen.observability import count, logger
-from videogen.ports import FalResult
+from videogen.ports import DeliveryParser, JobStore, SignatureVerifier
 from videogen.services.completion import JobFinisher
-
-
-class SignatureVerifier(Protocol):  # implemented by adapters.webhook_signature.WebhookVerifier
-    def verify(self, headers: Mapping[str, str], raw_body: bytes) -> None: ...
-
-
-@dataclass(frozen=True)
-class Delivery:
-    request_id: str
-    status: str
-    result: FalResult
-
-
-def parse_delivery(raw_body: bytes) -> Delivery | None:
-    """A fal webhook body → Delivery; None for a status we ignore; BadRequest if it is not one."""
-    try:
-        body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("body is not JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) or not body["request_id"]:
-        raise BadRequest("body is not a fal webhook (request_id missing)")
-    status = body.get("status")
-    if status not in ("OK", "ERROR"):
-        return None
-    payload = body.get("payload")
-    if status == "ERROR":
-        return Delivery(body["request_id"], status, FalResult(error=_short(body.get("error")) or "generation failed"))
-    if body.get("payload_error") or not isinstance(payload, dict):
-        return Delivery(body["request_id"], status, FalResult(error=_short(body.get("payload_error")) or "no payload"))
-    video = payload.get("video")
-    if not isinstance(video, dict) or not isinstance(video.get("url"), str) or not video["url"]:
-        return Delivery(body["request_id"], status, FalResult(error="no video in the result"))
-    url = video["url"]
-    return Delivery(body["request_id"], status, FalResult(video_url=url, content_type=video.get("content_type")))
-
-
-def _short(value: Any) -> str | None:
-    return None if value is None else str(value)[:300]
 
 
 class WebhookService:
     def __init__(
         self,
-        store: DynamoStore,
+        store: JobStore,
         finisher: JobFinisher,
         verifier: SignatureVerifier,
         token: Callable[[], str],
-        expected_user_id: str = "",
+        parse: DeliveryParser,
     ) -> None:
         self._store = store
         self._finisher = finisher
         self._verifier = verifier
         self._token = token
-        self._expected_user_id = expected_user_id
+        self._parse = parse
 
     def handle(self, headers: Mapping[str, str], query: Mapping[str, str], raw_body: bytes) -> dict[str, Any]:
         expected = self._token()
@@ -75,11 +34,7 @@ class WebhookService:
             count("WebhookRejected")
             raise InvalidSignature("bad or missing webhook token")
         self._verifier.verify(headers, raw_body)
-        if self._expected_user_id:  # signed by fal, but for OUR account? (the user id is in the signature)
-            sender = {k.lower(): v for k, v in headers.items()}.get("x-fal-webhook-user-id", "")
-            if not hmac.compare_digest(sender.encode(), self._expected_user_id.encode()):
-                raise InvalidSignature("delivery for another fal account")
-        delivery = parse_delivery(raw_body)
+        delivery = self._parse(raw_body)
         if delivery is None:
             return {"ok": True, "ignored": "status"}
         job = self._find(query.get("job_id", ""), delivery.request_id)

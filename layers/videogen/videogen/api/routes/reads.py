@@ -71,7 +71,7 @@ def list_videos(
 def cancel_video(id: JobId) -> contract.Job:
     logger.set_correlation_id(id)
     job = queries.owned_job(wiring.store(), caller(router), id)
-    done = wiring.fal_tasks().cancel(job)
+    done = wiring.cancel_job().run(job)
     return job_view(done, wiring.videos(), wiring.settings().video_url_ttl_s)
 
 

@@ -76,7 +76,7 @@ def create_video(
         store=wiring.store(),
         registry=wiring.registry(),
         workflow=wiring.workflow(),
-        settings=wiring.settings(),
+        limits=wiring.submit_limits(),
     )
     headers = {"Location": answer.location}
     if answer.replayed:

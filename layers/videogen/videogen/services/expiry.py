@@ -1,0 +1,45 @@
+"""State machine tasks Expire (deadline) and FailJob (submit failed); the reconciler's deadline too."""
+
+from __future__ import annotations
+
+from videogen.domain.errors import FalRejectedError, FalTransientError, MediaTransferError, StoreBusy
+from videogen.domain.models import Job
+from videogen.observability import logger
+from videogen.ports import FalGateway, JobStore
+from videogen.services.completion import JobFinisher
+from videogen.services.fal_poll import FalPoller
+
+# What a failed job's error.message says for the failure codes of the workflow.
+FAILURE_MESSAGES = {
+    "deadline_exceeded": "the provider did not finish in time",
+    "submit_failed": "the provider could not accept the request",
+}
+
+
+class ExpireJob:
+    def __init__(self, store: JobStore, fal: FalGateway, poller: FalPoller, finisher: JobFinisher) -> None:
+        self._store = store
+        self._fal = fal
+        self._poller = poller
+        self._finisher = finisher
+
+    def run(self, job_id: str, reason: str, cancel_at_fal: bool, cause: str | None = None) -> Job | None:
+        """Fail the job with ``reason`` and refund it. With ``cancel_at_fal``, first a last look at
+        fal (it may have just finished: then it completes instead) and a cancel there."""
+        job = self._store.get_job(job_id)
+        if job is None or job.is_terminal:
+            return job
+        if cancel_at_fal and job.fal is not None:
+            try:
+                if self._poller.poll_and_settle(job):  # last look: it may have just finished
+                    return self._store.get_job(job_id)
+                self._fal.cancel(job.fal)
+            except (MediaTransferError, StoreBusy):
+                raise  # fal finished but storing it broke: retry (state machine, then reconciler), never fail
+            except (FalTransientError, FalRejectedError) as exc:
+                logger.warning(
+                    "last look / cancel at fal failed", extra={"job_id": job_id, "error": type(exc).__name__}
+                )
+        if cause:
+            logger.info("failing job", extra={"job_id": job_id, "cause": cause[:200]})
+        return self._finisher.fail(job, reason, FAILURE_MESSAGES.get(reason, reason))

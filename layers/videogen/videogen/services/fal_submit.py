@@ -1,0 +1,87 @@
+"""State machine task SubmitToFal: hand a queued job to fal, once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from videogen import crash
+from videogen.domain.errors import FalRejectedError, FalTransientError, TransitionRejected
+from videogen.domain.models import FalRequest, Progress
+from videogen.domain.registry import Registry
+from videogen.domain.timing import past_deadline
+from videogen.observability import count, logger
+from videogen.ports import FalGateway, JobStore
+from videogen.services.completion import JobFinisher
+from videogen.services.expiry import FAILURE_MESSAGES
+
+
+def webhook_url(base_url: str, token: str, job_id: str) -> str | None:
+    """Where fal reports back: our webhook, with the deployment token and the job id."""
+    if not base_url:
+        return None  # no public URL (local run against the real fal): the poll loop finishes jobs
+    return f"{base_url.rstrip('/')}/webhooks/fal?{urlencode({'token': token, 'job_id': job_id})}"
+
+
+class SubmitToFal:
+    def __init__(
+        self,
+        store: JobStore,
+        registry: Registry,
+        fal: FalGateway,
+        finisher: JobFinisher,
+        webhook_url_for: Callable[[str], str | None],
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._fal = fal
+        self._finisher = finisher
+        self._webhook_url_for = webhook_url_for
+
+    def run(self, job_id: str) -> dict[str, bool]:
+        """Hand the job to fal once. Transient fal errors raise FalTransientError (the state
+        machine retries with backoff); a rejected request fails the job with a refund.
+        ``done``: nothing is left for the poll loop."""
+        job = self._store.get_job(job_id)
+        if job is None or job.is_terminal:
+            return {"done": True}
+        if job.fal is not None:  # a retry after the request id was stored
+            return {"done": False}
+        if past_deadline(job):  # started too late: never pay fal for it
+            self._finisher.fail(job, "deadline_exceeded", FAILURE_MESSAGES["deadline_exceeded"])
+            return {"done": True}
+        try:
+            job = self._store.record_submit_attempt(job_id)
+        except TransitionRejected:
+            latest = self._store.get_job(job_id)
+            return {"done": latest is None or latest.is_terminal}
+        if job.submit_attempts > 1:
+            # An earlier attempt died after calling fal; its request id may be lost. fal has no
+            # idempotency key, so this submits again (see README: "a lost request id").
+            logger.warning("resubmitting to fal", extra={"job_id": job_id, "attempt": job.submit_attempts})
+            count("FalResubmitted")
+        spec = self._registry.for_job(job.model)
+        try:
+            request = self._fal.submit(spec.fal_endpoint, job.input, self._webhook_url_for(job_id))
+        except FalRejectedError as exc:
+            count("FalSubmitRejected")
+            self._finisher.fail(job, "provider_rejected", f"fal rejected the request ({exc.status})")
+            return {"done": True}
+        crash.point(crash.AFTER_FAL_SUBMIT)
+        try:
+            self._store.mark_submitted(job_id, request, Progress(message="waiting in queue"))
+        except TransitionRejected:
+            # The job moved on without this request (canceled, finished, or another run of this
+            # task stored its own): nobody will ever read this generation, so stop paying for it.
+            latest = self._store.get_job(job_id)
+            self._cancel_orphan(job_id, request)
+            count("FalOrphanCanceled")
+            return {"done": latest is None or latest.is_terminal}
+        count("FalSubmitted")
+        return {"done": False}
+
+    def _cancel_orphan(self, job_id: str, request: FalRequest) -> None:
+        try:
+            self._fal.cancel(request)
+        except (FalTransientError, FalRejectedError):
+            logger.warning("could not cancel a request at fal", extra={"job_id": job_id})
