@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, License
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from videogen import contract
@@ -23,6 +23,8 @@ from videogen.domain.errors import DomainError, ValidationFailed
 
 TITLE, VERSION = "videogen", "1.0.0"
 DESCRIPTION = "Turn a prompt and an image into an AI video, paid for in credits."
+# The repository grants no licence: all rights reserved (SPDX LicenseRef for "no open licence").
+LICENSE = License(name="Proprietary", identifier="LicenseRef-Proprietary")
 SECURED: list[dict[str, list[str]]] = [{"jwt": []}]
 PUBLIC: dict[str, Any] = {"security": []}  # openapi_extensions of a route without auth: says so explicitly
 CODES = "x-problem-codes"  # on a problem response: the codes that status can carry
@@ -113,6 +115,7 @@ def openapi_document() -> dict[str, Any]:
         title=TITLE,
         version=VERSION,
         description=DESCRIPTION,
+        license_info=LICENSE,
         security_schemes={"jwt": HTTPBearer(bearerFormat="JWT")},
     )
     doc: dict[str, Any] = json.loads(raw)
