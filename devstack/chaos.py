@@ -153,13 +153,13 @@ class StackProcess:
             "FALSIM_SEED": str(seed),
             "RECONCILE_EVERY_S": str(reconcile_every_s),
             "RECONCILE_GRACE_S": str(reconcile_grace_s),
-            "CRASH_POINTS": "*",
-            "CRASH_RATE": str(crash_rate),
             "POWERTOOLS_LOG_LEVEL": log_level,
             "PYTHONUNBUFFERED": "1",
         }
-        for key in ("FAL_KEY", "PUBLIC_URL", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        for key in ("FAL_KEY", "PUBLIC_URL", "AWS_ENDPOINT_URL", "AWS_PROFILE", "CRASH_POINTS", "CRASH_RATE"):
             self.env.pop(key, None)
+        if crash_rate:  # crash points armed at random; 0: a stack that never crashes on purpose
+            self.env.update(CRASH_POINTS="*", CRASH_RATE=str(crash_rate))
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
