@@ -27,10 +27,11 @@ test: $(STAMP) ## every test: unit, integration (moto + real state machine), e2e
 test-fast: $(STAMP) ## unit tests only
 	$(BIN)/pytest -q tests/unit
 
-lint: $(STAMP) ## ruff, mypy, cfn-lint, sam validate --lint
+lint: $(STAMP) ## ruff, mypy (the package, and the test fakes against its ports), cfn-lint, sam validate --lint
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check layers functions devstack
+	$(BIN)/ruff format --check layers functions devstack tests/fakes
 	$(BIN)/mypy
+	MYPYPATH=. $(BIN)/mypy -p tests.fakes
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint
 

@@ -135,8 +135,43 @@ class Harness:
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} never reached {statuses}: {self.store.get_job(job_id)}")
 
+    def event_tap(self) -> EventTap:
+        """From now on, every event on the project's bus is also kept for the test to read."""
+        return EventTap(self.stack.resources.event_bus_name)
+
     def audit(self, check_videos: bool = True) -> Any:
         return audit(self.db, self.table, self.s3 if check_videos else None, self.bucket)
+
+
+class EventTap:
+    """An EventBridge rule on the bus sending every job event to an SQS queue (moto delivers it):
+    the events as the bus received them, read without touching the publisher."""
+
+    def __init__(self, bus: str) -> None:
+        self._sqs = boto3.client("sqs")
+        name = f"tap-{uuid.uuid4().hex[:8]}"
+        self._queue = self._sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self._queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events = boto3.client("events")
+        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def received(self) -> list[tuple[str, dict[str, Any]]]:
+        """(detail-type, detail) of every event so far, in arrival order."""
+        while True:
+            messages = self._sqs.receive_message(QueueUrl=self._queue, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return list(self.seen)
+            for m in messages:
+                event = json.loads(m["Body"])
+                self.seen.append((event["detail-type"], event["detail"]))
+                self._sqs.delete_message(QueueUrl=self._queue, ReceiptHandle=m["ReceiptHandle"])
+
+    def types(self, job_id: str | None = None) -> list[str]:
+        return [t for t, d in self.received() if job_id is None or d.get("job_id") == job_id]
 
 
 def _start(execute_sfn: bool, sim_config: dict[str, Any]) -> Iterator[Harness]:

@@ -1,0 +1,45 @@
+"""Jobs as the submit path creates them, for a test's 'given'."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.fakes.fal import fal_request
+from videogen.domain.models import FalRequest, Job, JobStatus, Progress, new_id, rfc3339
+
+MODEL = "minimax-video-01"  # expected_s 180, max_s 1800, 5 credits
+
+
+def make_job(
+    status: JobStatus = JobStatus.QUEUED,
+    *,
+    request_id: str | None = None,
+    fal: FalRequest | None = None,
+    user_id: str = "user-1",
+    credits: int = 5,
+    deadline_in_s: float = 1800,
+    **fields: Any,
+) -> Job:
+    """A job of ``user_id`` in ``status``; ``request_id`` gives it a stored fal request.
+    ``deadline_in_s`` < 0 puts its deadline in the past."""
+    now = rfc3339()
+    if request_id is not None:
+        fal = fal_request(request_id)
+    values: dict[str, Any] = {
+        "id": new_id("vid"),
+        "user_id": user_id,
+        "status": status,
+        "model": MODEL,
+        "input": {"prompt": "a cat surfing"},
+        "credits_charged": credits,
+        "created_at": now,
+        "updated_at": now,
+        "progress": Progress(message="queued"),
+        "deadline_at": int(time.time() + deadline_in_s),
+        "fal": fal,
+        "submit_attempts": 1 if fal is not None else 0,
+    }
+    if status.is_terminal:
+        values["completed_at"] = now
+    return Job.model_validate({**values, **fields})

@@ -1,0 +1,157 @@
+"""The in-memory FakeStore (tests/fakes) against the DynamoDB adapter on moto: the same
+scenarios, the same outcomes. This is what lets the unit tests trust the fake. (Both walk the
+transition table too: the adapter in test_transition_table.py, the fake in tests/unit/test_fakes.py.)
+
+Every job state is reached through the stores' own operations (no raw writes), and every
+scenario ends with the invariant audit on the store's contents.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from devstack.invariants import audit
+from devstack.provision import provision
+from devstack.template import SamTemplate
+from tests.fakes import FakeStore, fal_request, make_job
+from videogen.adapters.dynamo import DynamoStore
+from videogen.domain.errors import BalanceChanged, GrantConflict, IdempotencyKeyTaken, TransitionRejected
+from videogen.domain.models import Balance, Job, JobError, JobStatus, LedgerType, Progress, StoredVideo
+from videogen.ports import JobStore
+
+VIDEO = StoredVideo(s3_key="videos/x/abc.mp4", sha256="ab" * 32, size_bytes=3)
+
+
+class Subject:
+    def __init__(self, store: JobStore, check: Callable[[], Any]) -> None:
+        self.store = store
+        self.audit = check
+
+
+@pytest.fixture(scope="module")
+def dynamodb() -> Iterator[Subject]:
+    """One moto table (from template.yaml) for the module: each test has its own user."""
+    with pytest.MonkeyPatch.context() as mp, mock_aws():
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        resources = provision(SamTemplate.load(), prefix="contract", region="us-east-1")
+        db = boto3.client("dynamodb", region_name="us-east-1")
+        yield Subject(DynamoStore(db, resources.table_name), lambda: audit(db, resources.table_name))
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def subject(request: pytest.FixtureRequest) -> Subject:
+    if request.param == "fake":
+        fake = FakeStore()
+        return Subject(fake, fake.audit)
+    return request.getfixturevalue("dynamodb")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def user() -> str:
+    return f"user-{uuid.uuid4().hex[:8]}"
+
+
+def _create(store: JobStore, user: str, key: str = "k1", cost: int = 5) -> Job:
+    job = make_job(user_id=user, credits=cost)
+    seen, _ = store.read_for_submit(user, key)
+    store.create_job(
+        job, idempotency_key=key, fingerprint="fp", answer={"a": 1}, seen=seen, max_active=2, idem_ttl_s=86400
+    )
+    return job
+
+
+def _in_status(store: JobStore, user: str, status: JobStatus) -> Job:
+    """A job of ``user`` brought to ``status`` along the real path."""
+    store.grant(user, 5, f"g-{status.value}")
+    job = _create(store, user, key=f"k-{status.value}")
+    if status == JobStatus.QUEUED:
+        return job
+    if status == JobStatus.CANCELED:
+        return store.finish_with_refund(job, JobStatus.CANCELED, None, unsubmitted=True)
+    store.record_submit_attempt(job.id)
+    job = store.mark_submitted(job.id, fal_request(f"req-{job.id}"), Progress())
+    if status == JobStatus.SUBMITTED:
+        return job
+    job = store.update_progress(job.id, JobStatus.IN_PROGRESS, Progress(message="x"))
+    if status == JobStatus.IN_PROGRESS:
+        return job
+    if status == JobStatus.COMPLETED:
+        return store.complete(job, VIDEO)
+    return store.finish_with_refund(job, JobStatus.FAILED, JobError(code="c", message="m"))
+
+
+def test_submit_charges_once_replays_the_key_and_refuses_a_moved_balance(subject: Subject, user: str) -> None:
+    store = subject.store
+    assert store.grant(user, 12, "welcome") is True
+    assert store.grant(user, 12, "welcome") is False
+    with pytest.raises(GrantConflict):
+        store.grant(user, 99, "welcome")
+    job = _create(store, user)
+    assert store.get_balance(user) == Balance(7, 1)
+    with pytest.raises(IdempotencyKeyTaken) as taken:
+        _create(store, user)
+    assert taken.value.record.job_id == job.id and taken.value.record.body == {"a": 1}
+    balance, record = store.read_for_submit(user, "k1")
+    assert balance == Balance(7, 1) and record is not None and record.fingerprint == "fp"
+    other = make_job(user_id=user)
+    stale = Balance(12, 0)
+    with pytest.raises(BalanceChanged):
+        store.create_job(
+            other, idempotency_key="k2", fingerprint="f", answer={}, seen=stale, max_active=2, idem_ttl_s=86400
+        )
+    _create(store, user, key="k3", cost=1)
+    with pytest.raises(BalanceChanged):  # the active-job cap (2) is a condition on the balance item too
+        _create(store, user, key="k4", cost=1)
+    assert store.get_job(other.id) is None
+    assert store.ledger_totals(user) == {"grant": 12, "charge": 6, "refund": 0}
+    assert subject.audit().ok
+
+
+def test_a_refund_happens_once_and_frees_the_slot(subject: Subject, user: str) -> None:
+    store = subject.store
+    job = _in_status(store, user, JobStatus.SUBMITTED)
+    store.finish_with_refund(job, JobStatus.FAILED, JobError(code="a", message="b"))
+    with pytest.raises(TransitionRejected):
+        store.finish_with_refund(job, JobStatus.FAILED, JobError(code="a", message="b"))
+    with pytest.raises(ValueError):
+        store.finish_with_refund(job, JobStatus.COMPLETED, None)
+    assert store.get_balance(user) == Balance(5, 0)
+    assert [e.type for e in store.list_ledger(user, 10, None)[0]].count(LedgerType.REFUND) == 1
+    assert subject.audit().ok
+
+
+def test_the_outbox_keeps_terminal_jobs_findable_until_their_event_is_out(subject: Subject, user: str) -> None:
+    store = subject.store
+    done = _in_status(store, user, JobStatus.COMPLETED)
+    active = _in_status(store, user, JobStatus.QUEUED)
+
+    def stale(before: str) -> set[str]:
+        return {j.id for j in store.find_stale_active(before, 1000) if j.user_id == user}
+
+    assert stale("9999") == {done.id, active.id}
+    store.clear_event_pending(done.id)
+    store.clear_event_pending(done.id)  # twice is fine
+    assert stale("9999") == {active.id}
+    assert stale("0000") == set()
+    store.touch(done.id)  # a terminal job is not touched back into the index
+    assert stale("9999") == {active.id}
+
+
+def test_jobs_are_found_by_their_request_id_and_listed_per_user_newest_first(subject: Subject, user: str) -> None:
+    store = subject.store
+    first = _in_status(store, user, JobStatus.SUBMITTED)
+    second = _in_status(store, user, JobStatus.QUEUED)
+    assert first.fal is not None and store.find_by_request_id(first.fal.request_id) == store.get_job(first.id)
+    assert store.find_by_request_id("req-unknown") is None
+    newest, older = sorted([first.id, second.id], reverse=True)  # ids are time ordered (to the ms)
+    page, cursor = store.list_jobs(user, None, 1, None)
+    assert [j.id for j in page] == [newest] and cursor
+    rest, end = store.list_jobs(user, None, 1, cursor)
+    assert [j.id for j in rest] == [older] and end is None
+    assert [j.id for j in store.list_jobs(user, JobStatus.SUBMITTED, 10, None)[0]] == [first.id]
