@@ -10,7 +10,7 @@ NODE_STAMP := clients/ts/node_modules/.installed
 export PYTHONPATH := layers/videogen:.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run test test-fast lint chaos chaos-small contract-check fuzz bench build validate deploy-dev deploy-prod clean
+.PHONY: help run test test-fast lint browser-check chaos chaos-small contract-check fuzz bench build validate deploy-dev deploy-prod clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ lint: $(STAMP) ## ruff, mypy (the package, and the test fakes against its ports)
 	MYPYPATH=. $(BIN)/mypy -p tests.fakes
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint
+
+browser-check: $(STAMP) ## CORS from outside: headless Chromium calls the local stack from allowed and refused origins (apt: chromium chromium-driver)
+	$(BIN)/pytest -q -m browser --timeout 120 tests/browser
 
 chaos: $(STAMP) ## chaos run against the local stack (300 jobs, every fault on); exits non-zero on a broken invariant
 	$(BIN)/python -m devstack.chaos --jobs $${JOBS:-300}
