@@ -4,10 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CONTRACT_VENV := .venv-contract
+CONTRACT_STAMP := $(CONTRACT_VENV)/.installed
+NODE_STAMP := clients/ts/node_modules/.installed
 export PYTHONPATH := layers/videogen:.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run test test-fast lint chaos chaos-small bench build validate deploy-dev deploy-prod clean
+.PHONY: help run test test-fast lint browser-check chaos chaos-small contract-check fuzz bench build validate deploy-dev deploy-prod clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,6 +20,16 @@ $(STAMP): requirements-dev.txt layers/videogen/requirements.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+$(CONTRACT_STAMP): requirements-contract.txt
+	$(PYTHON) -m venv $(CONTRACT_VENV)
+	$(CONTRACT_VENV)/bin/pip install --quiet --upgrade pip
+	$(CONTRACT_VENV)/bin/pip install --quiet -r requirements-contract.txt
+	touch $(CONTRACT_STAMP)
+
+$(NODE_STAMP): clients/ts/package.json clients/ts/package-lock.json
+	cd clients/ts && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
 
 run: $(STAMP) ## serve the whole system locally (API :3000, fal simulator :3001)
 	$(BIN)/python -m devstack
@@ -35,11 +48,20 @@ lint: $(STAMP) ## ruff, mypy (the package, and the test fakes against its ports)
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint
 
+browser-check: $(STAMP) ## CORS from outside: headless Chromium calls the local stack from allowed and refused origins (apt: chromium chromium-driver)
+	$(BIN)/pytest -q -m browser --timeout 120 tests/browser
+
 chaos: $(STAMP) ## chaos run against the local stack (300 jobs, every fault on); exits non-zero on a broken invariant
 	$(BIN)/python -m devstack.chaos --jobs $${JOBS:-300}
 
 chaos-small: $(STAMP) ## the seeded 40-job chaos run CI uses
 	$(BIN)/python -m devstack.chaos --jobs 40 --seed 7
+
+contract-check: $(STAMP) $(CONTRACT_STAMP) $(NODE_STAMP) ## generated TS + Python clients drive the app flow, Redocly lint, a short schemathesis run (CI)
+	$(BIN)/python -m devstack.contract_check --fuzz-examples $${FUZZ_EXAMPLES:-10} --fuzz-time-s $${FUZZ_TIME_S:-60}
+
+fuzz: $(STAMP) $(CONTRACT_STAMP) ## schemathesis, all checks + stateful, bounded (FUZZ_EXAMPLES=100, FUZZ_TIME_S=600), then the credits audit
+	$(BIN)/python -m devstack.contract_check --no-clients --fuzz-examples $${FUZZ_EXAMPLES:-100} --fuzz-time-s $${FUZZ_TIME_S:-600}
 
 bench: $(STAMP) ## benchmarks, printed as ratios against baselines measured in the same run
 	$(BIN)/python -m bench
@@ -54,4 +76,4 @@ deploy-prod: build ## deploy the prod stack (asks to confirm the change set)
 	$(BIN)/sam deploy --config-env prod
 
 clean: ## remove build output and caches (keeps the venv)
-	rm -rf .aws-sam .local .mypy_cache .ruff_cache
+	rm -rf .aws-sam .local .mypy_cache .ruff_cache clients/ts/dist clients/ts/src/generated clients/python/generated

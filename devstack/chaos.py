@@ -70,6 +70,7 @@ DEFAULT_SIM_FAULTS: dict[str, Any] = {
     "webhook_duplicate_rate": 0.15,
     "cdn_error_rate": 0.1,
     "webhook_payload_error_rate": 0.03,  # OK webhooks without a payload: a failure (docs/fal.md)
+    "cancel_webhook_first_rate": 0.5,  # a cancelled request's webhook before the cancel call's answer
 }
 # Jobs of a run: each (registry id, credits, input builder). Prices follow the registry.
 MODELS: tuple[tuple[str, int, Any], ...] = (
@@ -110,7 +111,9 @@ SIM_FAULT_KINDS = (  # (label, simulator stat, the config key that turns it on)
     ("webhooks duplicated", "webhooks_duplicated", "webhook_duplicate_rate"),
     ("webhooks delayed", "webhooks_delayed", "webhook_delay_s"),
     ("CDN errors (5xx / truncated)", "cdn_errors", "cdn_error_rate"),
+    ("cancel webhooks before the cancel's answer", "cancel_webhooks_first", "cancel_webhook_first_rate"),
 )
+CANCELLED_TEXT = "Request was cancelled"  # fal's (and the simulator's) error for a request a cancel removed
 PAYLOAD_ERROR_TEXT = "not JSON serializable"  # the simulator's payload_error (it keeps no counter of them)
 CRASH_POINTS = crash.ALL
 
@@ -150,13 +153,13 @@ class StackProcess:
             "FALSIM_SEED": str(seed),
             "RECONCILE_EVERY_S": str(reconcile_every_s),
             "RECONCILE_GRACE_S": str(reconcile_grace_s),
-            "CRASH_POINTS": "*",
-            "CRASH_RATE": str(crash_rate),
             "POWERTOOLS_LOG_LEVEL": log_level,
             "PYTHONUNBUFFERED": "1",
         }
-        for key in ("FAL_KEY", "PUBLIC_URL", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        for key in ("FAL_KEY", "PUBLIC_URL", "AWS_ENDPOINT_URL", "AWS_PROFILE", "CRASH_POINTS", "CRASH_RATE"):
             self.env.pop(key, None)
+        if crash_rate:  # crash points armed at random; 0: a stack that never crashes on purpose
+            self.env.update(CRASH_POINTS="*", CRASH_RATE=str(crash_rate))
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
@@ -821,6 +824,11 @@ def _run(
     missing_jobs = sorted(client_jobs - set(facts.jobs))
     no_idem = sorted(j for j in facts.jobs if facts.idem_jobs[j] != 1)
     cancel_not_canceled = sorted(j for j in obs.canceled_ok if facts.jobs.get(j, {}).get("status") != "canceled")
+    # Only our own cancels (the user's, the deadline's, an orphan's) make fal answer "cancelled":
+    # such a job ends as we asked (canceled / deadline_exceeded), never as the provider's failure.
+    cancel_as_failure = sorted(
+        j for j, item in facts.jobs.items() if CANCELLED_TEXT in str((item.get("error") or {}).get("message", ""))
+    )
     changed = list(obs.terminal_changed) + [
         f"{j}: {s} -> {facts.jobs[j]['status']}"
         for j, s in obs.first_terminal.items()
@@ -873,6 +881,7 @@ def _run(
         "key reused with another body, not 422": reuse_not_422,
         "terminal state changed": len(changed),
         "cancel answered 200, job not canceled": len(cancel_not_canceled),
+        "our cancel ended as a provider failure": len(cancel_as_failure),
     }
     # a kind counts as missing only when it was turned on (an override like --sim webhook_drop_rate=1
     # leaves no webhook to duplicate or delay)
@@ -942,6 +951,7 @@ def _run(
         + [f"terminal changed: {c}" for c in changed[:5]]
         + [f"completed with other bytes than fal served: {j}" for j in bad_videos[:5]]
         + [f"cancel 200 but {facts.jobs.get(j, {}).get('status')}: {j}" for j in cancel_not_canceled[:5]]
+        + [f"our cancel ended as a provider failure: {j}" for j in cancel_as_failure[:5]]
     )
     if unknown_jobs:
         print(

@@ -62,6 +62,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "webhook_duplicate_rate": 0.0,  # webhooks sent twice
     "webhook_payload_error_rate": 0.0,  # OK webhooks with payload null + payload_error
     "cdn_error_rate": 0.0,  # CDN answers truncated (Content-Length then early close) or 5xx
+    # cancels of queued requests whose ERROR webhook is delivered BEFORE the cancel call is answered
+    # (docs/fal.md: "often before the cancel call's own answer has been acted on"), the worst case
+    "cancel_webhook_first_rate": 0.0,
     "video_bytes": 0,  # size of the served video; 0 = the small real MP4 itself
     "webhook_max_attempts": 10,  # deliveries per webhook (first try + retries)
     "webhook_retry_base_s": 0.5,  # first retry delay; doubles, capped at 30 s
@@ -77,6 +80,7 @@ _RATE_KEYS = frozenset(
         "webhook_duplicate_rate",
         "webhook_payload_error_rate",
         "cdn_error_rate",
+        "cancel_webhook_first_rate",
     }
 )
 _INT_KEYS = frozenset({"video_bytes", "webhook_max_attempts"})
@@ -96,6 +100,7 @@ STAT_KEYS = (
     "webhooks_duplicated",
     "webhooks_delayed",
     "cdn_errors",
+    "cancel_webhooks_first",
 )
 
 # Required inputs of the models listed in docs/fal.md; a missing one fails the run with a 422.
@@ -488,11 +493,17 @@ class FalSimulator:
             else:
                 req.cancel = req.cancel or "signalled"
         if req.cancel == "removed":
-            self._schedule(now, lambda: self._finalize(req.request_id))
+            if self._chance("cancel_webhook_first_rate"):
+                with self._lock:
+                    self._stats["cancel_webhooks_first"] += 1
+                self._finalize(req.request_id, inline=True)  # delivered before this call answers
+            else:
+                self._schedule(now, lambda: self._finalize(req.request_id))
         return 202, {"status": "CANCELLATION_REQUESTED"}
 
-    def _finalize(self, request_id: str) -> None:
-        """Once per request, when it reaches COMPLETED: count it and send its webhook."""
+    def _finalize(self, request_id: str, *, inline: bool = False) -> None:
+        """Once per request, when it reaches COMPLETED: count it and send its webhook (``inline``:
+        the first delivery attempt on the caller's thread, without the configured delay)."""
         with self._lock:
             req = self._requests.get(request_id)
             if req is None or req.finalized or req.phase(time.time()) != "COMPLETED":
@@ -520,6 +531,9 @@ class FalSimulator:
                 self._stats["webhooks_delayed"] += 1
         now = time.time()
         for copy in range(copies):
+            if inline and copy == 0:
+                self._deliver(req, copy, 1)
+                continue
             self._schedule(now + delay + 0.05 * copy, self._delivery(req, copy, 1))
 
     def _webhook_payload(self, req: SimRequest) -> dict[str, Any]:

@@ -6,6 +6,7 @@
     fal.script_status("req-1", in_queue(3), in_progress(), completed())   # the last one repeats
     fal.script_result("req-1", FalResult(video_url="https://v3.fal.media/x.mp4"))
     fal.script_cancel("req-1", "already_completed")
+    fal.during_cancel("req-1", deliver_webhook)        # runs inside the next cancel, before it answers
     ...
     assert fal.calls == [("status", "req-1")]          # "without calling fal" is ``fal.calls == []``
 
@@ -17,6 +18,7 @@ cancel says ``requested``.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from videogen.domain.models import FalRequest
@@ -61,6 +63,7 @@ class FakeFal:
         self._statuses: dict[str, list[Scripted]] = defaultdict(list)
         self._results: dict[str, list[Scripted]] = defaultdict(list)
         self._cancels: dict[str, list[Scripted]] = defaultdict(list)
+        self._during_cancel: dict[str, list[Callable[[], None]]] = defaultdict(list)
         self._next_id = 0
 
     # --- scripting ------------------------------------------------------------------------------
@@ -77,6 +80,11 @@ class FakeFal:
 
     def script_cancel(self, request_id: str, *answers: Scripted) -> None:
         self._cancels[request_id].extend(answers)
+
+    def during_cancel(self, request_id: str, action: Callable[[], None]) -> None:
+        """Run ``action`` inside the next cancel of ``request_id``, before the call answers (fal's
+        ERROR webhook for the cancelled request arriving before our cancel call has returned)."""
+        self._during_cancel[request_id].append(action)
 
     def request(self, request_id: str) -> FalRequest:
         return fal_request(request_id)
@@ -114,6 +122,8 @@ class FakeFal:
     def cancel(self, request: FalRequest) -> CancelOutcome:
         self.calls.append(("cancel", request.request_id))
         answer = _next(self._cancels[request.request_id], "requested")
+        if self._during_cancel[request.request_id]:
+            self._during_cancel[request.request_id].pop(0)()
         assert answer in ("requested", "already_completed", "not_found")
         return answer
 

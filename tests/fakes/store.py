@@ -41,7 +41,10 @@ from videogen.domain.errors import (
 from videogen.domain.models import (
     ACTIVE,
     ALLOWED_FROM,
+    CANCEL_INTENT_FROM,
+    CANCEL_INTENT_REPLACES,
     Balance,
+    CancelIntent,
     FalRequest,
     IdempotencyRecord,
     Job,
@@ -255,6 +258,20 @@ class FakeStore:
         if job is None or job.fal is not None:
             raise TransitionRejected(job_id)
         return self._update(job_id, ALLOWED_FROM[JobStatus.SUBMITTED], submit_attempts=job.submit_attempts + 1)
+
+    def record_submit_refused(self, job_id: str) -> Job:
+        self._enter("record_submit_refused")
+        job = self._jobs.get(job_id)
+        if job is None or job.fal is not None or job.submit_attempts <= 0:
+            raise TransitionRejected(job_id)
+        return self._update(job_id, ALLOWED_FROM[JobStatus.SUBMITTED], submit_attempts=job.submit_attempts - 1)
+
+    def request_cancel(self, job_id: str, intent: CancelIntent) -> Job:
+        self._enter("request_cancel")
+        job = self._jobs.get(job_id)
+        if job is None or job.cancel_requested not in {None, intent, *CANCEL_INTENT_REPLACES[intent]}:
+            raise TransitionRejected(job_id)
+        return self._update(job_id, CANCEL_INTENT_FROM[intent], cancel_requested=intent)
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
         self._enter("mark_submitted")

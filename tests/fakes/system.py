@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.fakes.fal import FakeFal
@@ -22,6 +23,7 @@ from videogen.services.reconcile import Reconciler
 from videogen.services.webhook import WebhookService
 
 WEBHOOK_TOKEN = "hook-token"
+CANCELLED = "Request was cancelled"  # what fal reports for a request a cancel removed from its queue
 GRACE_S = 120
 
 
@@ -61,7 +63,7 @@ class System:
         )
         self.check = CheckJob(self.store, self.poller)
         self.expire = ExpireJob(self.store, self.fal, self.poller, self.finisher)
-        self.cancel = CancelJob(self.fal, self.poller, self.finisher)
+        self.cancel = CancelJob(self.store, self.poller, self.finisher)
         self.webhooks = WebhookService(self.store, self.finisher, self.verifier, lambda: WEBHOOK_TOKEN, parse_delivery)
         self.reconciler = Reconciler(
             self.store,
@@ -82,6 +84,15 @@ class System:
         if status == JobStatus.COMPLETED and job.video is None:
             job = job.model_copy(update={"video": self.videos.put(video_key(job), f"video of {job.id}".encode())})
         return self.store.put_job(job)
+
+    def deliver_cancelled(self, job: Job) -> dict[str, Any]:
+        """fal's ERROR webhook for the job's request after a cancel removed it from the queue
+        (docs/fal.md: delivered at once, often before the cancel call's answer is acted on)."""
+        assert job.fal is not None
+        body: dict[str, Any] = {"request_id": job.fal.request_id, "status": "ERROR", "error": CANCELLED}
+        body["payload"] = {"detail": CANCELLED}
+        query = {"token": WEBHOOK_TOKEN, "job_id": job.id}
+        return self.webhooks.handle({}, query, json.dumps(body).encode())
 
     def job(self, job_id: str) -> Job:
         return self.store.job(job_id)

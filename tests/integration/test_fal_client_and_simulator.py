@@ -345,6 +345,20 @@ def test_webhook_for_failed_run(sim: FalSimulator, client: FalClient, receiver: 
     assert payload["status"] == "ERROR" and payload["error"] and payload["payload"]["detail"]
 
 
+def test_cancel_webhook_can_be_delivered_before_the_cancel_answers(
+    sim: FalSimulator, client: FalClient, receiver: Receiver
+) -> None:
+    sim.set_config(queue_s=30, webhook_delay_s=5, cancel_webhook_first_rate=1)
+    req = client.submit(MODEL, MODEL_INPUT, receiver.url)
+    assert client.cancel(req) == "requested"
+    assert len(receiver.deliveries) == 1  # already there when the cancel call answered (no delay)
+    _, headers, body = receiver.deliveries[0]
+    WebhookVerifier(sim.jwks_url).verify(headers, body)
+    payload = json.loads(body)
+    assert payload["status"] == "ERROR" and payload["error"] == "Request was cancelled"
+    assert sim.stats()["cancel_webhooks_first"] == 1 and sim.stats()["webhooks_sent"] == 1
+
+
 def test_webhook_with_tampered_body_fails_verification(
     sim: FalSimulator, client: FalClient, receiver: Receiver
 ) -> None:
@@ -617,6 +631,30 @@ def test_submit_is_never_retried_in_process() -> None:
     assert "secret-token" not in str(exc.value) and len(transport.calls) == 1
 
 
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ((429, {"detail": "slow down", "error_type": "rate_limited"}), True),
+        ((503, {"detail": "x", "error_type": "runner_scheduling_failure"}), True),
+        ((408, {"detail": "x"}), True),
+        ((0, requests.ConnectTimeout("never connected")), True),
+        ((500, {"detail": "x", "error_type": "internal_error"}), False),
+        ((502, {"detail": "x"}), False),
+        ((504, {"detail": "x", "error_type": "request_timeout"}), False),
+        ((0, requests.ReadTimeout("sent, no answer")), False),
+        ((0, requests.ConnectionError("reset")), False),
+        ((200, {"request_id": "r"}), False),  # an unusable 2xx: fal may have queued it
+    ],
+    ids=["429", "503", "408", "connect-timeout", "500", "502", "504", "read-timeout", "reset", "protocol"],
+)
+def test_a_submit_fal_certainly_took_nothing_for_is_marked_refused(answer: tuple[int, Any], refused: bool) -> None:
+    """SubmitToFal counts a resubmission only when an earlier attempt may have reached fal."""
+    client, _, _ = scripted_client(answer)
+    with pytest.raises(FalTransientError) as exc:
+        client.submit(MODEL, MODEL_INPUT, None)
+    assert exc.value.refused is refused
+
+
 def test_submit_answer_missing_a_url_is_a_protocol_error() -> None:
     client, _, _ = scripted_client((200, {k: v for k, v in SUBMITTED.items() if k != "cancel_url"}))
     with pytest.raises(FalTransientError) as exc:
@@ -695,8 +733,14 @@ def test_submit_answer_with_urls_off_the_queue_origin_is_refused() -> None:
     class Evil(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("content-length") or 0))
-            body = json.dumps({"request_id": "r1", "status_url": "https://attacker.example/r1/status",
-                               "response_url": "https://attacker.example/r1", "cancel_url": "http://x@127.0.0.1/c"})
+            body = json.dumps(
+                {
+                    "request_id": "r1",
+                    "status_url": "https://attacker.example/r1/status",
+                    "response_url": "https://attacker.example/r1",
+                    "cancel_url": "http://x@127.0.0.1/c",
+                }
+            )
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))

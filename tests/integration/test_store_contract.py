@@ -22,7 +22,7 @@ from devstack.template import SamTemplate
 from tests.fakes import FakeStore, fal_request, make_job
 from videogen.adapters.dynamo import DynamoStore
 from videogen.domain.errors import BalanceChanged, GrantConflict, IdempotencyKeyTaken, TransitionRejected
-from videogen.domain.models import Balance, Job, JobError, JobStatus, LedgerType, Progress, StoredVideo
+from videogen.domain.models import Balance, CancelIntent, Job, JobError, JobStatus, LedgerType, Progress, StoredVideo
 from videogen.ports import JobStore
 
 VIDEO = StoredVideo(s3_key="videos/x/abc.mp4", sha256="ab" * 32, size_bytes=3)
@@ -155,3 +155,40 @@ def test_jobs_are_found_by_their_request_id_and_listed_per_user_newest_first(sub
     rest, end = store.list_jobs(user, None, 1, cursor)
     assert [j.id for j in rest] == [older] and end is None
     assert [j.id for j in store.list_jobs(user, JobStatus.SUBMITTED, 10, None)[0]] == [first.id]
+
+
+def test_a_cancel_intent_is_recorded_once_the_deadline_overrides_the_user_and_never_the_reverse(
+    subject: Subject, user: str
+) -> None:
+    store = subject.store
+    job = _in_status(store, user, JobStatus.SUBMITTED)
+    assert store.request_cancel(job.id, CancelIntent.USER).cancel_requested == CancelIntent.USER
+    assert store.request_cancel(job.id, CancelIntent.USER).cancel_requested == CancelIntent.USER  # a second cancel
+    assert store.request_cancel(job.id, CancelIntent.DEADLINE).cancel_requested == CancelIntent.DEADLINE
+    with pytest.raises(TransitionRejected):
+        store.request_cancel(job.id, CancelIntent.USER)
+    stored = store.get_job(job.id)
+    assert stored is not None and stored.cancel_requested == CancelIntent.DEADLINE
+    assert stored.status == JobStatus.SUBMITTED
+    generating = _in_status(store, user, JobStatus.IN_PROGRESS)
+    with pytest.raises(TransitionRejected):  # the user's cancel only while the job may be canceled
+        store.request_cancel(generating.id, CancelIntent.USER)
+    assert store.request_cancel(generating.id, CancelIntent.DEADLINE).cancel_requested == CancelIntent.DEADLINE
+    assert subject.audit().ok
+
+
+def test_a_refused_submit_attempt_is_taken_back_only_while_one_is_counted(subject: Subject, user: str) -> None:
+    store = subject.store
+    store.grant(user, 5, "g")
+    job = _create(store, user)
+    assert store.record_submit_attempt(job.id).submit_attempts == 1
+    assert store.record_submit_refused(job.id).submit_attempts == 0
+    with pytest.raises(TransitionRejected):  # nothing left to take back
+        store.record_submit_refused(job.id)
+    store.record_submit_attempt(job.id)
+    store.mark_submitted(job.id, fal_request(f"req-{job.id}"), Progress())
+    with pytest.raises(TransitionRejected):  # a request is stored: the attempt reached fal
+        store.record_submit_refused(job.id)
+    stored = store.get_job(job.id)
+    assert stored is not None and stored.submit_attempts == 1
+    assert subject.audit().ok

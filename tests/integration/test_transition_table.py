@@ -18,7 +18,9 @@ from videogen.adapters.dynamo import DynamoStore, job_key
 from videogen.domain.errors import TransitionRejected
 from videogen.domain.models import (
     ALLOWED_FROM,
+    CANCEL_INTENT_FROM,
     TERMINAL,
+    CancelIntent,
     FalRequest,
     Job,
     JobError,
@@ -109,6 +111,20 @@ WRITES = [
         JobStatus.CANCELED,
         True,
         lambda h, j: h.store.finish_with_refund(j, JobStatus.CANCELED, None, unsubmitted=True),
+    ),
+    Write(
+        "request_cancel(user)",
+        CANCEL_INTENT_FROM[CancelIntent.USER],
+        None,
+        False,
+        lambda h, j: h.store.request_cancel(j.id, CancelIntent.USER),
+    ),
+    Write(
+        "request_cancel(deadline)",
+        CANCEL_INTENT_FROM[CancelIntent.DEADLINE],
+        None,
+        False,
+        lambda h, j: h.store.request_cancel(j.id, CancelIntent.DEADLINE),
     ),
 ]
 

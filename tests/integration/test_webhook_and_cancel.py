@@ -298,6 +298,53 @@ def test_concurrent_cancels_refund_once(stack):
     assert [e["type"] for e in ledger].count("refund") == 1
 
 
+def _deliveries_answered(stack, request_id: str) -> list[int]:
+    return [d.get("status_code", 0) for d in stack.sim.requests[request_id]["deliveries"]]
+
+
+def test_cancel_in_fal_queue_when_the_cancelled_webhook_arrives_before_the_cancel_returns(stack):
+    """fal delivers the cancelled request's ERROR webhook before answering our cancel (issue 8):
+    the webhook, through the real gateway and handler, ends the job canceled; the call answers 200."""
+    events = stack.event_tap()
+    token, job = _submitted_job(stack, queue_s=30, webhook_drop_rate=0, cancel_webhook_first_rate=1)
+    reply = stack.request("POST", f"/v1/videos/{job.id}/cancel", token=token)
+    assert reply.status == 200 and reply.json["status"] == "canceled", reply.json
+    assert stack.sim.stats()["cancel_webhooks_first"] == 1
+    assert _deliveries_answered(stack, job.fal.request_id) == [200]  # it arrived (first) and was taken
+    stored = stack.job(job.id)
+    assert stored.status == JobStatus.CANCELED and stored.error.code == "canceled"
+    ledger = stack.request("GET", "/v1/credits", token=token).json["ledger"]
+    assert [e["type"] for e in ledger].count("refund") == 1
+    assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
+    assert events.types(job.id) == ["Job Canceled"]
+
+
+def test_overlapping_cancels_of_a_job_in_fal_queue_all_answer_200(stack):
+    """A double tap and an app retrying a slow cancel 20 ms later, the webhook held back 3 s."""
+    token, job = _submitted_job(stack, queue_s=30, webhook_drop_rate=0, webhook_delay_s=3)
+
+    def cancel(delay_s: float) -> tuple[int, str]:
+        time.sleep(delay_s)
+        reply = stack.request("POST", f"/v1/videos/{job.id}/cancel", token=token)
+        return reply.status, reply.json["status"] if reply.status == 200 else reply.json["detail"]
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(cancel, [0, 0, 0.02]))
+    assert answers == [(200, "canceled")] * 3
+    assert stack.sim.stats()["cancelled"] == 1
+    ledger = stack.request("GET", "/v1/credits", token=token).json["ledger"]
+    assert [e["type"] for e in ledger].count("refund") == 1
+
+
+def test_deadline_of_a_job_in_fal_queue_is_deadline_exceeded_even_when_the_webhook_comes_first(stack):
+    token, job = _submitted_job(stack, queue_s=30, webhook_drop_rate=0, cancel_webhook_first_rate=1)
+    done = wiring.expire_job().run(job.id, "deadline_exceeded", cancel_at_fal=True)
+    assert _deliveries_answered(stack, job.fal.request_id) == [200]
+    assert done.status == JobStatus.FAILED and done.error.code == "deadline_exceeded", done.error
+    assert stack.job(job.id) == done
+    assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
+
+
 def test_logs_never_hold_tokens_keys_or_webhook_bodies(stack):
     import io
     import logging

@@ -16,7 +16,7 @@ def _refuse(*_: Any, **__: Any) -> None:
     raise OSError("the network is blocked in tests/unit: use the fakes in tests/fakes")
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)  # per test: the block must end before tests outside tests/unit run
 def _no_network() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(socket.socket, "connect", _refuse)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes import make_job
 from videogen.config import Settings
+from videogen.domain.endings import DEADLINE_EXCEEDED, USER_CANCELED, Ending, provider_failure_ending
 from videogen.domain.errors import ModelNotFound, ValidationFailed
-from videogen.domain.models import ACTIVE, ALLOWED_FROM, TERMINAL, JobStatus, new_id
+from videogen.domain.models import ACTIVE, ALLOWED_FROM, TERMINAL, CancelIntent, JobStatus, new_id
 from videogen.domain.registry import Registry
 from videogen.domain.timing import next_wait_s
 from videogen.services.fal_submit import webhook_url
@@ -108,3 +110,23 @@ def test_settings_from_env(monkeypatch):
     monkeypatch.setenv("JWKS_CACHE_S", str(2 * 24 * 3600))
     with pytest.raises(ValueError):
         Settings()
+
+
+@pytest.mark.parametrize("status", sorted(ACTIVE))
+@pytest.mark.parametrize("intent", [None, CancelIntent.USER, CancelIntent.DEADLINE])
+def test_a_provider_failure_ends_as_the_cancel_we_asked_for(status: JobStatus, intent: CancelIntent | None) -> None:
+    """fal reports a request we cancelled as a failure: the recorded intent decides the ending."""
+    job = make_job(status, cancel_requested=intent)
+    ending = provider_failure_ending(job, "Request was cancelled")
+    if intent == CancelIntent.DEADLINE:
+        assert ending == DEADLINE_EXCEEDED
+    elif intent == CancelIntent.USER and status != JobStatus.IN_PROGRESS:
+        assert ending == USER_CANCELED
+    else:  # no cancel of ours, or the user's cancel found fal generating (it answered 409)
+        assert ending == Ending(JobStatus.FAILED, "generation_failed", "Request was cancelled")
+    assert ending.status in (JobStatus.FAILED, JobStatus.CANCELED)
+    assert ending.status == JobStatus.FAILED or status in ALLOWED_FROM[ending.status]
+
+
+def test_a_provider_failure_without_a_message_still_says_what_happened() -> None:
+    assert provider_failure_ending(make_job(JobStatus.SUBMITTED), None).message == "the provider reported a failure"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes import completed, in_progress, video_url
-from tests.fakes.system import System
+from tests.fakes import completed, in_progress, in_queue, video_url
+from tests.fakes.system import CANCELLED, System
 from videogen.domain.errors import FalRejectedError, FalTransientError, MediaTransferError, StoreBusy
-from videogen.domain.models import JobStatus
+from videogen.domain.models import CancelIntent, JobStatus
 
 
 @pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED])
@@ -90,3 +90,68 @@ def test_given_fal_finished_but_storing_breaks_on_the_last_look_then_it_raises_a
     assert system.fal.count("cancel") == 0 and system.store.refunds(job.id) == 0
     done = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)  # the retry
     assert done is not None and done.status == JobStatus.COMPLETED
+
+
+# --- the deadline of a job still in fal's queue (issue 8) ----------------------------------------
+
+
+def _assert_deadline_exceeded_once(system: System, job_id: str) -> None:
+    failed = system.job(job_id)
+    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "deadline_exceeded"
+    assert failed.error.message == "the provider did not finish in time"
+    assert system.store.refunds(job_id) == 1 and system.events.types_for(job_id) == ["Job Failed"]
+
+
+def test_given_fal_delivers_the_cancelled_webhook_before_the_cancel_returns_then_deadline_exceeded(
+    system: System,
+) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    system.fal.script_status("req-1", in_queue(4), completed(CANCELLED))
+    webhook: list[dict[str, object]] = []
+    system.fal.during_cancel("req-1", lambda: webhook.append(system.deliver_cancelled(system.job(job.id))))
+    done = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
+    assert webhook == [{"ok": True, "status": "failed"}]  # the webhook ended it, as the deadline asked
+    assert done == system.job(job.id)
+    _assert_deadline_exceeded_once(system, job.id)
+
+
+def test_given_the_poll_loop_sees_the_deadlines_cancel_first_then_deadline_exceeded(system: System) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    stale = system.job(job.id)  # Check read the job before the deadline's intent was written
+    system.store.request_cancel(job.id, CancelIntent.DEADLINE)
+    system.fal.script_status("req-1", completed(CANCELLED))
+    assert system.poller.poll_and_settle(stale) is True
+    _assert_deadline_exceeded_once(system, job.id)
+
+
+def test_given_a_users_cancel_in_flight_at_the_deadline_then_the_deadline_wins(system: System) -> None:
+    job = system.given_job(JobStatus.IN_PROGRESS, request_id="req-1")  # fal started it after all
+    system.store.set_job(job.id, cancel_requested=CancelIntent.USER)
+    system.fal.script_status("req-1", in_progress(), completed(CANCELLED))
+    system.fal.during_cancel("req-1", lambda: system.deliver_cancelled(system.job(job.id)))
+    system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
+    _assert_deadline_exceeded_once(system, job.id)
+
+
+def test_given_a_users_cancel_that_died_at_the_deadline_then_the_last_look_carries_it_out(system: System) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    system.store.request_cancel(job.id, CancelIntent.USER)
+    done = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
+    assert done is not None and done.status == JobStatus.CANCELED and system.store.refunds(job.id) == 1
+
+
+def test_given_fal_finished_just_before_the_deadlines_cancel_then_the_video_completes_the_job(
+    system: System,
+) -> None:
+    job = system.given_job(JobStatus.IN_PROGRESS, request_id="req-1")
+    system.fal.script_status("req-1", in_progress(), completed())
+    system.fal.script_cancel("req-1", "already_completed")
+    done = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
+    assert done is not None and done.status == JobStatus.COMPLETED and system.store.refunds(job.id) == 0
+
+
+def test_given_the_job_ended_before_the_intent_was_written_then_unchanged(system: System) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    system.store.before("request_cancel", lambda: system.cancel.run(system.job(job.id)))  # the user won
+    done = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
+    assert done is not None and done.status == JobStatus.CANCELED and system.store.refunds(job.id) == 1

@@ -14,6 +14,8 @@ from tests.fakes import FakeFal, FakeStore, FakeVideoStore, completed, fal_reque
 from videogen.domain.errors import FalTransientError, TransitionRejected
 from videogen.domain.models import (
     ALLOWED_FROM,
+    CANCEL_INTENT_FROM,
+    CancelIntent,
     Job,
     JobError,
     JobStatus,
@@ -116,6 +118,18 @@ MOVES: dict[str, tuple[frozenset[JobStatus], JobStatus | None, bool, Callable[[F
         JobStatus.CANCELED,
         True,
         lambda s, j: s.finish_with_refund(j, JobStatus.CANCELED, None, unsubmitted=True),
+    ),
+    "request_cancel(user)": (
+        CANCEL_INTENT_FROM[CancelIntent.USER],
+        None,
+        False,
+        lambda s, j: s.request_cancel(j.id, CancelIntent.USER),
+    ),
+    "request_cancel(deadline)": (
+        CANCEL_INTENT_FROM[CancelIntent.DEADLINE],
+        None,
+        False,
+        lambda s, j: s.request_cancel(j.id, CancelIntent.DEADLINE),
     ),
 }
 PATHS = {

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from tests.fakes import completed, in_progress, in_queue, video_url
-from tests.fakes.system import GRACE_S, System
+from tests.fakes.system import CANCELLED, GRACE_S, System
 from videogen.domain.errors import FalRejectedError, FalTransientError, MediaTransferError, StoreBusy
-from videogen.domain.models import Job, JobStatus
+from videogen.domain.models import CancelIntent, Job, JobStatus
 
 LATER = 10_000  # seconds: past every model's quiet allowance at time_scale 1
 
@@ -197,3 +197,21 @@ def test_given_a_terminal_job_owing_its_event_then_the_grace_applies(system: Sys
 def test_given_a_terminal_job_whose_event_went_out_then_it_is_never_found(system: System) -> None:
     _fresh(system, JobStatus.FAILED)
     assert run_later(system) == {"found": 0}
+
+
+@pytest.mark.parametrize(
+    ("fal_says", "cancels_at_fal"),
+    [(in_queue(3), 1), (completed(CANCELLED), 0)],
+    ids=["died-before-calling-fal", "died-after-fal-canceled"],
+)
+def test_given_a_users_cancel_died_midway_then_the_job_ends_canceled_with_one_refund(
+    system: System, fal_says: object, cancels_at_fal: int
+) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    system.store.request_cancel(job.id, CancelIntent.USER)  # the cancel call recorded its intent, then died
+    system.workflow.executions[job.id] = "ABORTED"
+    system.fal.script_status("req-1", fal_says)
+    assert run_later(system) == {"found": 1, "finished": 1}
+    stored = system.job(job.id)
+    assert stored.status == JobStatus.CANCELED and stored.error and stored.error.code == "canceled"
+    assert system.fal.count("cancel") == cancels_at_fal and system.store.refunds(job.id) == 1

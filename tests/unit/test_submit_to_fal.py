@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -11,6 +12,7 @@ from tests.fakes.system import WEBHOOK_TOKEN, System
 from videogen import crash
 from videogen.domain.errors import FalRejectedError, FalTransientError
 from videogen.domain.models import JobStatus
+from videogen.observability import metrics
 
 
 def test_given_no_job_when_submitting_then_done_without_calling_fal(system: System) -> None:
@@ -100,18 +102,52 @@ def test_given_fal_rejects_the_request_when_submitting_then_failed_provider_reje
     assert system.store.get_balance(job.user_id).active_jobs == 0
 
 
-def test_given_fal_fails_transiently_when_submitting_then_it_raises_for_the_state_machine_retry(
-    system: System,
+@pytest.fixture
+def resubmissions() -> Iterator[Callable[[], int]]:
+    """How many times SubmitToFal signalled a resubmission (the FalResubmitted metric)."""
+    metrics.clear_metrics()
+    yield lambda: sum(int(v) for v in metrics.metric_set.get("FalResubmitted", {}).get("Value", []))
+    metrics.clear_metrics()
+
+
+def test_given_an_answer_lost_on_the_way_back_when_retried_then_it_counts_as_a_resubmission(
+    system: System, resubmissions: Callable[[], int]
 ) -> None:
     job = system.given_job()
-    system.fal.on_submit(FalTransientError("503 from fal", status=503))
+    system.fal.on_submit(FalTransientError("read timeout", error_type="timeout"))  # fal may have queued it
     with pytest.raises(FalTransientError):
         system.submit.run(job.id)
     stored = system.job(job.id)
     assert stored.status == JobStatus.QUEUED and stored.fal is None and stored.submit_attempts == 1
-    assert system.store.refunds(job.id) == 0
-    assert system.submit.run(job.id) == {"done": False}  # the retry
-    assert system.job(job.id).submit_attempts == 2
+    assert system.store.refunds(job.id) == 0 and resubmissions() == 0
+    assert system.submit.run(job.id) == {"done": False}  # the state machine's retry
+    assert system.job(job.id).submit_attempts == 2 and resubmissions() == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_given_fal_refused_the_submit_when_retried_then_no_resubmission_is_signalled(
+    system: System, resubmissions: Callable[[], int], status: int
+) -> None:
+    """A 429/503 means fal took nothing: the retry is the first request that reaches it."""
+    job = system.given_job()
+    refused = FalTransientError(f"{status} from fal", status=status, refused=True)
+    system.fal.on_submit(refused, refused)
+    for _ in range(2):
+        with pytest.raises(FalTransientError):
+            system.submit.run(job.id)
+        assert system.job(job.id).submit_attempts == 0
+    assert system.submit.run(job.id) == {"done": False}
+    stored = system.job(job.id)
+    assert stored.submit_attempts == 1 and stored.status == JobStatus.SUBMITTED and resubmissions() == 0
+
+
+def test_given_the_refusal_cannot_be_recorded_then_the_error_still_reaches_the_retry(system: System) -> None:
+    job = system.given_job()
+    system.fal.on_submit(FalTransientError("503", status=503, refused=True))
+    system.store.before("record_submit_refused", lambda: system.cancel.run(system.job(job.id)))  # canceled meanwhile
+    with pytest.raises(FalTransientError):
+        system.submit.run(job.id)
+    assert system.job(job.id).status == JobStatus.CANCELED and system.store.refunds(job.id) == 1
 
 
 def test_given_the_job_moved_on_before_the_request_was_stored_then_the_orphan_is_canceled_at_fal(

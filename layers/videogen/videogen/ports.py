@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 from videogen.domain.models import (
     Balance,
+    CancelIntent,
     FalRequest,
     IdempotencyRecord,
     Job,
@@ -85,7 +86,19 @@ class JobStore(Protocol):
 
     # jobs: conditional writes (TransitionRejected when the condition fails)
     def record_submit_attempt(self, job_id: str) -> Job:
-        """``submit_attempts += 1`` while the job may still move to SUBMITTED and has no fal request."""
+        """``submit_attempts += 1`` (before calling fal) while the job may still move to SUBMITTED
+        and has no fal request."""
+        ...
+
+    def record_submit_refused(self, job_id: str) -> Job:
+        """``submit_attempts -= 1``: fal refused the attempt just counted, so it created nothing.
+        Same condition as :meth:`record_submit_attempt`, and only while the count is above 0."""
+        ...
+
+    def request_cancel(self, job_id: str, intent: CancelIntent) -> Job:
+        """Record ``cancel_requested = intent`` BEFORE asking fal to cancel: only while the job is
+        in :data:`~videogen.domain.models.CANCEL_INTENT_FROM` [intent] and carries no intent, the
+        same one, or one in :data:`~videogen.domain.models.CANCEL_INTENT_REPLACES` [intent]."""
         ...
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job: ...

@@ -165,7 +165,7 @@ def expire_job() -> ExpireJob:
 def cancel_job() -> CancelJob:
     from videogen.services.cancel import CancelJob
 
-    return CancelJob(fal(), fal_poller(), finisher())
+    return CancelJob(store(), fal_poller(), finisher())
 
 
 @lru_cache(maxsize=1)

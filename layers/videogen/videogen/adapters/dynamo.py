@@ -48,7 +48,10 @@ from videogen.domain.errors import (
 from videogen.domain.models import (
     ACTIVE,
     ALLOWED_FROM,
+    CANCEL_INTENT_FROM,
+    CANCEL_INTENT_REPLACES,
     Balance,
+    CancelIntent,
     FalRequest,
     IdempotencyRecord,
     Job,
@@ -494,14 +497,19 @@ class DynamoStore:
         *,
         add: Mapping[str, int] | None = None,
         unsubmitted: bool = False,
+        also: tuple[str, Mapping[str, Any]] | None = None,
     ) -> Job:
         """Set ``sets`` (and ``add`` to counters) on a job still in one of ``allowed_from`` (and,
-        with ``unsubmitted``, still without a fal request); its place in the stale index
+        with ``unsubmitted``, still without a fal request; with ``also``, a further condition and
+        its values, written with the ``#name`` of a set/added field); its place in the stale index
         (``active_sk``) moves to now with ``updated_at``."""
         now = rfc3339()
         sets = {**sets, "updated_at": now, "active_sk": now}
         add = dict(add or {})
         condition, names, values = _status_condition(allowed_from, unsubmitted=unsubmitted)
+        if also is not None:
+            condition += f" AND ({also[0]})"
+            values |= _values(also[1])
         names |= {f"#{k}": k for k in (*sets, *add)}
         values |= _values({f":{k}": v for k, v in (sets | add).items()})
         update = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
@@ -530,6 +538,34 @@ class DynamoStore:
         Only while the job may still move to SUBMITTED and holds no fal request."""
         return self._update_job(
             job_id, {}, ALLOWED_FROM[JobStatus.SUBMITTED], add={"submit_attempts": 1}, unsubmitted=True
+        )
+
+    def record_submit_refused(self, job_id: str) -> Job:
+        """fal refused the attempt just counted (nothing reached it): take it back, so
+        ``submit_attempts`` > 1 means a request may really have reached fal twice."""
+        return self._update_job(
+            job_id,
+            {},
+            ALLOWED_FROM[JobStatus.SUBMITTED],
+            add={"submit_attempts": -1},
+            unsubmitted=True,
+            also=("#submit_attempts > :none", {":none": 0}),
+        )
+
+    def request_cancel(self, job_id: str, intent: CancelIntent) -> Job:
+        """Record why we are about to ask fal to cancel, before the call (see CancelIntent): while
+        the job is in CANCEL_INTENT_FROM[intent] and its intent is unset or one ``intent`` may hold
+        or replace."""
+        keep = sorted(i.value for i in CANCEL_INTENT_REPLACES[intent] | {intent})
+        placeholders = {f":intent{i}": value for i, value in enumerate(keep)}
+        return self._update_job(
+            job_id,
+            {"cancel_requested": intent.value},
+            CANCEL_INTENT_FROM[intent],
+            also=(
+                f"attribute_not_exists(#cancel_requested) OR #cancel_requested IN ({', '.join(placeholders)})",
+                placeholders,
+            ),
         )
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:

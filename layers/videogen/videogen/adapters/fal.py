@@ -60,6 +60,10 @@ __all__ = [
 ]
 
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
+# Transient answers that say fal took nothing (request timeout, rate limit, no runner): a submit
+# answered so created no generation. Other 5xx (500, 502, 504) and transport errors after the
+# request went out may hide an accepted one.
+REFUSED_STATUSES = frozenset({408, 429, 503})
 _STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
 _URL_FIELDS = ("status_url", "response_url", "cancel_url")
 _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
@@ -216,7 +220,7 @@ class FalClient:
             key = self._key_provider()
         except Exception as exc:  # noqa: BLE001 - the provider talks to AWS; its failures are worth a retry
             raise FalTransientError(
-                f"fal key unavailable ({type(exc).__name__})", error_type="key_unavailable"
+                f"fal key unavailable ({type(exc).__name__})", error_type="key_unavailable", refused=True
             ) from None
         if not key:
             raise FalRejectedError(401, "missing_key", "no fal key configured")
@@ -239,7 +243,11 @@ class FalClient:
         except requests.RequestException as exc:
             # Never put the exception text in the message: it can hold the URL (webhook token).
             kind = "timeout" if isinstance(exc, requests.Timeout) else "transport_error"
-            raise FalTransientError(f"fal {method} failed: {type(exc).__name__}", error_type=kind) from None
+            raise FalTransientError(
+                f"fal {method} failed: {type(exc).__name__}",
+                error_type=kind,
+                refused=isinstance(exc, requests.ConnectTimeout),  # never connected: nothing was sent
+            ) from None
         return resp
 
     def _call_with_retries(self, method: str, url: str, *, params: dict[str, str] | None = None) -> requests.Response:
@@ -279,6 +287,7 @@ class FalClient:
             status=resp.status_code,
             error_type=error_type,
             retry_after_s=parse_retry_after(resp.headers.get("Retry-After")),
+            refused=resp.status_code in REFUSED_STATUSES,
         )
 
     def _scrub(self, text: str) -> str:

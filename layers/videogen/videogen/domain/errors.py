@@ -142,7 +142,11 @@ class MediaTransferError(Exception):
 
 
 class FalTransientError(Exception):
-    """A retryable failure: 408/409/429/5xx, transport error, timeout or unusable answer."""
+    """A retryable failure: 408/409/429/5xx, transport error, timeout or unusable answer.
+
+    ``refused``: fal certainly did not act on the call (it answered that it took nothing, or the
+    call never went out). For a submit this means no generation exists; without it, one may.
+    """
 
     def __init__(
         self,
@@ -151,11 +155,13 @@ class FalTransientError(Exception):
         status: int | None = None,
         error_type: str | None = None,
         retry_after_s: float | None = None,
+        refused: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
         self.retry_after_s = retry_after_s
+        self.refused = refused
 
 
 class FalRejectedError(Exception):

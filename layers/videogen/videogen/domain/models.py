@@ -40,6 +40,33 @@ ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+class CancelIntent(StrEnum):
+    """Why WE asked fal to cancel a job's request, recorded on the job BEFORE the cancel call.
+
+    fal answers a cancelled request as a failure ("Request was cancelled": its ERROR webhook goes
+    out at once, often before our cancel call has returned). The recorded intent is what lets the
+    ONE completion path end such a job as we asked, whichever actor gets there first
+    (:func:`videogen.domain.endings.provider_failure_ending`).
+    """
+
+    USER = "user"  # POST /v1/videos/{id}/cancel: the job ends canceled (one refund)
+    DEADLINE = "deadline"  # the model's deadline: the job ends failed / deadline_exceeded
+
+
+# The states each intent may be recorded in (a conditional write, like every status change):
+# the user's only while the job may still move to CANCELED, the deadline's while it is active.
+CANCEL_INTENT_FROM: dict[CancelIntent, frozenset[JobStatus]] = {
+    CancelIntent.USER: ALLOWED_FROM[JobStatus.CANCELED],
+    CancelIntent.DEADLINE: ACTIVE,
+}
+# The intents each may replace besides itself: the deadline overrides a user's cancel still in
+# flight (the job is failing anyway); a user's cancel never replaces the deadline's.
+CANCEL_INTENT_REPLACES: dict[CancelIntent, frozenset[CancelIntent]] = {
+    CancelIntent.USER: frozenset(),
+    CancelIntent.DEADLINE: frozenset({CancelIntent.USER}),
+}
+
+
 def progress_allowed_from(status: JobStatus) -> frozenset[JobStatus]:
     """The states a progress report from fal (``status`` SUBMITTED or IN_PROGRESS) may be written in.
 
@@ -99,7 +126,8 @@ class Job(BaseModel):
     error: JobError | None = None
     fal: FalRequest | None = None
     video: StoredVideo | None = None
-    submit_attempts: int = 0
+    submit_attempts: int = 0  # submit calls that may have reached fal (a clean refusal is not counted)
+    cancel_requested: CancelIntent | None = None  # a cancel we asked (or are asking) fal for
     deadline_at: int = 0  # epoch seconds after which the job is failed and refunded
     event_pending: bool = False  # terminal, its EventBridge event not yet confirmed (outbox)
 

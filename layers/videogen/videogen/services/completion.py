@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from videogen import crash
+from videogen.domain.endings import Ending, provider_failure_ending
 from videogen.domain.errors import MediaRejected, TransitionRejected
 from videogen.domain.models import Job, JobError, JobStatus, StoredVideo
 from videogen.observability import count, logger
@@ -48,11 +49,30 @@ class JobFinisher:
     # --- outcomes -----------------------------------------------------------------------
 
     def settle(self, job: Job, result: FalResult) -> Job:
-        """Apply a finished fal request's outcome (success → complete, error → fail)."""
+        """Apply a finished fal request's outcome: success → complete; a failure → the ending
+        :func:`provider_failure_ending` gives the job as stored NOW.
+
+        Why re-read: a cancel WE asked for comes back from fal as a failure, and its webhook can
+        beat our cancel call's own write. The intent is recorded on the job before fal is asked
+        to cancel, so anyone holding fal's "cancelled" answer reads it here (a consistent read
+        after fal's answer), whatever older copy of the job they were handed. Re-decided while a
+        lost race leaves the job active (e.g. it moved to in_progress meanwhile)."""
         if result.ok:
             assert result.video_url is not None
             return self.complete_from_url(job, result.video_url)
-        return self.fail(job, "generation_failed", result.error or "the provider reported a failure")
+        current = job
+        for _ in range(3):
+            current = self._store.get_job(job.id) or current
+            if current.is_terminal:
+                return current
+            current = self.end(current, provider_failure_ending(current, result.error))
+            if current.is_terminal:
+                break
+        return current
+
+    def end(self, job: Job, ending: Ending, *, unsubmitted: bool = False) -> Job:
+        """Fail or cancel the job as ``ending`` says (see :meth:`fail`)."""
+        return self.fail(job, ending.code, ending.message, ending.status, unsubmitted=unsubmitted)
 
     def complete_from_url(self, job: Job, url: str) -> Job:
         """Copy the provider's video into our bucket and mark the job completed.

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from videogen.domain.errors import FalRejectedError, FalTransientError, MediaTransferError, StoreBusy
-from videogen.domain.models import Job
+from videogen.domain.endings import FAILURE_MESSAGES
+from videogen.domain.errors import (
+    FalRejectedError,
+    FalTransientError,
+    MediaTransferError,
+    StoreBusy,
+    TransitionRejected,
+)
+from videogen.domain.models import CancelIntent, Job
 from videogen.observability import logger
 from videogen.ports import FalGateway, JobStore
 from videogen.services.completion import JobFinisher
 from videogen.services.fal_poll import FalPoller
-
-# What a failed job's error.message says for the failure codes of the workflow.
-FAILURE_MESSAGES = {
-    "deadline_exceeded": "the provider did not finish in time",
-    "submit_failed": "the provider could not accept the request",
-}
 
 
 class ExpireJob:
@@ -24,16 +25,25 @@ class ExpireJob:
         self._finisher = finisher
 
     def run(self, job_id: str, reason: str, cancel_at_fal: bool, cause: str | None = None) -> Job | None:
-        """Fail the job with ``reason`` and refund it. With ``cancel_at_fal``, first a last look at
-        fal (it may have just finished: then it completes instead) and a cancel there."""
+        """Fail the job with ``reason`` and refund it. With ``cancel_at_fal`` (the deadline's), first
+        a last look at fal (it may have just finished: then it completes instead) and a cancel
+        there, its intent recorded first."""
         job = self._store.get_job(job_id)
         if job is None or job.is_terminal:
             return job
         if cancel_at_fal and job.fal is not None:
+            request = job.fal
             try:
                 if self._poller.poll_and_settle(job):  # last look: it may have just finished
                     return self._store.get_job(job_id)
-                self._fal.cancel(job.fal)
+                # Recorded BEFORE the cancel call: fal reports the cancelled request as a failure
+                # (its ERROR webhook often beats this task's own write below), and the
+                # completion path maps a failure of a job with this intent to deadline_exceeded.
+                job = self._store.request_cancel(job_id, CancelIntent.DEADLINE)
+                if self._fal.cancel(request) == "already_completed" and self._poller.poll_and_settle(job):
+                    return self._store.get_job(job_id)  # it finished meanwhile: a video still completes
+            except TransitionRejected:  # it ended meanwhile
+                return self._store.get_job(job_id)
             except (MediaTransferError, StoreBusy):
                 raise  # fal finished but storing it broke: retry (state machine, then reconciler), never fail
             except (FalTransientError, FalRejectedError) as exc:

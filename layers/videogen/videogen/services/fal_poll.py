@@ -1,14 +1,16 @@
 """One look at fal for a submitted job: settle it if fal is done, else record its progress.
 
-Shared by the Check task, the deadline's last look, user cancel and the reconciler.
+Shared by the Check task, the deadline's last look, user cancel and the reconciler; a user's cancel
+recorded on the job (``cancel_requested``) is carried out by whichever of them looks first.
 """
 
 from __future__ import annotations
 
 import contextlib
 
+from videogen.domain.endings import USER_CANCELED
 from videogen.domain.errors import TransitionRejected
-from videogen.domain.models import Job, JobStatus, Progress
+from videogen.domain.models import CancelIntent, Job, JobStatus, Progress
 from videogen.ports import FalGateway, FalResult, FalStatus, JobStore
 from videogen.services.completion import JobFinisher
 
@@ -35,12 +37,34 @@ class FalPoller:
         assert job.fal is not None
         status = self._fal.status(job.fal)
         if status.status == "COMPLETED":
-            result = FalResult(error=status.error) if status.error else self._fal.result(job.fal)
-            return self._finisher.settle(job, result).is_terminal
+            return self._settle_completed(job, status)
+        if status.status == "IN_QUEUE" and job.cancel_requested == CancelIntent.USER:
+            return self._carry_out_user_cancel(job)
         # Written on every look, changed or not: it keeps progress current AND is the job's
         # heartbeat in the Active index, so the reconciler only sees jobs nobody is watching.
         self.record_progress(job, status)
         return False
+
+    def _settle_completed(self, job: Job, status: FalStatus) -> bool:
+        assert job.fal is not None
+        result = FalResult(error=status.error) if status.error else self._fal.result(job.fal)
+        return self._finisher.settle(job, result).is_terminal
+
+    def _carry_out_user_cancel(self, job: Job) -> bool:
+        """The user asked to cancel and fal still holds the request in its queue: cancel it there,
+        then end the job canceled. Whoever looks first does it — the cancel call itself, or the
+        poll loop and the reconciler when that call died after recording the intent. fal's
+        "cancelled" webhook may end the job first: settle maps it to the same ending."""
+        assert job.fal is not None
+        outcome = self._fal.cancel(job.fal)
+        if outcome == "already_completed":  # it finished meanwhile: what it did wins (a video completes)
+            status = self._fal.status(job.fal)
+            if status.status != "COMPLETED":
+                self.record_progress(job, status)
+                return False
+            return self._settle_completed(job, status)
+        # "requested" (removed from the queue) or "not_found" (fal holds nothing to generate)
+        return self._finisher.end(job, USER_CANCELED).is_terminal
 
     def record_progress(self, job: Job, status: FalStatus) -> None:
         """Write what fal says about a job it is still working on (lost races are fine)."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from urllib.parse import urlencode
 
 from videogen import crash
+from videogen.domain.endings import DEADLINE_EXCEEDED
 from videogen.domain.errors import FalRejectedError, FalTransientError, TransitionRejected
 from videogen.domain.models import FalRequest, Progress
 from videogen.domain.registry import Registry
@@ -13,7 +15,6 @@ from videogen.domain.timing import past_deadline
 from videogen.observability import count, logger
 from videogen.ports import FalGateway, JobStore
 from videogen.services.completion import JobFinisher
-from videogen.services.expiry import FAILURE_MESSAGES
 
 
 def webhook_url(base_url: str, token: str, job_id: str) -> str | None:
@@ -48,7 +49,7 @@ class SubmitToFal:
         if job.fal is not None:  # a retry after the request id was stored
             return {"done": False}
         if past_deadline(job):  # started too late: never pay fal for it
-            self._finisher.fail(job, "deadline_exceeded", FAILURE_MESSAGES["deadline_exceeded"])
+            self._finisher.end(job, DEADLINE_EXCEEDED)
             return {"done": True}
         try:
             job = self._store.record_submit_attempt(job_id)
@@ -56,13 +57,20 @@ class SubmitToFal:
             latest = self._store.get_job(job_id)
             return {"done": latest is None or latest.is_terminal}
         if job.submit_attempts > 1:
-            # An earlier attempt died after calling fal; its request id may be lost. fal has no
-            # idempotency key, so this submits again (see README: "a lost request id").
+            # An earlier attempt may have reached fal (its call went out and the answer was lost,
+            # or its task died after the call); its request id is lost. fal has no idempotency
+            # key, so this submits again (see README: "a lost request id"). An attempt fal
+            # refused is taken back below, so a plain retry after a 429/503 is not counted.
             logger.warning("resubmitting to fal", extra={"job_id": job_id, "attempt": job.submit_attempts})
             count("FalResubmitted")
         spec = self._registry.for_job(job.model)
         try:
             request = self._fal.submit(spec.fal_endpoint, job.input, self._webhook_url_for(job_id))
+        except FalTransientError as exc:
+            if exc.refused:  # fal took nothing: this attempt never reached it
+                with contextlib.suppress(TransitionRejected):
+                    self._store.record_submit_refused(job_id)
+            raise
         except FalRejectedError as exc:
             count("FalSubmitRejected")
             self._finisher.fail(job, "provider_rejected", f"fal rejected the request ({exc.status})")
