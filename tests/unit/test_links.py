@@ -14,6 +14,7 @@ import ast
 import io
 import os
 import re
+import subprocess
 import tokenize
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,12 +49,29 @@ MD_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
 def _files() -> Iterator[Path]:
-    for folder, dirs, names in os.walk(ROOT):  # never descends into skipped (or symlinked) folders
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
-        for name in sorted(names):
-            path = Path(folder, name)
-            if not path.is_symlink() and (path.suffix in TEXT_SUFFIXES or name in TEXT_NAMES):
-                yield path
+    """The project's own files: what git tracks or would track (.gitignore'd tool folders such as
+    .venv-contract or node_modules are other people's code). Outside a git checkout, a walk."""
+    try:
+        listed = (
+            subprocess.run(
+                ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+                timeout=30,
+            )
+            .stdout.decode()
+            .split("\0")
+        )
+        candidates = [ROOT / name for name in listed if name]
+    except (OSError, subprocess.SubprocessError):
+        candidates = []
+        for folder, dirs, names in os.walk(ROOT):  # never descends into skipped (or symlinked) folders
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+            candidates += [Path(folder, name) for name in names]
+    for path in sorted(candidates):
+        if path.is_file() and not path.is_symlink() and (path.suffix in TEXT_SUFFIXES or path.name in TEXT_NAMES):
+            yield path
 
 
 def _python_prose(source: str) -> str:
