@@ -260,6 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # http.server's default listen backlog of 5 resets connections under load
     allow_reuse_address = True
     api: LocalApi
 

@@ -260,8 +260,7 @@ class FalSimulator:
         if not self._keys:
             self.rotate_key()
         self._stopping.clear()
-        server = ThreadingHTTPServer((self.host, self._requested_port), _Handler)
-        server.daemon_threads = True
+        server = _Server((self.host, self._requested_port), _Handler)
         server.sim = self  # type: ignore[attr-defined]
         self._server = server
         self._spawn("falsim-http", lambda: server.serve_forever(poll_interval=0.05))
@@ -842,6 +841,11 @@ def _truncated(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
             return
         sent += len(chunk)
         yield chunk
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # http.server's default listen backlog of 5 resets connections under load
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -53,6 +53,7 @@ def test_authorized_routes_document_api_gateways_401_and_open_ones_have_no_secur
 
 
 def test_problem_responses_are_problem_json_with_their_codes_and_429_has_retry_after(doc):
+    """413 and 429 also carry API Gateway's own body: it answers them before any Lambda runs."""
     documented: set[str] = set()
     for op in operations(doc):
         assert "500" in op["responses"], op["operationId"]
@@ -60,8 +61,9 @@ def test_problem_responses_are_problem_json_with_their_codes_and_429_has_retry_a
             if int(status) < 400 or status == "401":
                 continue
             media = set(response["content"])
-            if status == "429":  # API Gateway's throttling on every route, ours where a route has its own
-                assert "Retry-After" in response["headers"]
+            if status in ("413", "429"):  # API Gateway's own (10 MB limit, throttling) on every route
+                if status == "429":
+                    assert "Retry-After" in response["headers"]
                 assert response["content"]["application/json"]["schema"]["$ref"].endswith("/GatewayMessage")
                 media.discard("application/json")
                 if not media:

@@ -37,8 +37,9 @@ def ok(model: type, description: str, **extra: Any) -> dict[int, OpenAPIResponse
 
 def problems(*errors: type[DomainError], authorized: bool = True) -> dict[int, OpenAPIResponse]:
     """The error answers of a route: its domain errors by status, 500 (and 503 if listed),
-    API Gateway's own 429 (throttling, every route) and, on an authorized route, its 401."""
-    by_status: dict[int, list[type[DomainError]]] = {429: []}
+    API Gateway's own 413 (a request over its 10 MB limit, every route) and 429 (throttling, every
+    route) and, on an authorized route, its 401."""
+    by_status: dict[int, list[type[DomainError]]] = {413: [], 429: []}
     error: type[DomainError]
     for error in (*errors, DomainError):  # every route may answer 500
         by_status.setdefault(error.status, []).append(error)
@@ -56,6 +57,11 @@ def problems(*errors: type[DomainError], authorized: bool = True) -> dict[int, O
         response: dict[str, Any] = {"description": description, "content": content}
         if codes:
             response[CODES] = codes
+        if status == 413:
+            content[JSON] = {"model": contract.GatewayMessage}
+            response["description"] = (f"{description}; or " if codes else "") + (
+                "API Gateway's own answer to a request over 10 MB (application/json, its own body)"
+            )
         if status == 429:
             content[JSON] = {"model": contract.GatewayMessage}
             response["headers"] = RETRY_AFTER
