@@ -12,6 +12,16 @@ if TYPE_CHECKING:
     from videogen.domain.models import IdempotencyRecord
 
 
+SHOWN_CHARS = 64
+
+
+def shown(value: object, *, quote: bool = True, limit: int = SHOWN_CHARS) -> str:
+    """A user's value as an answer may quote it: its repr (``quote``) or str, cut to ``limit``
+    characters with an ellipsis. An input may be 64 KB; an answer echoes a short prefix at most."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class DomainError(Exception):
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
