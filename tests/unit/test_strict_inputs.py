@@ -213,6 +213,14 @@ def test_given_unknown_fields_with_long_names_then_each_loc_is_a_short_prefix(fu
         assert len(error["loc"]) <= len("input.") + SHOWN_CHARS and len(error["msg"]) < 100
 
 
+def test_given_thousands_of_unknown_fields_then_the_first_errors_only(funded) -> None:
+    keys = {f"k{i}": 1 for i in range(5000)}
+    with pytest.raises(ValidationFailed) as nested:
+        _submit(funded, {"model": "minimax-video-01", "input": {"prompt": "x", **keys}})
+    assert len(nested.value.errors) == ValidationFailed.MAX_ERRORS
+    assert f"of {len(keys)} errors" in nested.value.detail
+
+
 def test_given_a_long_unknown_job_id_then_the_404_detail_is_a_short_prefix(system) -> None:
     with pytest.raises(JobNotFound) as missing:
         queries.owned_job(system.store, "u1", "vid_" + "9" * 5000)

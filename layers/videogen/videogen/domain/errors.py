@@ -88,8 +88,14 @@ class PayloadTooLarge(DomainError):
 class ValidationFailed(DomainError):
     code, status, title = "validation_failed", 422, "Validation failed"
 
+    MAX_ERRORS: ClassVar[int] = 20  # 64 KB of one-letter unknown keys must not answer 10,000 errors
+
     def __init__(self, errors: list[dict[str, str]], detail: str = "") -> None:
-        super().__init__(detail or "The request does not match the schema", errors=errors)
+        detail = detail or "The request does not match the schema"
+        if len(errors) > self.MAX_ERRORS:
+            detail = f"{detail} (the first {self.MAX_ERRORS} of {len(errors)} errors)"
+            errors = errors[: self.MAX_ERRORS]
+        super().__init__(detail, errors=errors)
         self.errors = errors
 
 
