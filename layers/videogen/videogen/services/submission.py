@@ -101,8 +101,7 @@ class _Request:
     with a new job; a stored record matching any of them is this body's replay."""
 
     model: str
-    spec: ModelSpec | None  # None: a model this code does not know (any more)
-    parsed: ModelInput | None  # None: the input does not validate (``error`` says why)
+    parsed: ModelInput | None  # None: a model this code does not know (any more), or ``error``
     error: ValidationFailed | None
     fingerprints: tuple[str, ...]
 
@@ -123,17 +122,14 @@ def _read_request(body: dict[str, Any], registry: Registry) -> _Request:
     model, raw_input = body["model"], body.get("input")
     raw_fp = fingerprint(model, raw_input)
     try:
-        spec: ModelSpec | None = registry.for_job(model)
+        spec = registry.for_job(model)
     except ModelNotFound:
-        spec = None
-    if spec is None:
-        return _Request(model, None, None, None, (raw_fp,))
+        return _Request(model, None, None, (raw_fp,))
     try:
         parsed = spec.parse_input(raw_input)
     except ValidationFailed as invalid:
-        return _Request(model, spec, None, invalid, (raw_fp,))
-    validated_fp = fingerprint(spec.id, normalised(parsed))
-    return _Request(model, spec, parsed, None, (validated_fp, raw_fp))
+        return _Request(model, None, invalid, (raw_fp,))
+    return _Request(model, parsed, None, (fingerprint(spec.id, normalised(parsed)), raw_fp))
 
 
 def normalised(parsed: ModelInput) -> dict[str, Any]:
