@@ -132,11 +132,16 @@ def test_rotated_signing_key_is_picked_up_from_the_jwks(stack, monkeypatch):
     assert reply.status == 200 and stack.job(job.id).status == JobStatus.COMPLETED
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"status": "OK"}', b'{"request_id": ""}'])
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"[]", b'{"status": "OK"}', b'{"request_id": ""}', b"[" * 5000, b'{"request_id": "r", "x": NaN}'],
+)
 def test_body_that_is_not_a_fal_webhook_is_400(stack, raw):
+    """Signed, yet not a webhook: 400 problem+json (a body nested 5000 deep too: never a 500)."""
     _, job = _submitted_job(stack)
     reply = _deliver(stack, job, raw)
-    assert reply.status == 400
+    assert reply.status == 400 and reply.headers["content-type"] == "application/problem+json"
+    assert reply.json["code"] == "bad_request"
     assert stack.job(job.id).status == JobStatus.SUBMITTED
 
 

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from videogen import jsonbody
 from videogen.domain.errors import BadRequest, FalRejectedError, FalTransientError
 from videogen.domain.models import FalRequest
 from videogen.ports import CancelOutcome, FalDelivery, FalResult, FalStatus
@@ -322,8 +323,10 @@ def parse_delivery(raw_body: bytes) -> FalDelivery | None:
     same output as the result answer) or ``ERROR`` (``error`` says why).
     """
     try:
-        body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
+        body = jsonbody.loads(raw_body)
+    except jsonbody.JsonRejected as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from None
+    except ValueError:  # not UTF-8 or not JSON at all
         raise BadRequest("body is not JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) or not body["request_id"]:
         raise BadRequest("body is not a fal webhook (request_id missing)")

@@ -12,6 +12,16 @@ if TYPE_CHECKING:
     from videogen.domain.models import IdempotencyRecord
 
 
+SHOWN_CHARS = 64
+
+
+def shown(value: object, *, quote: bool = True, limit: int = SHOWN_CHARS) -> str:
+    """A user's value as an answer may quote it: its repr (``quote``) or str, cut to ``limit``
+    characters with an ellipsis. An input may be 64 KB; an answer echoes a short prefix at most."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class DomainError(Exception):
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
@@ -78,8 +88,14 @@ class PayloadTooLarge(DomainError):
 class ValidationFailed(DomainError):
     code, status, title = "validation_failed", 422, "Validation failed"
 
+    MAX_ERRORS: ClassVar[int] = 20  # 64 KB of one-letter unknown keys must not answer 10,000 errors
+
     def __init__(self, errors: list[dict[str, str]], detail: str = "") -> None:
-        super().__init__(detail or "The request does not match the schema", errors=errors)
+        detail = detail or "The request does not match the schema"
+        if len(errors) > self.MAX_ERRORS:
+            detail = f"{detail} (the first {self.MAX_ERRORS} of {len(errors)} errors)"
+            errors = errors[: self.MAX_ERRORS]
+        super().__init__(detail, errors=errors)
         self.errors = errors
 
 

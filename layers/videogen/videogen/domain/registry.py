@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, RootModel, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, RootModel, ValidationError, create_model
 
-from videogen.domain.errors import ModelNotFound
+from videogen.domain.errors import ModelNotFound, shown
 from videogen.domain.errors import ValidationFailed as ValidationFailedError
 
 # At least one character that no engine counts as white space (the models strip it first), so
@@ -27,11 +27,27 @@ Prompt = Field(min_length=1, max_length=2500, pattern=NOT_BLANK, description="Wh
 NegativePrompt = Field(None, max_length=2500)
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer is any number with a zero fractional part: ``4.0`` is one, ``"4"`` and
+    ``true`` are not. Strict pydantic refuses a float, so an integral one is taken as the int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
-class Kling21StandardI2V(_Input):
+# On every int field, after its constraints (so the published schema keeps them as JSON Schema's).
+INTEGRAL = BeforeValidator(_integral)
+
+
+class ModelInput(BaseModel):
+    """Strict: a value is accepted exactly when the published JSON Schema accepts it. No string is
+    an integer or a boolean, no number a boolean, no boolean a number; an integer is a number (as in
+    JSON Schema). Strings are stripped: the schema's pattern asks for a non-blank character."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+
+class Kling21StandardI2V(ModelInput):
     prompt: str = Prompt
     image_url: HttpUrl
     duration: Literal["5", "10"] = "5"
@@ -39,7 +55,7 @@ class Kling21StandardI2V(_Input):
     cfg_scale: float | None = Field(None, ge=0, le=1)
 
 
-class Kling26ProI2V(_Input):
+class Kling26ProI2V(ModelInput):
     prompt: str = Prompt
     start_image_url: HttpUrl
     end_image_url: HttpUrl | None = None
@@ -48,7 +64,7 @@ class Kling26ProI2V(_Input):
     negative_prompt: str | None = NegativePrompt
 
 
-class Kling26MotionControl(_Input):
+class Kling26MotionControl(ModelInput):
     image_url: HttpUrl
     video_url: HttpUrl
     character_orientation: Literal["image", "video"]
@@ -56,12 +72,12 @@ class Kling26MotionControl(_Input):
     keep_original_sound: bool = True
 
 
-class MinimaxVideo01(_Input):
+class MinimaxVideo01(ModelInput):
     prompt: str = Prompt
     prompt_optimizer: bool = True
 
 
-class Veo31I2V(_Input):
+class Veo31I2V(ModelInput):
     prompt: str = Prompt
     image_url: HttpUrl
     aspect_ratio: Literal["auto", "16:9", "9:16"] = "auto"
@@ -69,15 +85,15 @@ class Veo31I2V(_Input):
     resolution: Literal["720p", "1080p", "4k"] = "720p"
     generate_audio: bool = True
     negative_prompt: str | None = NegativePrompt
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1), INTEGRAL] | None = None
 
 
-class Sora2I2V(_Input):
+class Sora2I2V(ModelInput):
     prompt: str = Prompt
     image_url: HttpUrl
     resolution: Literal["auto", "720p"] = "auto"
     aspect_ratio: Literal["auto", "16:9", "9:16"] = "auto"
-    duration: int = Field(4, ge=4, le=20)
+    duration: Annotated[int, Field(ge=4, le=20), INTEGRAL] = 4
 
 
 @dataclass(frozen=True)
@@ -85,24 +101,24 @@ class ModelSpec:
     id: str
     name: str
     fal_endpoint: str
-    input_model: type[_Input]
+    input_model: type[ModelInput]
     price: Callable[[Any], int]
     expected_s: int  # typical time from submit to result: the first poll waits this long
     max_s: int  # queue + generation deadline: then cancel at fal, fail and refund
 
-    def parse_input(self, raw: Any) -> _Input:
+    def parse_input(self, raw: Any) -> ModelInput:
         if not isinstance(raw, dict):
             raise ValidationFailedError([{"loc": "input", "msg": "input must be an object"}])
         try:
             return self.input_model.model_validate(raw)
         except ValidationError as exc:
-            errors = [
-                {"loc": ".".join(["input", *map(str, e["loc"])]), "msg": e["msg"]}
+            errors = [  # a loc may hold an unknown key the user sent: each part is cut short
+                {"loc": ".".join(["input", *(shown(p, quote=False) for p in e["loc"])]), "msg": e["msg"]}
                 for e in exc.errors(include_url=False)
             ]
             raise ValidationFailedError(errors) from None
 
-    def credits(self, parsed: _Input) -> int:
+    def credits(self, parsed: ModelInput) -> int:
         return int(self.price(parsed))
 
     def input_schema(self) -> dict[str, Any]:
@@ -214,13 +230,13 @@ class Registry:
     def get(self, model_id: object) -> ModelSpec:
         """A model on sale (what new jobs may use)."""
         if not isinstance(model_id, str) or model_id not in self._models:
-            raise ModelNotFound(f"Unknown model {model_id!r}; GET /v1/models lists the available ones")
+            raise ModelNotFound(f"Unknown model {shown(model_id)}; GET /v1/models lists the available ones")
         return self._models[model_id]
 
     def for_job(self, model_id: str) -> ModelSpec:
         """The model of an accepted job: still served after it was taken off sale."""
         if model_id not in self._all:
-            raise ModelNotFound(f"Unknown model {model_id!r}")
+            raise ModelNotFound(f"Unknown model {shown(model_id)}")
         return self._all[model_id]
 
     def __iter__(self):  # type: ignore[no-untyped-def]

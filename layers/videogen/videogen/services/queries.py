@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from videogen import contract
-from videogen.domain.errors import JobNotFound
+from videogen.domain.errors import JobNotFound, shown
 from videogen.domain.models import Job, JobStatus
 from videogen.domain.registry import Registry
 from videogen.ports import JobStore, VideoStore
@@ -14,7 +14,7 @@ def owned_job(store: JobStore, user_id: str, job_id: str) -> Job:
     """The caller's job; another user's job is indistinguishable from a missing one."""
     job = store.get_job(job_id) if job_id and len(job_id) <= 64 else None
     if job is None or job.user_id != user_id:
-        raise JobNotFound(f"No job {job_id!r}")
+        raise JobNotFound(f"No job {shown(job_id)}")
     return job
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from videogen import contract, crash
+from videogen import contract, crash, jsonbody
 from videogen.domain.errors import (
     BalanceChanged,
     ConcurrentUpdate,
@@ -19,12 +19,14 @@ from videogen.domain.errors import (
     IdempotencyKeyReused,
     IdempotencyKeyTaken,
     InsufficientCredits,
+    ModelNotFound,
     PayloadTooLarge,
     TooManyActiveJobs,
     ValidationFailed,
+    shown,
 )
 from videogen.domain.models import IdempotencyRecord, Job, JobStatus, Progress, new_id, rfc3339
-from videogen.domain.registry import ModelSpec, Registry
+from videogen.domain.registry import ModelInput, ModelSpec, Registry
 from videogen.domain.timing import deadline_for, execution_input
 from videogen.observability import count, logger
 from videogen.ports import JobStore, Workflow
@@ -70,8 +72,10 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"The body is {len(raw)} bytes; the limit is {max_bytes}")
     try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+        body = jsonbody.loads(raw or b"null")
+    except jsonbody.JsonRejected as exc:
+        raise ValidationFailed([{"loc": "body", "msg": f"body is not valid JSON: {exc}"}]) from None
+    except ValueError:  # UnicodeDecodeError included
         raise ValidationFailed([{"loc": "body", "msg": "body is not valid JSON"}]) from None
     if not isinstance(body, dict):
         raise ValidationFailed([{"loc": "body", "msg": "body must be a JSON object"}])
@@ -79,8 +83,10 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
     unknown = sorted(set(body) - {"model", "input"})
     if "model" not in body:
         raise ValidationFailed([{"loc": "model", "msg": "field required"}])
+    if not isinstance(body["model"], str):  # no job was ever accepted for it: nothing to replay
+        raise ValidationFailed([{"loc": "model", "msg": "model must be a string (a model id)"}])
     if unknown:
-        raise ValidationFailed([{"loc": k, "msg": "unknown field"} for k in unknown])
+        raise ValidationFailed([{"loc": shown(k, quote=False), "msg": "unknown field"} for k in unknown])
     return body
 
 
@@ -89,8 +95,50 @@ def fingerprint(model: Any, payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _replay(record: IdempotencyRecord, fp: str) -> SubmitAnswer:
-    if record.fingerprint != fp:
+@dataclass(frozen=True)
+class _Request:
+    """A submit body as read before the replay check. ``fingerprints``: the first one is stored
+    with a new job; a stored record matching any of them is this body's replay."""
+
+    model: str
+    parsed: ModelInput | None  # None: a model this code does not know (any more), or ``error``
+    error: ValidationFailed | None
+    fingerprints: tuple[str, ...]
+
+    def valid_input(self) -> ModelInput:
+        """The validated input of a new request (whose model the caller found on sale)."""
+        if self.parsed is None:
+            raise self.error or ModelNotFound(f"Unknown model {shown(self.model)}")
+        return self.parsed
+
+
+def _read_request(body: dict[str, Any], registry: Registry) -> _Request:
+    """Validate against the model's schema (also for a model taken off sale: a replay of its job
+    must still match), and fingerprint the validated body: its normalised dump, so bodies that
+    differ only in key order, white space, spelt-out defaults or ``1`` for ``1.0`` are one body.
+    The raw canonical body is a second fingerprint, for a body that no longer validates (a model
+    this code dropped, a schema made stricter) and for records stored before this rule; such a
+    body can only replay, never make a new job."""
+    model, raw_input = body["model"], body.get("input")
+    raw_fp = fingerprint(model, raw_input)
+    try:
+        spec = registry.for_job(model)
+    except ModelNotFound:
+        return _Request(model, None, None, (raw_fp,))
+    try:
+        parsed = spec.parse_input(raw_input)
+    except ValidationFailed as invalid:
+        return _Request(model, None, invalid, (raw_fp,))
+    return _Request(model, parsed, None, (fingerprint(spec.id, normalised(parsed)), raw_fp))
+
+
+def normalised(parsed: ModelInput) -> dict[str, Any]:
+    """A validated input as stored with its job and sent to fal."""
+    return parsed.model_dump(mode="json", exclude_none=True)
+
+
+def _replay(record: IdempotencyRecord, fingerprints: tuple[str, ...]) -> SubmitAnswer:
+    if record.fingerprint not in fingerprints:
         raise IdempotencyKeyReused("This Idempotency-Key was used with a different request body")
     count("SubmitReplayed")
     return SubmitAnswer(record.status_code, record.body, replayed=True)
@@ -110,19 +158,18 @@ def submit_video(
     """Charge and record a new job (or replay the key's first answer), then start its execution.
     ``pause(attempt)`` runs between optimistic retries of a balance that moved meanwhile."""
     key = check_key(idempotency_key)
-    body = parse_body(raw_body, limits.max_body_bytes)
-    fp = fingerprint(body["model"], body.get("input"))
+    request = _read_request(parse_body(raw_body, limits.max_body_bytes), registry)
     spec: ModelSpec | None = None
 
     for attempt in range(MAX_OPTIMISTIC_ATTEMPTS):
         seen, record = store.read_for_submit(user_id, key)
         if record is not None:  # a replay answers as the first time, even if the model left sale since
-            return _replay(record, fp)
-        if spec is None:  # a new request: validated against the model's schema before any charge
-            spec = registry.get(body["model"])
-            parsed = spec.parse_input(body.get("input"))
+            return _replay(record, request.fingerprints)
+        if spec is None:  # a new request: a model on sale and an input valid for it, before any charge
+            spec = registry.get(request.model)
+            parsed = request.valid_input()
             cost = spec.credits(parsed)
-            payload = parsed.model_dump(mode="json", exclude_none=True)
+            payload = normalised(parsed)
         if seen.balance < cost:
             raise InsufficientCredits(f"This video costs {cost} credits; the balance is {seen.balance}")
         if seen.active_jobs >= limits.max_active_jobs:
@@ -147,14 +194,14 @@ def submit_video(
             store.create_job(
                 job,
                 idempotency_key=key,
-                fingerprint=fp,
+                fingerprint=request.fingerprints[0],
                 answer=answer,
                 seen=seen,
                 max_active=limits.max_active_jobs,
                 idem_ttl_s=limits.idempotency_ttl_s,
             )
         except IdempotencyKeyTaken as taken:
-            return _replay(taken.record, fp)
+            return _replay(taken.record, request.fingerprints)
         except BalanceChanged:
             pause(attempt)
             continue
