@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from videogen.domain.models import (
@@ -217,6 +218,14 @@ class MediaStream(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class SignedUrl:
+    """A presigned GET and the exact moment it stops working."""
+
+    url: str
+    expires_at: datetime
+
+
 class VideoStore(Protocol):
     """Our bucket. ``MediaRejected`` (final) or ``MediaTransferError`` (retry later) on failure."""
 
@@ -224,7 +233,7 @@ class VideoStore(Protocol):
         """Stream into ``key`` (``SHA256_PLACEHOLDER`` in it becomes the content's sha256)."""
         ...
 
-    def presign(self, key: str, ttl_s: int) -> str: ...
+    def presign(self, key: str, ttl_s: int) -> SignedUrl: ...
 
     def head(self, key: str) -> StoredVideo | None: ...
 

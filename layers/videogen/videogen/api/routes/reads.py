@@ -93,7 +93,7 @@ def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPag
     summary="Models on sale with their prices and input schemas",
     tags=["models"],
     openapi_extensions=PUBLIC,
-    responses={**ok(contract.ModelList, "the models on sale"), **problems(authorized=False)},
+    responses={**ok(contract.ModelList, "the models on sale", private=False), **problems(authorized=False)},
 )
 def list_models() -> contract.ModelList:
     return queries.models(wiring.registry())
