@@ -49,6 +49,13 @@ class JobStore(Protocol):
         """Newest first; ``InvalidCursor`` for a cursor this store did not return for this user."""
         ...
 
+    def credits_snapshot(
+        self, user_id: str, limit: int, cursor: str | None
+    ) -> tuple[Balance, list[LedgerEntry], str | None]:
+        """The balance and a ledger page (as :meth:`list_ledger`) of ONE moment, so a complete
+        ledger sums to the balance; ``ConcurrentUpdate`` when no such moment could be read."""
+        ...
+
     def ledger_totals(self, user_id: str) -> dict[str, int]: ...
 
     # submit
@@ -79,7 +86,14 @@ class JobStore(Protocol):
 
     def list_jobs(
         self, user_id: str, status: JobStatus | None, limit: int, cursor: str | None
-    ) -> tuple[list[Job], str | None]: ...
+    ) -> tuple[list[Job], str | None]:
+        """Newest first, reading only jobs in ``status`` when given (bounded work); ``InvalidCursor``
+        for a cursor this store did not return for this user and filter."""
+        ...
+
+    def job_cursor(self, job: Job, status: JobStatus | None) -> str:
+        """The cursor that continues a :meth:`list_jobs` page ending with ``job``."""
+        ...
 
     def find_stale_active(self, updated_before: str, limit: int) -> list[Job]:
         """Jobs not terminal (or terminal with ``event_pending``) untouched since ``updated_before``."""

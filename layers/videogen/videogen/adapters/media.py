@@ -20,8 +20,8 @@ import io
 import mimetypes
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, cast
 from datetime import UTC, datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import requests

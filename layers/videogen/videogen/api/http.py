@@ -132,7 +132,9 @@ def build_resolver(*, validate: bool = False) -> APIGatewayHttpResolver:
     """``validate``: Powertools checks the routes' declared parameters (errors become our own
     400/422 problems) and serialises the contract models they return."""
     # a route returning what its contract model does not allow is our bug: 500, never a 4xx
-    app = Resolver(serializer=dumps, enable_validation=validate, response_validation_error_http_code=500 if validate else None)
+    app = Resolver(
+        serializer=dumps, enable_validation=validate, response_validation_error_http_code=500 if validate else None
+    )
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response:
