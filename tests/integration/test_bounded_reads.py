@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bench.bench_reads import QueryMeter
 from tests.fakes.jobs import make_job
+from videogen import wiring
 from videogen.domain.models import Job, JobError, JobStatus
 
 EMOJI_PROMPT = "🦩🌊" * 1250  # 2500 characters, the longest prompt the schema allows
@@ -63,24 +65,6 @@ def test_expires_at_is_the_presigned_urls_real_expiry(stack_sfn):
         time.sleep(0.3)
 
 
-class QueryMeter:
-    """DynamoDB Query calls of the API's own client and the items they read (``ScannedCount``:
-    what DynamoDB bills and spends time on, matching or not), from botocore's after-call event."""
-
-    def __init__(self) -> None:
-        from videogen import wiring
-
-        self.calls, self.scanned = 0, 0
-        wiring.client("dynamodb").meta.events.register("after-call.dynamodb.Query", self._after)
-
-    def _after(self, parsed: dict[str, Any], **_: Any) -> None:
-        self.calls += 1
-        self.scanned += int(parsed.get("ScannedCount", 0))
-
-    def reset(self) -> None:
-        self.calls, self.scanned = 0, 0
-
-
 def _seed_jobs(stack, user_id: str, count: int) -> list[Job]:
     """``count`` queued jobs of ``user_id`` written along the submit path's transaction (no cap)."""
     store = stack.store
@@ -101,7 +85,7 @@ def test_a_status_filter_reads_only_matching_jobs_whatever_the_history(stack):
     token = stack.user(credits=0, user_id=user_id)
     jobs = _seed_jobs(stack, user_id, 150)
     failed = stack.store.finish_with_refund(jobs[3], JobStatus.FAILED, JobError(code="x", message="y"))
-    meter = QueryMeter()
+    meter = QueryMeter(wiring.client("dynamodb"))  # the API's own client
 
     reply = stack.request("GET", "/v1/videos?status=failed&limit=1", token=token)
     assert [j["id"] for j in reply.json["items"]] == [failed.id]
