@@ -69,7 +69,7 @@ DEFAULT_SIM_FAULTS: dict[str, Any] = {
     "webhook_drop_rate": 0.2,
     "webhook_duplicate_rate": 0.15,
     "cdn_error_rate": 0.1,
-    "webhook_payload_error_rate": 0.03,  # OK webhooks without a payload: a failure (fal-api.md)
+    "webhook_payload_error_rate": 0.03,  # OK webhooks without a payload: a failure (docs/fal.md)
     "cancel_webhook_first_rate": 0.5,  # a cancelled request's webhook before the cancel call's answer
 }
 # Jobs of a run: each (registry id, credits, input builder). Prices follow the registry.

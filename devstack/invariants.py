@@ -1,4 +1,4 @@
-"""The credit and job invariants of design.md, checked against the raw table and bucket.
+"""The credit and job invariants of docs/architecture.md, checked against the raw table and bucket.
 
 Used by the tests (after every test that touches credits) and by the chaos run.
 Scans the whole table: fine for a test or local table, never done in production code.

@@ -1,6 +1,6 @@
 """A local fal.ai simulator: queue API, signed webhooks, JWKS, a CDN of real MP4s, fault injection.
 
-It follows ``/work/shared/fal-api.md`` (where they disagree, that page wins):
+It follows ``docs/fal.md`` (where they disagree, that page wins):
 
 * ``POST /{model_id...}?fal_webhook=<url>`` (``Authorization: Key <anything>``) queues a request and
   answers ``200 {"request_id", "response_url", "status_url", "cancel_url", "queue_position",
@@ -63,7 +63,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "webhook_payload_error_rate": 0.0,  # OK webhooks with payload null + payload_error
     "cdn_error_rate": 0.0,  # CDN answers truncated (Content-Length then early close) or 5xx
     # cancels of queued requests whose ERROR webhook is delivered BEFORE the cancel call is answered
-    # (fal-api.md: "often BEFORE the cancel call's own answer has been acted on"), the worst case
+    # (docs/fal.md: "often before the cancel call's own answer has been acted on"), the worst case
     "cancel_webhook_first_rate": 0.0,
     "video_bytes": 0,  # size of the served video; 0 = the small real MP4 itself
     "webhook_max_attempts": 10,  # deliveries per webhook (first try + retries)
@@ -103,7 +103,7 @@ STAT_KEYS = (
     "cancel_webhooks_first",
 )
 
-# Required inputs of the models listed in fal-api.md; a missing one fails the run with a 422.
+# Required inputs of the models listed in docs/fal.md; a missing one fails the run with a 422.
 REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
     "fal-ai/kling-video/v2.1/standard/image-to-video": ("prompt", "image_url"),
     "fal-ai/kling-video/v2.6/pro/image-to-video": ("prompt", "start_image_url"),
@@ -364,7 +364,7 @@ class FalSimulator:
         return {"keys": out}
 
     def sign(self, request_id: str, timestamp: str, body: bytes) -> str:
-        """Hex signature of one delivery, exactly as fal-api.md describes."""
+        """Hex signature of one delivery, exactly as docs/fal.md describes."""
         message = f"{request_id}\n{self.user_id}\n{timestamp}\n{hashlib.sha256(body).hexdigest()}".encode()
         return self.signing_key.sign(message).hex()
 

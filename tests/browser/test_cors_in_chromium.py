@@ -1,5 +1,5 @@
 """CORS from outside: a real browser (headless Chromium, driven by Selenium) calls the local stack
-from another origin, as a web app would (api.md: the local stack allows its own console and
+from another origin, as a web app would (docs/api.md: the local stack allows its own console and
 ``http://localhost:*``; the template takes the allowed origins as a stack parameter).
 
 * From an allowed origin (``http://localhost:<page port>``, ``http://127.0.0.1:<page port>``) the

@@ -87,7 +87,7 @@ class System:
 
     def deliver_cancelled(self, job: Job) -> dict[str, Any]:
         """fal's ERROR webhook for the job's request after a cancel removed it from the queue
-        (fal-api.md: delivered at once, often before the cancel call's answer is acted on)."""
+        (docs/fal.md: delivered at once, often before the cancel call's answer is acted on)."""
         assert job.fal is not None
         body: dict[str, Any] = {"request_id": job.fal.request_id, "status": "ERROR", "error": CANCELLED}
         body["payload"] = {"detail": CANCELLED}

@@ -1,4 +1,4 @@
-"""CORS (api.md): the template's HttpApi CorsConfiguration, present only when origins are
+"""CORS (docs/api.md): the template's HttpApi CorsConfiguration, present only when origins are
 given, and the local gateway answering browsers the way that configuration makes API Gateway do."""
 
 from __future__ import annotations

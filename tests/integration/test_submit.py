@@ -1,4 +1,4 @@
-"""POST /v1/videos: every status code of api.md, idempotency and the one-transaction charge.
+"""POST /v1/videos: every status code of docs/api.md, idempotency and the one-transaction charge.
 
 Through the local gateway (real v2 events, JWT checked) into the real handler on moto.
 The conftest audits the credit invariants after each test.

@@ -1,4 +1,4 @@
-"""The generated OpenAPI document (no AWS, no network): its shape rules from api.md."""
+"""The generated OpenAPI document (no AWS, no network): its shape rules from docs/api.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""WebhookVerifier: fal's ED25519 webhook signature rules (fal-api.md), with no network.
+"""WebhookVerifier: fal's ED25519 webhook signature rules (docs/fal.md), with no network.
 
 The JWKS is served by a requests transport adapter mounted on the verifier's session, so
 each test controls the key set and counts fetches; time comes from a fake clock.

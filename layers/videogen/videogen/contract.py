@@ -1,4 +1,4 @@
-"""The public contract of api.md as pydantic models: every request and response body.
+"""The public contract of docs/api.md as pydantic models: every request and response body.
 
 The views build these models, the routes return them, and ``GET /openapi.json`` is generated
 from them (:mod:`videogen.api.document`). A field that is always sent is required; a field that

@@ -1,6 +1,6 @@
 """fal.ai queue API client: the :class:`videogen.ports.FalGateway` adapter.
 
-Follows ``fal-api.md``: submit to ``{base}/{model_id}``, then use ONLY the three URLs fal
+Follows ``docs/fal.md``: submit to ``{base}/{model_id}``, then use ONLY the three URLs fal
 returned (status, response, cancel); they are stored and never rebuilt.
 
 Error classification (see :func:`classify_status`):

@@ -1,6 +1,6 @@
 """Verification of fal.ai webhook deliveries (ED25519 over request id, user id, timestamp and body hash).
 
-The rules are those of ``fal-api.md`` ("Verifying a webhook"):
+The rules are those of ``docs/fal.md`` ("Verifying a delivery"):
 
 * the four ``X-Fal-Webhook-*`` headers must all be present (names are case-insensitive);
 * ``|now - timestamp|`` must not exceed the tolerance (300 s by default);

@@ -28,7 +28,7 @@ from videogen.observability import count, logger
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
-# Every 429 tells the app when to try again (api.md). Seconds, by problem code.
+# Every 429 tells the app when to try again (docs/api.md). Seconds, by problem code.
 RETRY_AFTER_S = {"too_many_active_jobs": 30, "concurrent_update": 1}
 # An answer to an authenticated caller is private and changes fast (a polled job, a balance): no
 # cache on the way (iOS's URL cache included) may keep it or answer a later request with it.

@@ -1,4 +1,4 @@
-"""How a job ends when it does not complete: its status, api.md's ``error.code`` and message.
+"""How a job ends when it does not complete: its status, docs/api.md's ``error.code`` and message.
 
 The one place that decides what a provider failure means for a job whose cancel WE asked for.
 """

@@ -75,7 +75,7 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
         raise ValidationFailed([{"loc": "body", "msg": "body is not valid JSON"}]) from None
     if not isinstance(body, dict):
         raise ValidationFailed([{"loc": "body", "msg": "body must be a JSON object"}])
-    body.pop("user_id", None)  # the user is the token's sub and nothing else (api.md): ignored
+    body.pop("user_id", None)  # the user is the token's sub and nothing else (docs/api.md): ignored
     unknown = sorted(set(body) - {"model", "input"})
     if "model" not in body:
         raise ValidationFailed([{"loc": "model", "msg": "field required"}])

@@ -1,4 +1,4 @@
-"""The public shapes of api.md (:mod:`videogen.contract`), built from domain objects."""
+"""The public shapes of docs/api.md (:mod:`videogen.contract`), built from domain objects."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _REFUNDED = frozenset({JobStatus.FAILED, JobStatus.CANCELED})
 
 
 def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) -> contract.Job:
-    """``Job`` as api.md defines it. ``video.url`` is a presigned URL to OUR bucket."""
+    """``Job`` as docs/api.md defines it. ``video.url`` is a presigned URL to OUR bucket."""
     video = None
     if job.video is not None and videos is not None:
         signed = videos.presign(job.video.s3_key, url_ttl_s)

@@ -1,0 +1,173 @@
+"""The generated parts of docs/api.md, rendered from the code itself.
+
+``python -m devstack.docs`` rewrites every marked section of docs/api.md; ``--check`` only
+reports (exit 1) when one is out of date. tests/unit/test_docs.py runs the check, so a new
+route, error class, changed status or model cannot ship without its documentation.
+
+A marked section is the text between ``<!-- BEGIN GENERATED: name -->`` and
+``<!-- END GENERATED: name -->``; everything outside the markers is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from devstack.template import SamTemplate
+from videogen.domain.errors import DomainError
+from videogen.domain.registry import Registry
+
+API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+
+# What an app should do when it gets each problem ``code``. Keyed by code (not an attribute of
+# the error classes, so the domain package stays free of documentation text). Every code the
+# domain defines must be here, and nothing else: the test fails otherwise.
+ADVICE: dict[str, str] = {
+    "idempotency_key_missing": "A bug in the app: send an `Idempotency-Key` with every `POST /v1/videos`. "
+    "Do not retry unchanged.",
+    "idempotency_key_invalid": "A bug in the app: the key must be 1–255 printable ASCII characters, no leading "
+    "or trailing space (a UUID is ideal). Do not retry unchanged.",
+    "invalid_cursor": "Start the listing again without `cursor` (a cursor only works for the user and listing "
+    "that returned it).",
+    "bad_request": "A bug in the caller: fix the query (`limit` 1–100, a known `status`). Do not retry unchanged.",
+    "unauthorized": "Sign the user in again and retry with a fresh token (see [auth.md](auth.md)).",
+    "invalid_signature": "Webhook only (fal.ai, never an app): the delivery was not signed for this deployment; "
+    "nothing changed.",
+    "insufficient_credits": "Show the price and the balance and offer a top-up; submit again once the balance "
+    "covers the price (the same key works: a refused request stores nothing). Nothing was charged.",
+    "job_not_found": "The id is unknown or belongs to another user: drop it from the app's list. Do not retry.",
+    "model_not_found": "The model is not (or no longer) on sale: refresh `GET /v1/models` and let the user "
+    "choose again. Nothing was charged.",
+    "not_found": "No such route: check the path and method against this page.",
+    "idempotency_key_in_use": "The first request with this key is still being processed: retry with the SAME "
+    "key and body after a second; you will get its answer.",
+    "not_cancelable": "Generation has started or the job has finished: keep polling `GET /v1/videos/{id}`; "
+    "the job ends by itself.",
+    "payload_too_large": "The body is over 64 KiB: shorten the prompt or inputs. Do not retry unchanged.",
+    "validation_failed": "Show `errors[].msg` next to the inputs named by `errors[].loc`; fix and submit again "
+    "(the same key works: nothing was stored). Nothing was charged.",
+    "idempotency_key_reused": "A bug in the app: a key names ONE request. Use a new key for a different body.",
+    "too_many_active_jobs": "The user has the maximum number of unfinished jobs: wait until one finishes (poll "
+    "`GET /v1/videos/{id}`, `Retry-After` is a hint), then submit again (the same key works). Nothing was charged.",
+    "concurrent_update": "Too many simultaneous changes to one account: retry with the SAME key after "
+    "`Retry-After` seconds. Nothing was charged.",
+    "service_unavailable": "Temporary: retry the SAME request after a short backoff (for a submit, with the "
+    "SAME key). Nothing changed.",
+    "grant_conflict": "Operators only (`python -m videogen.admin grant`): the grant id was already used with "
+    "another amount; pick a new grant id.",
+    "internal_error": "Retry the SAME request with backoff (a submit with the SAME key: a replay answers if the "
+    "first one went through); report it if it persists.",
+}
+
+
+# One line per route of template.yaml (the routes API Gateway serves). Every route must be here,
+# and nothing else: a route added to the template without a line here fails the test.
+ROUTE_SUMMARY: dict[str, str] = {
+    "POST /v1/videos": "start a generation (charges credits)",
+    "GET /v1/videos": "the caller's jobs, newest first, paged",
+    "GET /v1/videos/{id}": "one job",
+    "POST /v1/videos/{id}/cancel": "cancel a job that has not started generating (refunds)",
+    "GET /v1/credits": "balance and ledger, newest first, paged",
+    "GET /v1/models": "the models on sale, their prices and input schemas",
+    "GET /openapi.json": "the OpenAPI document of the app's routes",
+    "POST /webhooks/fal": "fal.ai reports a finished request (operators; not in the OpenAPI document)",
+}
+ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token"}
+
+
+def error_classes() -> Iterator[type[DomainError]]:
+    """Every DomainError class, depth first, the base included."""
+
+    def walk(cls: type[DomainError]) -> Iterator[type[DomainError]]:
+        yield cls
+        for sub in cls.__subclasses__():
+            yield from walk(sub)
+
+    return walk(DomainError)
+
+
+def error_rows() -> list[tuple[str, int, str]]:
+    """(code, status, title) per distinct code, by status then code. A subclass that keeps its
+    parent's code (``StoreBusy``) is the same answer to the app, so it is listed once."""
+    rows: dict[str, tuple[str, int, str]] = {}
+    for cls in error_classes():
+        rows.setdefault(cls.code, (cls.code, cls.status, cls.title))
+    return sorted(rows.values(), key=lambda r: (r[1], r[0]))
+
+
+def render_errors() -> str:
+    lines = ["| code | HTTP | title | what the app should do |", "|---|---|---|---|"]
+    for code, status, title in error_rows():
+        lines.append(f"| `{code}` | {status} | {title} | {ADVICE[code]} |")
+    return "\n".join(lines)
+
+
+def render_models() -> str:
+    lines = [
+        "| id | name | fal endpoint | credits at default inputs | expected seconds | deadline (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in Registry():
+        lines.append(f"| `{m.id}` | {m.name} | `{m.fal_endpoint}` | {m.default_credits} | {m.expected_s} | {m.max_s} |")
+    return "\n".join(lines)
+
+
+def route_keys() -> list[str]:
+    return [f"{r.method} {r.path}" for r in SamTemplate.load().routes()]
+
+
+def render_routes() -> str:
+    lines = ["| route | auth | served by | what |", "|---|---|---|---|"]
+    for r in SamTemplate.load().routes():
+        auth = "JWT" if r.authorized else ROUTE_AUTH.get(r.path, "none")
+        lines.append(f"| `{r.method} {r.path}` | {auth} | `{r.function}` | {ROUTE_SUMMARY[f'{r.method} {r.path}']} |")
+    return "\n".join(lines)
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "routes": render_routes,
+    "error-codes": render_errors,
+    "models": render_models,
+}
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"(<!-- BEGIN GENERATED: {re.escape(name)} [^>]*-->\n)(.*?)(<!-- END GENERATED: {re.escape(name)} -->)",
+        re.DOTALL,
+    )
+
+
+def update(text: str) -> str:
+    """``text`` with every marked section re-rendered. A missing marker is an error."""
+    for name, render in SECTIONS.items():
+        pattern = _pattern(name)
+        if not pattern.search(text):
+            raise ValueError(f"docs/api.md has no marked section {name!r}")
+        body = render()
+        text = pattern.sub(lambda m, body=body: f"{m.group(1)}{body}\n{m.group(3)}", text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.docs", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when docs/api.md is out of date; write nothing")
+    args = parser.parse_args(argv)
+    current = API_DOC.read_text(encoding="utf-8")
+    fresh = update(current)
+    if fresh == current:
+        print("docs/api.md is up to date")
+        return 0
+    if args.check:
+        print("docs/api.md is out of date: run `python -m devstack.docs`", file=sys.stderr)
+        return 1
+    API_DOC.write_text(fresh, encoding="utf-8")
+    print("docs/api.md updated")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
