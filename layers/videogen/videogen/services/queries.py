@@ -36,7 +36,7 @@ def list_jobs(
     max_bytes: int | None = None,
 ) -> contract.JobPage:
     """A page of at most ``limit`` jobs and at most ``max_bytes`` (PAGE_MAX_BYTES) of JSON: a page that would grow past
-    it ends early with the cursor of its last job (api.md allows a short page). A job is far under
+    it ends early with the cursor of its last job (docs/api.md, Paging: a page may be short). A job is far under
     the bound (a DynamoDB item is at most 400 KB), so a page always holds at least one."""
     max_bytes = max_bytes or PAGE_MAX_BYTES
     jobs, next_cursor = store.list_jobs(user_id, status, limit, cursor or None)

@@ -81,7 +81,10 @@ def cancel_video(id: JobId) -> contract.Job:
     summary="Balance and ledger, newest first",
     tags=["credits"],
     security=SECURED,
-    responses={**ok(contract.CreditsPage, "balance and a page of the ledger"), **problems(*_PAGE)},
+    responses={
+        **ok(contract.CreditsPage, "balance and a page of the ledger"),
+        **problems(*_PAGE, errors.ConcurrentUpdate),
+    },
 )
 def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPage:
     return queries.credits(wiring.store(), caller(router), limit, cursor)
