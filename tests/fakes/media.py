@@ -12,11 +12,12 @@ import hashlib
 import io
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from videogen.domain.errors import MediaTransferError
 from videogen.domain.models import StoredVideo
-from videogen.ports import SHA256_PLACEHOLDER, MediaStream
+from videogen.ports import SHA256_PLACEHOLDER, MediaStream, SignedUrl
 
 
 class FakeStream:
@@ -95,8 +96,11 @@ class FakeVideoStore:
         """Seed an object (e.g. one a crashed actor stored before dying)."""
         return self.put_stream(key, FakeStream(data))
 
-    def presign(self, key: str, ttl_s: int) -> str:
-        return f"https://bucket.test/{key}?ttl={ttl_s}"
+    def presign(self, key: str, ttl_s: int) -> SignedUrl:
+        """Shaped like S3's: the signing moment truncated to the second, the expiry derived from it."""
+        signed = datetime.now(UTC).replace(microsecond=0)
+        url = f"https://bucket.test/{key}?X-Amz-Date={signed:%Y%m%dT%H%M%SZ}&X-Amz-Expires={ttl_s}"
+        return SignedUrl(url, signed + timedelta(seconds=ttl_s))
 
     def head(self, key: str) -> StoredVideo | None:
         found = self.objects.get(key)

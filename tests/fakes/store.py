@@ -175,6 +175,14 @@ class FakeStore:
         entries = sorted(self._accounts[user_id].ledger, key=lambda e: e.id, reverse=True)
         return _page(entries, limit, cursor, lambda e: e.id)
 
+    def credits_snapshot(
+        self, user_id: str, limit: int, cursor: str | None
+    ) -> tuple[Balance, list[LedgerEntry], str | None]:
+        """One moment by construction: nothing runs between the two reads of an in-memory store."""
+        self._enter("credits_snapshot")
+        entries, next_cursor = self.list_ledger(user_id, limit, cursor)
+        return self.get_balance(user_id), entries, next_cursor
+
     def ledger_totals(self, user_id: str) -> dict[str, int]:
         self._enter("ledger_totals")
         totals = {t.value: 0 for t in LedgerType}
@@ -241,6 +249,9 @@ class FakeStore:
         )
         page, next_cursor = _page(jobs, limit, cursor, lambda j: j.id)
         return [j.model_copy(deep=True) for j in page], next_cursor
+
+    def job_cursor(self, job: Job, status: JobStatus | None) -> str:
+        return job.id
 
     # --- job transitions (each conditional, like the adapter's) ----------------------------------
 

@@ -447,7 +447,7 @@ def test_given_a_moto_server_endpoint_when_presigned_then_the_url_serves_the_vid
         store = S3VideoStore(client, "videogen-presign-test", part_bytes=PART)
 
         stored = store.put_stream(KEY, source.open(_url(cdn, "/video.mp4")))
-        url = store.presign(KEY, 600)
+        url = store.presign(KEY, 600).url
         answer = requests.get(url, timeout=5)
 
         assert url.startswith(f"http://{host}:{port}/")

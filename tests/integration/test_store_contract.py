@@ -21,7 +21,13 @@ from devstack.provision import provision
 from devstack.template import SamTemplate
 from tests.fakes import FakeStore, fal_request, make_job
 from videogen.adapters.dynamo import DynamoStore
-from videogen.domain.errors import BalanceChanged, GrantConflict, IdempotencyKeyTaken, TransitionRejected
+from videogen.domain.errors import (
+    BalanceChanged,
+    GrantConflict,
+    IdempotencyKeyTaken,
+    InvalidCursor,
+    TransitionRejected,
+)
 from videogen.domain.models import Balance, CancelIntent, Job, JobError, JobStatus, LedgerType, Progress, StoredVideo
 from videogen.ports import JobStore
 
@@ -192,3 +198,38 @@ def test_a_refused_submit_attempt_is_taken_back_only_while_one_is_counted(subjec
     stored = store.get_job(job.id)
     assert stored is not None and stored.submit_attempts == 1
     assert subject.audit().ok
+
+
+def test_a_status_filter_follows_every_transition_and_its_cursors_stay_in_their_filter(
+    subject: Subject, user: str
+) -> None:
+    store = subject.store
+    statuses = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.IN_PROGRESS, JobStatus.QUEUED]
+    jobs = {status: _in_status(store, user, status) for status in statuses}  # 2 active: the cap
+    for status, job in jobs.items():
+        assert [j.id for j in store.list_jobs(user, status, 10, None)[0]] == [job.id], status
+    queued = store.list_jobs(user, JobStatus.QUEUED, 10, None)[0][0]
+    store.finish_with_refund(queued, JobStatus.CANCELED, None, unsubmitted=True)
+    assert store.list_jobs(user, JobStatus.QUEUED, 10, None) == ([], None)
+    canceled = sorted([queued.id, jobs[JobStatus.CANCELED].id], reverse=True)
+    first, cursor = store.list_jobs(user, JobStatus.CANCELED, 1, None)
+    assert [j.id for j in first] == canceled[:1] and cursor
+    # the cursor of a page cut short continues after its last job, in its own filter only
+    assert store.list_jobs(user, JobStatus.CANCELED, 5, store.job_cursor(first[0], JobStatus.CANCELED))[0][0].id == (
+        canceled[1]
+    )
+    everything = [j.id for j in store.list_jobs(user, None, 10, None)[0]]
+    after = store.list_jobs(user, None, 10, store.job_cursor(first[0], None))[0]
+    assert [j.id for j in after] == everything[everything.index(first[0].id) + 1 :]
+    with pytest.raises(InvalidCursor):
+        store.list_jobs(user, JobStatus.FAILED, 5, store.job_cursor(first[0], JobStatus.CANCELED))
+
+
+def test_a_credits_snapshot_is_a_balance_and_its_ledger(subject: Subject, user: str) -> None:
+    store = subject.store
+    store.grant(user, 12, "g1")
+    job = _create(store, user)
+    store.finish_with_refund(job, JobStatus.CANCELED, None, unsubmitted=True)
+    balance, entries, cursor = store.credits_snapshot(user, 10, None)
+    assert balance == store.get_balance(user) == Balance(12, 0) and cursor is None
+    assert sorted(e.type for e in entries) == sorted([LedgerType.REFUND, LedgerType.CHARGE, LedgerType.GRANT])

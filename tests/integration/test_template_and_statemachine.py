@@ -185,7 +185,8 @@ def test_provision_creates_table_bucket_bus_secret_and_state_machine(stack: Stac
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
     indexes = {ix["IndexName"]: ix for ix in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"ByUser", "Active", "ByFalRequest"}
+    assert set(indexes) == {"ByUser", "ByUserStatus", "Active", "ByFalRequest"}
+    assert [k["AttributeName"] for k in indexes["ByUserStatus"]["KeySchema"]] == ["gsi1pk", "status_sk"]
     assert indexes["Active"]["Projection"]["ProjectionType"] == "ALL"
     assert [k["AttributeName"] for k in indexes["Active"]["KeySchema"]] == ["active_pk", "active_sk"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from videogen.domain.models import (
@@ -48,6 +49,13 @@ class JobStore(Protocol):
         """Newest first; ``InvalidCursor`` for a cursor this store did not return for this user."""
         ...
 
+    def credits_snapshot(
+        self, user_id: str, limit: int, cursor: str | None
+    ) -> tuple[Balance, list[LedgerEntry], str | None]:
+        """The balance and a ledger page (as :meth:`list_ledger`) of ONE moment, so a complete
+        ledger sums to the balance; ``ConcurrentUpdate`` when no such moment could be read."""
+        ...
+
     def ledger_totals(self, user_id: str) -> dict[str, int]: ...
 
     # submit
@@ -78,7 +86,14 @@ class JobStore(Protocol):
 
     def list_jobs(
         self, user_id: str, status: JobStatus | None, limit: int, cursor: str | None
-    ) -> tuple[list[Job], str | None]: ...
+    ) -> tuple[list[Job], str | None]:
+        """Newest first, reading only jobs in ``status`` when given (bounded work); ``InvalidCursor``
+        for a cursor this store did not return for this user and filter."""
+        ...
+
+    def job_cursor(self, job: Job, status: JobStatus | None) -> str:
+        """The cursor that continues a :meth:`list_jobs` page ending with ``job``."""
+        ...
 
     def find_stale_active(self, updated_before: str, limit: int) -> list[Job]:
         """Jobs not terminal (or terminal with ``event_pending``) untouched since ``updated_before``."""
@@ -217,6 +232,14 @@ class MediaStream(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class SignedUrl:
+    """A presigned GET and the exact moment it stops working."""
+
+    url: str
+    expires_at: datetime
+
+
 class VideoStore(Protocol):
     """Our bucket. ``MediaRejected`` (final) or ``MediaTransferError`` (retry later) on failure."""
 
@@ -224,7 +247,7 @@ class VideoStore(Protocol):
         """Stream into ``key`` (``SHA256_PLACEHOLDER`` in it becomes the content's sha256)."""
         ...
 
-    def presign(self, key: str, ttl_s: int) -> str: ...
+    def presign(self, key: str, ttl_s: int) -> SignedUrl: ...
 
     def head(self, key: str) -> StoredVideo | None: ...
 

@@ -5,11 +5,13 @@ Item layout (one table, ``pk``/``sk``):
 =====================  ======================  ==============================================
 pk                     sk                      what
 =====================  ======================  ==============================================
-``USER#<uid>``         ``BALANCE``             balance, active_jobs (the per-user cap counter)
+``USER#<uid>``         ``BALANCE``             balance, active_jobs (the per-user cap counter),
+                                               rev (+1 on every write: see credits_snapshot)
 ``USER#<uid>``         ``LEDGER#<entry id>``   one ledger entry (ids are time ordered)
 ``USER#<uid>``         ``GRANT#<grant id>``    marks a grant as applied (idempotent grants)
 ``USER#<uid>``         ``IDEM#<key>``          idempotency record: fingerprint + stored answer (TTL)
-``JOB#<job id>``       ``JOB``                 the job; ``gsi1*`` lists it per user, ``active_*``
+``JOB#<job id>``       ``JOB``                 the job; ``gsi1*`` lists it per user, ``gsi1pk`` +
+                                               ``status_sk`` per user and status, ``active_*``
                                                (sparse) finds it while it is not terminal
 =====================  ======================  ==============================================
 
@@ -111,6 +113,12 @@ def idem_key(user_id: str, key: str) -> dict[str, Any]:
     return _item({"pk": user_pk(user_id), "sk": f"IDEM#{key}"})
 
 
+def status_fields(status: JobStatus, job_id: str) -> dict[str, str]:
+    """The job's status and its key in the ByUserStatus index (``<status>#JOB#<id>``): every write
+    of ``status`` writes both, so a status filter is an index query that reads only matching jobs."""
+    return {"status": status.value, "status_sk": f"{status.value}#JOB#{job_id}"}
+
+
 def active_shard(job_id: str) -> str:
     return f"ACTIVE#{zlib.crc32(job_id.encode()) % ACTIVE_SHARDS}"
 
@@ -151,11 +159,35 @@ class DynamoStore:
     # --- users and credits ---------------------------------------------------------------
 
     def get_balance(self, user_id: str) -> Balance:
+        return self._balance(user_id)[0]
+
+    def _balance(self, user_id: str) -> tuple[Balance, int]:
+        """The balance item, strongly consistent, and its revision (0 before its first write)."""
         item = self._db.get_item(TableName=self._table, Key=balance_key(user_id), ConsistentRead=True).get("Item")
-        if not item:
-            return Balance()
-        data = _unitem(item)
-        return Balance(int(data.get("balance", 0)), int(data.get("active_jobs", 0)))
+        data = _unitem(item) if item else {}
+        return Balance(int(data.get("balance", 0)), int(data.get("active_jobs", 0))), int(data.get("rev", 0))
+
+    def credits_snapshot(
+        self, user_id: str, limit: int, cursor: str | None, attempts: int = 5
+    ) -> tuple[Balance, list[LedgerEntry], str | None]:
+        """The balance and a ledger page as of ONE moment: every complete ledger sums to the balance.
+
+        Why a re-read loop: a query cannot join a transaction (TransactGetItems reads items by key
+        only), and a running balance on each entry would need every refund and grant to read the
+        balance first (they ADD blindly, which is what keeps them free of contention). Instead:
+        every ledger entry is written in the same transaction as a write of the balance item, and
+        every write of that item bumps ``rev``. So if ``rev`` is the same before and after a
+        strongly consistent ledger query, no entry was committed between the two reads: the page
+        is exactly the ledger of that balance. A moved ``rev`` retries; a user whose balance keeps
+        moving gets ``ConcurrentUpdate`` (429, Retry-After) rather than an answer that does not add up.
+        """
+        for attempt in range(attempts):
+            balance, rev = self._balance(user_id)
+            entries, next_cursor = self.list_ledger(user_id, limit, cursor)
+            if self._balance(user_id)[1] == rev:
+                return balance, entries, next_cursor
+            backoff(attempt)
+        raise ConcurrentUpdate("the balance kept changing while it was read; retry")
 
     def grant(self, user_id: str, amount: int, grant_id: str) -> bool:
         """Add ``amount`` credits once per ``grant_id``. False when the grant was applied before."""
@@ -183,8 +215,8 @@ class DynamoStore:
                         "Update": {
                             "TableName": self._table,
                             "Key": balance_key(user_id),
-                            "UpdateExpression": "ADD balance :a SET updated_at = :now",
-                            "ExpressionAttributeValues": _values({":a": amount, ":now": now}),
+                            "UpdateExpression": "ADD balance :a, rev :one SET updated_at = :now",
+                            "ExpressionAttributeValues": _values({":a": amount, ":now": now, ":one": 1}),
                         }
                     },
                     self._ledger_put(user_id, entry_id, LedgerType.GRANT, amount, None, now),
@@ -231,6 +263,7 @@ class DynamoStore:
             {
                 "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
                 "ExpressionAttributeValues": _values({":pk": user_pk(user_id), ":p": "LEDGER#"}),
+                "ConsistentRead": True,  # every entry committed before this read (credits_snapshot)
             },
             limit,
             cursor,
@@ -307,7 +340,8 @@ class DynamoStore:
                 "Update": {
                     "TableName": self._table,
                     "Key": balance_key(job.user_id),
-                    "UpdateExpression": "SET balance = balance - :cost, updated_at = :now ADD active_jobs :one",
+                    "UpdateExpression": "SET balance = balance - :cost, updated_at = :now "
+                    "ADD active_jobs :one, rev :one",
                     "ConditionExpression": "balance = :seen AND balance >= :cost "
                     "AND (attribute_not_exists(active_jobs) OR active_jobs < :cap)",
                     "ExpressionAttributeValues": _values(
@@ -369,7 +403,7 @@ class DynamoStore:
             "sk": "JOB",
             "id": job.id,
             "user_id": job.user_id,
-            "status": job.status.value,
+            **status_fields(job.status, job.id),
             "model": job.model,
             "input_json": json.dumps(job.input, separators=(",", ":")),
             "credits_charged": job.credits_charged,
@@ -410,25 +444,37 @@ class DynamoStore:
     def list_jobs(
         self, user_id: str, status: JobStatus | None, limit: int, cursor: str | None
     ) -> tuple[list[Job], str | None]:
-        query: dict[str, Any] = {
-            "IndexName": "ByUser",
-            "KeyConditionExpression": "gsi1pk = :pk AND begins_with(gsi1sk, :p)",
-            "ExpressionAttributeValues": _values({":pk": user_pk(user_id), ":p": "JOB#"}),
-        }
-        if status is not None:
-            query["FilterExpression"] = "#s = :s"
-            query["ExpressionAttributeNames"] = {"#s": "status"}
-            query["ExpressionAttributeValues"].update(_values({":s": status.value}))
+        """Newest first. With ``status``: a query of the ByUserStatus index, never a filter over the
+        user's whole history (a filter applies after the read: each page would pay for, and loop
+        over, every non-matching job)."""
+        index, sort_key, prefix = self._job_index(status)
         items, next_cursor = self._page(
-            query,
+            {
+                "IndexName": index,
+                "KeyConditionExpression": f"gsi1pk = :pk AND begins_with({sort_key}, :p)",
+                "ExpressionAttributeValues": _values({":pk": user_pk(user_id), ":p": prefix}),
+            },
             limit,
             cursor,
-            key_names=("pk", "sk", "gsi1pk", "gsi1sk"),
+            key_names=("pk", "sk", "gsi1pk", sort_key),
             owner=("gsi1pk", user_pk(user_id)),
-            valid=lambda k: k["sk"] == "JOB" and len(k["pk"]) > 4 and k["gsi1sk"] == k["pk"],
+            valid=lambda k: k["sk"] == "JOB" and len(k["pk"]) > 4 and k[sort_key] == prefix + k["pk"][4:],
         )
         jobs = [Job.model_validate({**i, "input": json.loads(i.pop("input_json", "{}"))}) for i in items]
         return jobs, next_cursor
+
+    @staticmethod
+    def _job_index(status: JobStatus | None) -> tuple[str, str, str]:
+        """The index listing a user's jobs (in ``status``), its sort key and the key's prefix."""
+        if status is None:
+            return "ByUser", "gsi1sk", "JOB#"
+        return "ByUserStatus", "status_sk", f"{status.value}#JOB#"
+
+    def job_cursor(self, job: Job, status: JobStatus | None) -> str:
+        """The cursor of a list page that ends with ``job`` (a page cut short, e.g. by its size)."""
+        _, sort_key, prefix = self._job_index(status)
+        keys = {"pk": f"JOB#{job.id}", "sk": "JOB", "gsi1pk": user_pk(job.user_id), sort_key: prefix + job.id}
+        return self._encode_cursor(_item(keys))
 
     def _page(
         self,
@@ -572,7 +618,7 @@ class DynamoStore:
         return self._update_job(
             job_id,
             {
-                "status": JobStatus.SUBMITTED.value,
+                **status_fields(JobStatus.SUBMITTED, job_id),
                 "fal": request.model_dump(),
                 "fal_request_id": request.request_id,
                 "progress": progress.model_dump(exclude_none=True),
@@ -584,7 +630,7 @@ class DynamoStore:
         """Keep ``progress`` current while fal works; status only moves forward (submitted → in_progress)."""
         return self._update_job(
             job_id,
-            {"status": status.value, "progress": progress.model_dump(exclude_none=True)},
+            {**status_fields(status, job_id), "progress": progress.model_dump(exclude_none=True)},
             progress_allowed_from(status),
         )
 
@@ -602,7 +648,7 @@ class DynamoStore:
         The job stays in the sparse index with ``event_pending`` until its event is out (outbox).
         """
         sets = {
-            "status": status.value,
+            **status_fields(status, job.id),
             "completed_at": now,
             "updated_at": now,
             "event_pending": True,
@@ -627,8 +673,8 @@ class DynamoStore:
             "Update": {
                 "TableName": self._table,
                 "Key": balance_key(user_id),
-                "UpdateExpression": "ADD balance :credits, active_jobs :minus SET updated_at = :now",
-                "ExpressionAttributeValues": _values({":credits": credits, ":minus": -1, ":now": now}),
+                "UpdateExpression": "ADD balance :credits, active_jobs :minus, rev :one SET updated_at = :now",
+                "ExpressionAttributeValues": _values({":credits": credits, ":minus": -1, ":now": now, ":one": 1}),
             }
         }
 

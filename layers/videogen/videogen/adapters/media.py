@@ -20,8 +20,9 @@ import io
 import mimetypes
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, cast
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,7 +31,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from videogen.domain.errors import MediaRejected, MediaTransferError
 from videogen.domain.models import StoredVideo
 from videogen.observability import logger
-from videogen.ports import SHA256_PLACEHOLDER
+from videogen.ports import SHA256_PLACEHOLDER, SignedUrl
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -324,6 +325,16 @@ class _BufferReader(io.RawIOBase):
         super().close()
 
 
+def signed_expiry(url: str) -> datetime:
+    """When a presigned URL stops working: SigV4's X-Amz-Date plus X-Amz-Expires (what the
+    wiring signs), or SigV2's absolute Expires (a client built without the s3v4 config)."""
+    query = parse_qs(urlsplit(url).query)
+    if "X-Amz-Date" not in query:
+        return datetime.fromtimestamp(int(query["Expires"][0]), UTC)
+    signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return signed + timedelta(seconds=int(query["X-Amz-Expires"][0]))
+
+
 class S3VideoStore:
     """Implements :class:`videogen.ports.VideoStore` on one S3 bucket (SSE-S3, sha256 in metadata).
 
@@ -456,11 +467,15 @@ class S3VideoStore:
 
     # --- reading --------------------------------------------------------------------------
 
-    def presign(self, key: str, ttl_s: int) -> str:
-        """A presigned GET URL (for the endpoint the client was built with, e.g. a local moto)."""
-        return self._s3.generate_presigned_url(
+    def presign(self, key: str, ttl_s: int) -> SignedUrl:
+        """A presigned GET URL (for the endpoint the client was built with, e.g. a local moto) and
+        its expiry. The signer reads its clock once and signs that moment truncated to the second
+        (X-Amz-Date); the expiry is derived from what was signed, so it is the URL's real one, not
+        a second clock reading up to 1 s later."""
+        url = self._s3.generate_presigned_url(
             "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=int(ttl_s)
         )
+        return SignedUrl(url, signed_expiry(url))
 
     def head(self, key: str) -> StoredVideo | None:
         """What is stored at ``key``; None when nothing (complete) is there."""

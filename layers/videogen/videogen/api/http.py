@@ -12,11 +12,13 @@ import base64
 import json
 import threading
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Protocol, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.shared.json_encoder import Encoder
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -28,6 +30,11 @@ PROBLEM = "application/problem+json"
 JSON = "application/json"
 # Every 429 tells the app when to try again (docs/api.md). Seconds, by problem code.
 RETRY_AFTER_S = {"too_many_active_jobs": 30, "concurrent_update": 1}
+# An answer to an authenticated caller is private and changes fast (a polled job, a balance): no
+# cache on the way (iOS's URL cache included) may keep it or answer a later request with it.
+NO_STORE = {"Cache-Control": "no-store"}
+# UTF-8 JSON as written: non-ASCII stays as is (an emoji is 4 bytes, not a 12-byte \u escape pair).
+dumps = partial(json.dumps, separators=(",", ":"), ensure_ascii=False, cls=Encoder)
 
 
 def problem(error: DomainError) -> Response:
@@ -59,7 +66,7 @@ def _request_invalid(error: RequestValidationError) -> DomainError:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(status_code=status, content_type=JSON, body=json.dumps(body), headers=headers or {})
+    return Response(status_code=status, content_type=JSON, body=dumps(body), headers=headers or {})
 
 
 class Resolver(APIGatewayHttpResolver):
@@ -115,14 +122,19 @@ class Resolver(APIGatewayHttpResolver):
             self._build_routes()
         self.current_event = cast(APIGatewayProxyEventV2, self._to_proxy_event(dict(event)))
         self.lambda_context = context
-        return super().resolve(event, context)
+        answer = super().resolve(event, context)
+        if _claims(self.current_event):
+            answer["headers"] = {**(answer.get("headers") or {}), **NO_STORE}
+        return answer
 
 
 def build_resolver(*, validate: bool = False) -> APIGatewayHttpResolver:
     """``validate``: Powertools checks the routes' declared parameters (errors become our own
     400/422 problems) and serialises the contract models they return."""
     # a route returning what its contract model does not allow is our bug: 500, never a 4xx
-    app = Resolver(enable_validation=validate, response_validation_error_http_code=500 if validate else None)
+    app = Resolver(
+        serializer=dumps, enable_validation=validate, response_validation_error_http_code=500 if validate else None
+    )
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response:
@@ -153,11 +165,15 @@ class _HasEvent(Protocol):
     def current_event(self) -> APIGatewayProxyEventV2: ...
 
 
+def _claims(event: APIGatewayProxyEventV2) -> dict[str, Any]:
+    """The JWT claims API Gateway's authorizer validated; empty on a public route."""
+    ctx = event.request_context
+    return (ctx.authorizer.jwt_claim if ctx.authorizer else None) or {}
+
+
 def caller(app: _HasEvent) -> str:
     """The user id: the JWT's ``sub`` as validated by the authorizer, and nothing else."""
-    ctx = app.current_event.request_context
-    claims = (ctx.authorizer.jwt_claim if ctx.authorizer else None) or {}
-    sub = claims.get("sub")
+    sub = _claims(app.current_event).get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("No authenticated user")
     return sub

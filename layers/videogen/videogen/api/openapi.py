@@ -28,11 +28,19 @@ LICENSE = License(name="Proprietary", identifier="LicenseRef-Proprietary")
 SECURED: list[dict[str, list[str]]] = [{"jwt": []}]
 PUBLIC: dict[str, Any] = {"security": []}  # openapi_extensions of a route without auth: says so explicitly
 CODES = "x-problem-codes"  # on a problem response: the codes that status can carry
+CACHE_CONTROL = {
+    "Cache-Control": {
+        "description": "no-store: an answer to an authenticated caller is private; no cache keeps it",
+        "schema": {"type": "string", "enum": ["no-store"]},
+    }
+}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 
 
-def ok(model: type, description: str, **extra: Any) -> dict[int, OpenAPIResponse]:
-    return {200: {"description": description, "content": {JSON: {"model": model}}, **extra}}  # type: ignore[typeddict-item]
+def ok(model: type, description: str, *, private: bool = True, **extra: Any) -> dict[int, OpenAPIResponse]:
+    """A 200 of ``model``; ``private`` (an authorized route): with Cache-Control: no-store."""
+    headers = {"headers": CACHE_CONTROL} if private else {}
+    return {200: {"description": description, "content": {JSON: {"model": model}}, **headers, **extra}}  # type: ignore[typeddict-item]
 
 
 def problems(*errors: type[DomainError], authorized: bool = True) -> dict[int, OpenAPIResponse]:

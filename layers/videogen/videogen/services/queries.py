@@ -9,6 +9,9 @@ from videogen.domain.registry import Registry
 from videogen.ports import JobStore, VideoStore
 from videogen.services.views import job_view, ledger_view, model_view
 
+# A Lambda response is at most 6 MB (API Gateway answers 5xx beyond): a page stops well before it.
+PAGE_MAX_BYTES = 5_000_000
+
 
 def owned_job(store: JobStore, user_id: str, job_id: str) -> Job:
     """The caller's job; another user's job is indistinguishable from a missing one."""
@@ -30,15 +33,28 @@ def list_jobs(
     limit: int,
     cursor: str | None,
     url_ttl_s: int,
+    max_bytes: int | None = None,
 ) -> contract.JobPage:
+    """A page of at most ``limit`` jobs and at most ``max_bytes`` (PAGE_MAX_BYTES) of JSON: a page that would grow past
+    it ends early with the cursor of its last job (docs/api.md, Paging: a page may be short). A job is far under
+    the bound (a DynamoDB item is at most 400 KB), so a page always holds at least one."""
+    max_bytes = max_bytes or PAGE_MAX_BYTES
     jobs, next_cursor = store.list_jobs(user_id, status, limit, cursor or None)
-    return contract.JobPage(items=[job_view(j, videos, url_ttl_s) for j in jobs], next_cursor=next_cursor)
+    items: list[contract.Job] = []
+    size = 1024  # the envelope and a cursor
+    for job in jobs:
+        item = job_view(job, videos, url_ttl_s)
+        size += len(item.model_dump_json().encode()) + 1  # and a comma
+        if items and size > max_bytes:
+            return contract.JobPage(items=items, next_cursor=store.job_cursor(jobs[len(items) - 1], status))
+        items.append(item)
+    return contract.JobPage(items=items, next_cursor=next_cursor)
 
 
 def credits(store: JobStore, user_id: str, limit: int, cursor: str | None) -> contract.CreditsPage:
-    entries, next_cursor = store.list_ledger(user_id, limit, cursor or None)
+    balance, entries, next_cursor = store.credits_snapshot(user_id, limit, cursor or None)
     return contract.CreditsPage(
-        balance=store.get_balance(user_id).balance,
+        balance=balance.balance,
         ledger=[ledger_view(e) for e in entries],
         next_cursor=next_cursor,
     )

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from videogen import contract
-from videogen.domain.models import Job, JobStatus, LedgerEntry, rfc3339, utc_now
+from videogen.domain.models import Job, JobStatus, LedgerEntry, rfc3339
 from videogen.domain.registry import ModelSpec
 from videogen.ports import VideoStore
 
@@ -18,9 +16,10 @@ def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) 
     """``Job`` as docs/api.md defines it. ``video.url`` is a presigned URL to OUR bucket."""
     video = None
     if job.video is not None and videos is not None:
+        signed = videos.presign(job.video.s3_key, url_ttl_s)
         video = contract.Video(
-            url=videos.presign(job.video.s3_key, url_ttl_s),
-            expires_at=rfc3339(utc_now() + timedelta(seconds=url_ttl_s)),
+            url=signed.url,
+            expires_at=rfc3339(signed.expires_at),
             content_type=job.video.content_type,
             size_bytes=job.video.size_bytes,
             sha256=job.video.sha256,

@@ -81,7 +81,10 @@ def cancel_video(id: JobId) -> contract.Job:
     summary="Balance and ledger, newest first",
     tags=["credits"],
     security=SECURED,
-    responses={**ok(contract.CreditsPage, "balance and a page of the ledger"), **problems(*_PAGE)},
+    responses={
+        **ok(contract.CreditsPage, "balance and a page of the ledger"),
+        **problems(*_PAGE, errors.ConcurrentUpdate),
+    },
 )
 def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPage:
     return queries.credits(wiring.store(), caller(router), limit, cursor)
@@ -93,7 +96,7 @@ def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPag
     summary="Models on sale with their prices and input schemas",
     tags=["models"],
     openapi_extensions=PUBLIC,
-    responses={**ok(contract.ModelList, "the models on sale"), **problems(authorized=False)},
+    responses={**ok(contract.ModelList, "the models on sale", private=False), **problems(authorized=False)},
 )
 def list_models() -> contract.ModelList:
     return queries.models(wiring.registry())

@@ -8,13 +8,14 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from videogen import contract, wiring
 from videogen.api.http import caller, json_response, raw_body
-from videogen.api.openapi import SECURED, job_links, problems
+from videogen.api.openapi import CACHE_CONTROL, SECURED, job_links, problems
 from videogen.domain import errors
 from videogen.services.submission import KEY_PATTERN, submit_video
 
 router = APIGatewayHttpRouter()
 
 _ACCEPTED = {
+    **CACHE_CONTROL,
     "Location": {"description": "The job's URL, /v1/videos/{id}", "schema": {"type": "string"}},
     "Idempotent-Replayed": {
         "description": "true when this is the stored answer of an earlier request with the same key",
