@@ -215,8 +215,9 @@ def test_a_status_filter_follows_every_transition_and_its_cursors_stay_in_their_
     first, cursor = store.list_jobs(user, JobStatus.CANCELED, 1, None)
     assert [j.id for j in first] == canceled[:1] and cursor
     # the cursor of a page cut short continues after its last job, in its own filter only
-    assert store.list_jobs(user, JobStatus.CANCELED, 5, store.job_cursor(first[0], JobStatus.CANCELED))[0][0].id == (
-        canceled[1]
+    assert (
+        store.list_jobs(user, JobStatus.CANCELED, 5, store.job_cursor(first[0], JobStatus.CANCELED))[0][0].id
+        == (canceled[1])
     )
     everything = [j.id for j in store.list_jobs(user, None, 10, None)[0]]
     after = store.list_jobs(user, None, 10, store.job_cursor(first[0], None))[0]

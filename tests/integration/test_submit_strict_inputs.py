@@ -96,11 +96,6 @@ def test_a_body_on_a_route_that_reads_none_is_ignored_even_deeply_nested(stack):
     _problem(reply, 404, "job_not_found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the cursor is decoded in adapters/dynamo.py (_decode_cursor, owned by the 'reads' branch) with "
-    "json.loads; videogen.jsonbody.loads there (a ValueError, already mapped to invalid_cursor) makes this pass",
-)
 @pytest.mark.parametrize("path", ["/v1/videos", "/v1/credits"])
 def test_a_deeply_nested_cursor_is_400_invalid_cursor(stack, path):
     token = stack.user(credits=10)

@@ -37,6 +37,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from videogen import jsonbody
 from videogen.domain.errors import (
     BalanceChanged,
     ConcurrentUpdate,
@@ -519,7 +520,7 @@ class DynamoStore:
         cursor: str, key_names: Iterable[str], owner: tuple[str, str], valid: Callable[[dict[str, str]], bool]
     ) -> dict[str, Any]:
         try:
-            raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            raw = jsonbody.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))  # bounded depth
         except (binascii.Error, ValueError, UnicodeDecodeError):
             raise InvalidCursor("cursor is not one this API returned") from None
         names = set(key_names)
