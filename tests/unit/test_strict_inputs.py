@@ -65,6 +65,10 @@ PROBES = [
     ("sora-2-i2v", "duration", 8.0, True),
     ("sora-2-i2v", "duration", 21, False),
     ("sora-2-i2v", "duration", False, False),
+    ("sora-2-i2v", "image_url", "ftp://example.com/a.png", False),  # a URL input is http(s) only
+    ("sora-2-i2v", "image_url", "javascript:alert(1)", False),
+    ("sora-2-i2v", "image_url", "HTTPS://example.com/a.png", True),
+    ("kling-2.6-pro-i2v", "end_image_url", "file:///etc/passwd", False),
 ]
 
 

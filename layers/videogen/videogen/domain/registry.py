@@ -35,6 +35,10 @@ def _integral(value: Any) -> Any:
     return value
 
 
+# A URL input: the published schema says what the validator takes, an http(s) URL (``format: uri``
+# alone would promise ftp:, file: and javascript: too).
+Url = Annotated[HttpUrl, Field(json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"})]
+
 # On every int field, after its constraints (so the published schema keeps them as JSON Schema's).
 INTEGRAL = BeforeValidator(_integral)
 
@@ -49,7 +53,7 @@ class ModelInput(BaseModel):
 
 class Kling21StandardI2V(ModelInput):
     prompt: str = Prompt
-    image_url: HttpUrl
+    image_url: Url
     duration: Literal["5", "10"] = "5"
     negative_prompt: str | None = NegativePrompt
     cfg_scale: float | None = Field(None, ge=0, le=1)
@@ -57,16 +61,16 @@ class Kling21StandardI2V(ModelInput):
 
 class Kling26ProI2V(ModelInput):
     prompt: str = Prompt
-    start_image_url: HttpUrl
-    end_image_url: HttpUrl | None = None
+    start_image_url: Url
+    end_image_url: Url | None = None
     duration: Literal["5", "10"] = "5"
     generate_audio: bool = True
     negative_prompt: str | None = NegativePrompt
 
 
 class Kling26MotionControl(ModelInput):
-    image_url: HttpUrl
-    video_url: HttpUrl
+    image_url: Url
+    video_url: Url
     character_orientation: Literal["image", "video"]
     prompt: str | None = Field(None, max_length=2500)
     keep_original_sound: bool = True
@@ -79,7 +83,7 @@ class MinimaxVideo01(ModelInput):
 
 class Veo31I2V(ModelInput):
     prompt: str = Prompt
-    image_url: HttpUrl
+    image_url: Url
     aspect_ratio: Literal["auto", "16:9", "9:16"] = "auto"
     duration: Literal["4s", "6s", "8s"] = "8s"
     resolution: Literal["720p", "1080p", "4k"] = "720p"
@@ -90,7 +94,7 @@ class Veo31I2V(ModelInput):
 
 class Sora2I2V(ModelInput):
     prompt: str = Prompt
-    image_url: HttpUrl
+    image_url: Url
     resolution: Literal["auto", "720p"] = "auto"
     aspect_ratio: Literal["auto", "16:9", "9:16"] = "auto"
     duration: Annotated[int, Field(ge=4, le=20), INTEGRAL] = 4
