@@ -1,47 +1,76 @@
-"""Local stand-in for the HTTP API's JWT authorizer.
+"""Local stand-in for the HTTP API's JWT authorizer, on PyJWT.
 
-Issues RS256 tokens with a signing key made at start, and checks them the way
-API Gateway's JWT authorizer does: signature, ``iss``, ``aud`` (or ``client_id``),
-``exp`` and ``nbf``. Development only.
+Issues RS256 tokens and checks them the way API Gateway's JWT authorizer does: the
+signature with the algorithm pinned to RS256 and the key id known, ``iss``, ``aud`` (only a
+token without ``aud`` is judged by ``client_id``), ``exp``, ``nbf`` and ``iat`` not in the
+future, and ``sub`` a non-empty string. The signing key is made at start, or read from
+(and first written to, mode 0600) ``key_path`` so tokens outlive a restart. Development only.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 LOCAL_ISSUER = "http://127.0.0.1/local-issuer"
 LOCAL_AUDIENCE = "videogen-local"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(data: str) -> bytes:
-    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+ALGORITHM = "RS256"
 
 
 class AuthError(Exception):
     pass
 
 
+def load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
+    """The RSA key stored at ``path``; made and stored there (owner-only) when absent. Two stacks
+    starting at once agree on one key: it is written aside and linked in, never overwritten."""
+    if not path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        aside = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another start stored its key first: use that one
+        finally:
+            aside.unlink()
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    stored = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(stored, rsa.RSAPrivateKey):
+        raise ValueError(f"{path} does not hold an RSA private key")
+    return stored
+
+
 class LocalAuthority:
-    def __init__(self, issuer: str = LOCAL_ISSUER, audience: str = LOCAL_AUDIENCE, kid: str = "local-1") -> None:
+    def __init__(
+        self,
+        issuer: str = LOCAL_ISSUER,
+        audience: str = LOCAL_AUDIENCE,
+        kid: str = "local-1",
+        key_path: Path | None = None,
+    ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.kid = kid
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._key = (
+            load_or_create_key(key_path) if key_path else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        )
 
     def issue(self, sub: str, ttl_s: int = 24 * 3600, **claims: Any) -> str:
         now = int(time.time())
-        header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
         payload = {
             "iss": self.issuer,
             "aud": self.audience,
@@ -51,9 +80,7 @@ class LocalAuthority:
             "exp": now + ttl_s,
             **claims,
         }
-        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
-        signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-        return f"{signing_input}.{_b64(signature)}"
+        return jwt.encode(payload, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
     def verify(self, authorization: str | None) -> dict[str, Any]:
         """Claims of a valid ``Bearer`` token, else :class:`AuthError` (the gateway answers 401)."""
@@ -61,29 +88,24 @@ class LocalAuthority:
             raise AuthError("missing bearer token")
         token = authorization.removeprefix("Bearer ").strip()
         try:
-            head_b64, body_b64, sig_b64 = token.split(".")
-            header = json.loads(_unb64(head_b64))
-            claims = json.loads(_unb64(body_b64))
-            signature = _unb64(sig_b64)
-        except (ValueError, json.JSONDecodeError):
-            raise AuthError("malformed token") from None
-        if header.get("alg") != "RS256" or header.get("kid") != self.kid:
-            raise AuthError("unknown key or algorithm")
-        try:
-            self._key.public_key().verify(
-                signature, f"{head_b64}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            if jwt.get_unverified_header(token).get("kid") != self.kid:
+                raise AuthError("unknown key")
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key.public_key(),
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                options={"require": ["exp", "iss", "sub"], "verify_aud": False},
             )
-        except InvalidSignature:
-            raise AuthError("bad signature") from None
-        now = time.time()
-        aud = claims.get("aud")
-        audiences = aud if isinstance(aud, list) else [aud, claims.get("client_id")]
-        if claims.get("iss") != self.issuer:
-            raise AuthError("wrong issuer")
+        except jwt.PyJWTError as exc:
+            raise AuthError(type(exc).__name__) from None
+        if "aud" in claims:
+            aud = claims["aud"]
+            audiences = aud if isinstance(aud, list) else [aud]
+        else:
+            audiences = [claims.get("client_id")]
         if self.audience not in audiences:
             raise AuthError("wrong audience")
-        if not isinstance(claims.get("exp"), int | float) or claims["exp"] <= now:
-            raise AuthError("expired")
-        if isinstance(claims.get("nbf"), int | float) and claims["nbf"] > now + 5:
-            raise AuthError("not yet valid")
+        if not isinstance(claims["sub"], str) or not claims["sub"]:
+            raise AuthError("no subject")
         return {k: str(v) if not isinstance(v, str) else v for k, v in claims.items()}

@@ -17,12 +17,15 @@ import json
 import os
 import secrets
 import signal
+import socket
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -32,6 +35,12 @@ from devstack.gateway import Cors, LocalApi, serve
 from devstack.template import SamTemplate
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
+ROOT = Path(__file__).resolve().parents[1]
+KEY_FILE = ROOT / ".local" / "jwt-signing-key.pem"  # gitignored; kept so tokens outlive a restart
+
+
+class PortInUse(Exception):
+    pass
 
 
 @dataclass
@@ -48,6 +57,7 @@ class StackConfig:
     sim_seed: int | None = None
     sim_config: dict[str, Any] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    key_file: Path | None = None  # the local authority's signing key; None: a new one per start
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -63,14 +73,35 @@ class StackConfig:
             public_url=env.get("PUBLIC_URL", ""),
             sim_seed=int(env["FALSIM_SEED"]) if env.get("FALSIM_SEED") else None,
             extra_env={k: env[k] for k in ("CRASH_POINTS", "CRASH_RATE") if k in env},
+            key_file=Path(env.get("JWT_KEY_FILE") or KEY_FILE),
         )
+
+    def check_ports(self) -> None:
+        """:class:`PortInUse`, naming the setting, for a fixed port something already listens on
+        (0 is an ephemeral port, always free)."""
+        ports = {
+            "PORT": self.port,
+            "FALSIM_PORT": 0 if self.fal_key else self.falsim_port,
+            "MOTO_PORT": self.moto_port,
+        }
+        for name, port in ports.items():
+            if not port:
+                continue
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+                try:
+                    probe.bind((self.host, port))
+                except OSError:
+                    raise PortInUse(
+                        f"{name}={port}: {self.host}:{port} is already in use; free it or set {name}"
+                    ) from None
 
 
 class LocalStack:
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
         self.template = SamTemplate.load()
-        self.authority = LocalAuthority()
+        self.authority = LocalAuthority(key_path=self.config.key_file)
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -97,6 +128,7 @@ class LocalStack:
 
         moto_patches.apply()
         cfg = self.config
+        cfg.check_ports()
         os.environ.update(
             AWS_ACCESS_KEY_ID="local",
             AWS_SECRET_ACCESS_KEY="local",
@@ -333,8 +365,12 @@ def in_process(
 
 
 def main() -> None:
-    stack = LocalStack(StackConfig.from_env()).start()
-    cfg = stack.config
+    cfg = StackConfig.from_env()
+    try:
+        cfg.check_ports()
+    except PortInUse as exc:
+        sys.exit(f"videogen local stack not started: {exc}")
+    stack = LocalStack(cfg).start()
     fal = (
         "real fal.ai" + (f" (webhooks via {cfg.public_url})" if cfg.public_url else " (poll loop, no webhooks)")
         if cfg.fal_key
