@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from devstack.template import SamTemplate
-from videogen.domain.errors import DomainError
+from videogen.domain.errors import error_classes
 from videogen.domain.registry import Registry
 
 API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
@@ -76,17 +76,6 @@ ROUTE_SUMMARY: dict[str, str] = {
     "POST /webhooks/fal": "fal.ai reports a finished request (operators; not in the OpenAPI document)",
 }
 ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token"}
-
-
-def error_classes() -> Iterator[type[DomainError]]:
-    """Every DomainError class, depth first, the base included."""
-
-    def walk(cls: type[DomainError]) -> Iterator[type[DomainError]]:
-        yield cls
-        for sub in cls.__subclasses__():
-            yield from walk(sub)
-
-    return walk(DomainError)
 
 
 def error_rows() -> list[tuple[str, int, str]]:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from videogen.domain.errors import DomainError
+from videogen.domain.errors import error_classes
 from videogen.domain.models import JobStatus, LedgerType
 from videogen.domain.registry import VideoRequest
 
@@ -127,11 +127,7 @@ class ModelList(_Body):
 
 def problem_codes() -> list[str]:
     """Every ``code`` a problem body can carry: one per DomainError class."""
-
-    def walk(cls: type[DomainError]) -> list[type[DomainError]]:
-        return [cls, *(s for sub in cls.__subclasses__() for s in walk(sub))]
-
-    return sorted({c.code for c in walk(DomainError)})
+    return sorted({c.code for c in error_classes()})
 
 
 ProblemCode = StrEnum("ProblemCode", {c: c for c in problem_codes()})  # type: ignore[misc]

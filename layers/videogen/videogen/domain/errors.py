@@ -6,6 +6,7 @@ and reads these attributes; nothing matches on message text.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -124,6 +125,18 @@ class StoreBusy(ServiceUnavailable):
 
 class GrantConflict(DomainError):
     code, status, title = "grant_conflict", 409, "Grant id already used with other values"
+
+
+def error_classes() -> Iterator[type[DomainError]]:
+    """Every DomainError class, depth first, the base included: what the API can answer (the
+    OpenAPI document's problem codes and docs/api.md's error table are both built from this)."""
+
+    def walk(cls: type[DomainError]) -> Iterator[type[DomainError]]:
+        yield cls
+        for sub in cls.__subclasses__():
+            yield from walk(sub)
+
+    return walk(DomainError)
 
 
 # --- errors that never reach the API -------------------------------------------------
