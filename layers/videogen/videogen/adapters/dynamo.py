@@ -98,6 +98,12 @@ def _values(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _ser.serialize(v) for k, v in values.items()}
 
 
+def _job_from(data: dict[str, Any]) -> Job:
+    """A job from its item's plain values (the input is stored as one JSON string)."""
+    data["input"] = json.loads(data.pop("input_json", "{}"))
+    return Job.model_validate(data)
+
+
 def user_pk(user_id: str) -> str:
     return f"USER#{user_id}"
 
@@ -423,9 +429,7 @@ class DynamoStore:
 
     @staticmethod
     def _job(item: Mapping[str, Any]) -> Job:
-        data = _unitem(item)
-        data["input"] = json.loads(data.pop("input_json", "{}"))
-        return Job.model_validate(data)
+        return _job_from(_unitem(item))
 
     def find_by_request_id(self, request_id: str) -> Job | None:
         resp = self._db.query(
@@ -461,7 +465,7 @@ class DynamoStore:
             owner=("gsi1pk", user_pk(user_id)),
             valid=lambda k: k["sk"] == "JOB" and len(k["pk"]) > 4 and k[sort_key] == prefix + k["pk"][4:],
         )
-        jobs = [Job.model_validate({**i, "input": json.loads(i.pop("input_json", "{}"))}) for i in items]
+        jobs = [_job_from(i) for i in items]
         return jobs, next_cursor
 
     @staticmethod
