@@ -190,9 +190,10 @@ class LocalStack:
         self.resources = provision(self.template, overrides=overrides)
         os.environ.update(self.resources.env)
         os.environ.update(overrides)
-        from videogen import wiring
+        from videogen import observability, wiring
 
         wiring.reset()
+        observability.keys_per_thread()  # every function in this process: each line under its own name
         from devstack.lambdas import LocalLambdas
 
         self.lambdas = LocalLambdas(self.template, self.resources)
