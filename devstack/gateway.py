@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from waitress.channel import HTTPChannel
+from waitress.server import create_server
+from waitress.task import ErrorTask
+from waitress.utilities import BadRequest
 
 from devstack.auth import AuthError, LocalAuthority
 from devstack.template import Route, SamTemplate
 
 TEXT_TYPES = ("application/json", "application/problem+json", "text/", "application/x-www-form-urlencoded")
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's own limit
+MAX_HEADERS = 64 * 1024  # the request line and headers; longer: 431 {"message": ...}, never a drop
+log = logging.getLogger("devstack.gateway")
 
 
 _LOCAL_ORIGIN = re.compile(r"^http://(localhost|127\.0\.0\.1)(:\d{1,5})?$")
@@ -224,48 +233,153 @@ class LocalApi:
         return int(result["statusCode"]), headers, body
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
+def _request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The request's headers as API Gateway passes them: names lower-cased, repeats comma-joined
+    (the WSGI server already joined repeats)."""
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].lower().replace("_", "-")] = value
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            headers[key.lower().replace("_", "-")] = value
+    return headers
 
-    def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers: dict[str, str] = {}
-        for k, v in self.headers.items():
-            key = k.lower()
-            headers[key] = f"{headers[key]},{v}" if key in headers else v
-        status, out_headers, payload = self.server.api.handle(
-            self.command, self.path, headers, body, self.client_address[0]
+
+class _WsgiApp:
+    """The WSGI face of :class:`LocalApi`; ``api`` is swapped in once the stack is provisioned."""
+
+    def __init__(self, api: LocalApi) -> None:
+        self.api = api
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = environ["REQUEST_METHOD"]
+        try:
+            body = environ["wsgi.input"].read()  # the server has read it whole, chunked or not
+            status, out_headers, payload = self.api.handle(
+                method, environ.get("REQUEST_URI") or "/", _request_headers(environ), body, environ["REMOTE_ADDR"]
+            )
+        except Exception as exc:  # a gateway bug answers like API Gateway's own failure, never a traceback
+            log.error("gateway failed on %s: %s", method, type(exc).__name__)
+            status, out_headers, payload = LocalApi._message(500, "Internal Server Error")
+        headers = [(k, v) for k, v in out_headers.items() if k not in _HOP_HEADERS]
+        headers.append(("content-length", str(len(payload))))
+        start_response(f"{status} {_PHRASES.get(status, 'Unknown')}", headers)
+        return [b"" if method == "HEAD" else payload]
+
+
+_HOP_HEADERS = frozenset({"content-length", "connection", "transfer-encoding", "keep-alive"})
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+
+class _JsonErrorTask(ErrorTask):
+    """The server's own refusals (a malformed request line, ``Content-Length: abc``, a header block
+    over the limit, a body over 10 MB, ...) as API Gateway words them: ``{"message": ...}`` JSON."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        body = json.dumps({"message": error.reason}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    """A connection. A client that ends its side mid-request (a body shorter than its
+    Content-Length, then EOF) gets a 400 answer before the close, not a silent drop."""
+
+    error_task_class = _JsonErrorTask
+    _peer_done = False
+
+    def readable(self) -> bool:
+        return not self._peer_done and bool(super().readable())
+
+    def handle_read(self) -> None:
+        partial = self.request
+        if partial is None or partial.completed:
+            super().handle_read()
+            return
+        try:  # the socket itself: the dispatcher's recv() closes the channel at EOF
+            data = self.socket.recv(self.adj.recv_bytes)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.handle_close()
+            return
+        if data:
+            self.last_activity = time.time()
+            self.received(data)
+            return
+        with self.requests_lock:
+            self._peer_done = True
+            self.request = None
+            partial.error = BadRequest("the request ended before its declared length")
+            partial.completed = True
+            self.requests.append(partial)
+            if len(self.requests) == 1:
+                self.server.add_task(self)
+
+
+class Gateway:
+    """The local API served by waitress: a real threaded WSGI server with a deep listen backlog
+    (``http.server``'s backlog of 5 reset connections under load) and keep-alive connections that
+    cost no thread while idle."""
+
+    THREADS = 16
+    BACKLOG = 1024
+    CONNECTION_LIMIT = 1000
+
+    def __init__(self, api: LocalApi, host: str, port: int) -> None:
+        for name in ("waitress.queue", "waitress"):  # no "task queue depth" chatter; errors still shown
+            logging.getLogger(name).setLevel(logging.ERROR)
+        self._app = _WsgiApp(api)
+        self._server: Any = create_server(
+            self._app,
+            host=host,
+            port=port,
+            threads=self.THREADS,
+            backlog=self.BACKLOG,
+            connection_limit=self.CONNECTION_LIMIT,
+            max_request_body_size=MAX_PAYLOAD,
+            max_request_header_size=MAX_HEADERS,
+            channel_timeout=30,  # API Gateway's idle connection timeout
+            ident=None,  # no Server header: API Gateway sends none
+            expose_tracebacks=False,
+            clear_untrusted_proxy_headers=True,
         )
-        self.send_response(status)
-        for k, v in out_headers.items():
-            if k not in ("content-length", "connection"):
-                self.send_header(k, v)
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+        self._server.channel_class = _Channel
+        self._thread: threading.Thread | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        """Every method reaches the routing (http.server looks up ``do_<METHOD>``): one without a
-        route answers API Gateway's 404, whatever the method (GET, TRACE, QUERY, ...)."""
-        if name.startswith("do_"):
-            return self._serve
-        raise AttributeError(name)
+    @property
+    def api(self) -> LocalApi:
+        return self._app.api
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    @api.setter
+    def api(self, api: LocalApi) -> None:
+        self._app.api = api
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    def start(self) -> Gateway:
+        self._thread = threading.Thread(target=self._server.run, name="gateway", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listening socket and every open connection, then the worker threads."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        for channel in list(server._map.values()):
+            channel.close()
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # http.server's default listen backlog of 5 resets connections under load
-    allow_reuse_address = True
-    api: LocalApi
-
-
-def serve(api: LocalApi, host: str, port: int) -> _Server:
-    server = _Server((host, port), _Handler)
-    server.api = api
-    return server
+def serve(api: LocalApi, host: str, port: int) -> Gateway:
+    """The gateway bound to ``host:port`` (0: any free port), not yet serving (:meth:`Gateway.start`)."""
+    return Gateway(api, host, port)

@@ -8,6 +8,9 @@
 * The local gateway serves the API on :3000 (``PORT``); the fal.ai simulator
   listens on :3001 (``FALSIM_PORT``), unless ``FAL_KEY`` is set: then the real
   fal.ai is used (webhooks when ``PUBLIC_URL`` is set, the poll loop otherwise).
+* Every server binds ``HOST`` (127.0.0.1), and every URL the stack gives out or signs
+  (the API, presigned video URLs, the webhook URL, the token issuer) names that host;
+  ``HOST=0.0.0.0`` binds every interface and names the machine's primary LAN address.
 * The reconciler runs every ``RECONCILE_EVERY_S`` seconds, as EventBridge would.
 """
 
@@ -43,6 +46,20 @@ class PortInUse(Exception):
     pass
 
 
+ANY_ADDRESS = ("0.0.0.0", "")
+
+
+def lan_address() -> str:
+    """This machine's primary LAN address: the source address of its default route (a UDP
+    "connect" sends nothing); 127.0.0.1 on a machine without a network."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
 @dataclass
 class StackConfig:
     host: str = "127.0.0.1"
@@ -59,10 +76,17 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     key_file: Path | None = None  # the local authority's signing key; None: a new one per start
 
+    @property
+    def public_host(self) -> str:
+        """The host every URL the stack gives out names: ``host``, or the LAN address when ``host``
+        is every interface."""
+        return lan_address() if self.host in ANY_ADDRESS else self.host
+
     @classmethod
     def from_env(cls) -> StackConfig:
         env = os.environ
         return cls(
+            host=env.get("HOST") or "127.0.0.1",
             port=int(env.get("PORT", 3000)),
             falsim_port=int(env.get("FALSIM_PORT", 3001)),
             moto_port=int(env.get("MOTO_PORT", 3005)),
@@ -101,7 +125,8 @@ class LocalStack:
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
         self.template = SamTemplate.load()
-        self.authority = LocalAuthority(key_path=self.config.key_file)
+        self.public_host = self.config.public_host
+        self.authority = LocalAuthority(issuer=f"http://{self.public_host}/local-issuer", key_path=self.config.key_file)
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -115,11 +140,11 @@ class LocalStack:
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.config.host}:{self.server.server_address[1]}"
+        return f"http://{self.public_host}:{self.server.port}"
 
     @property
     def moto_url(self) -> str:
-        return f"http://{self.config.host}:{self.config.moto_port}"
+        return f"http://{self.public_host}:{self.config.moto_port}"
 
     # --- start / stop -----------------------------------------------------------------------
 
@@ -165,16 +190,17 @@ class LocalStack:
         self.resources = provision(self.template, overrides=overrides)
         os.environ.update(self.resources.env)
         os.environ.update(overrides)
-        from videogen import wiring
+        from videogen import observability, wiring
 
         wiring.reset()
+        observability.keys_per_thread()  # every function in this process: each line under its own name
         from devstack.lambdas import LocalLambdas
 
         self.lambdas = LocalLambdas(self.template, self.resources)
         self.lambdas.install()
         cors = Cors.from_template(self.template, [api_url])  # its own origin, plus any localhost one
         self.server.api = LocalApi(self.template.routes(), self._invoke, self.authority, self._local_routes(), cors)
-        self._spawn(lambda: self.server.serve_forever(poll_interval=0.05), "gateway")
+        self.server.start()
         if cfg.reconcile_every_s > 0:
             self._spawn(self._reconcile_loop, "reconciler")
         self.ready.set()
@@ -216,8 +242,7 @@ class LocalStack:
     def stop(self) -> None:
         self._stop.set()
         if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.stop()
         if self.lambdas:
             self.lambdas.uninstall()
         if self.sim:

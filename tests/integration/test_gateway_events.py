@@ -1,0 +1,50 @@
+"""The payload format 2.0 event the local gateway hands a function, for bodies API Gateway treats
+specially: a body that is not UTF-8 text arrives base64-encoded with ``isBase64Encoded``."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from devstack.auth import LocalAuthority
+from devstack.gateway import LocalApi
+from devstack.template import Route
+
+
+def _event(body: bytes, content_type: str) -> dict[str, Any]:
+    seen: list[dict[str, Any]] = []
+    api = LocalApi(
+        [Route("POST", "/echo", "EchoFunction", authorized=False)],
+        lambda _fn, event: seen.append(event) or {"statusCode": 204},
+        LocalAuthority(),
+    )
+    status, _, _ = api.handle("POST", "/echo?x=1", {"content-type": content_type}, body)
+    assert status == 204
+    (event,) = seen
+    return event
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"prompt": "héron"}'.encode("utf-16"),  # a BOM and NULs: not UTF-8
+        '{"prompt": "héron"}'.encode("latin-1"),
+        b"\xff\xfe\x00",
+    ],
+)
+def test_a_body_that_is_not_utf8_arrives_base64_encoded(body: bytes) -> None:
+    event = _event(body, "application/json")
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == body
+
+
+def test_utf8_text_arrives_as_text() -> None:
+    event = _event('{"prompt": "héron"}'.encode(), "application/json; charset=utf-8")
+    assert (event["isBase64Encoded"], event["body"]) == (False, '{"prompt": "héron"}')
+
+
+def test_a_binary_type_arrives_base64_encoded_even_when_it_decodes() -> None:
+    event = _event(b"plain bytes", "application/octet-stream")
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"plain bytes"
