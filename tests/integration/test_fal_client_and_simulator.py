@@ -311,6 +311,33 @@ def test_cancel_completed_and_unknown(sim: FalSimulator, client: FalClient) -> N
     assert exc.value.status == 404
 
 
+def test_calls_on_each_request_are_counted(sim: FalSimulator, client: FalClient) -> None:
+    """The inspection view counts status, result and cancel calls per request (so a test can
+    measure that a path did not call fal); calls that reach no request count nowhere."""
+    sim.set_config(queue_s=5)
+    req = client.submit(MODEL, MODEL_INPUT, None)
+    other = client.submit(MODEL, MODEL_INPUT, None)
+    client.status(req)
+    client.status(req)
+    client.result(req)  # still queued: an error answer, still a call
+    client.cancel(req)
+    client.cancel(req)  # already completed (cancelled)
+    with pytest.raises(FalRejectedError):  # a request fal does not know under this app
+        client.status(req.model_copy(update={"status_url": req.status_url.replace("kling-video", "veo3.1")}))
+    headers = {"Authorization": f"Key {KEY}"}
+    assert requests.get(req.status_url, timeout=5).status_code == 401  # refused: not a call on it
+    assert requests.get(req.response_url, headers=headers, timeout=5).status_code == 400  # cancelled
+
+    def counts(view: dict[str, Any]) -> tuple[int, int, int]:
+        return view["status_calls"], view["result_calls"], view["cancel_calls"]
+
+    assert counts(sim.requests[req.request_id]) == (2, 2, 2)
+    assert counts(sim.requests[other.request_id]) == (0, 0, 0)
+    over_http = requests.get(f"{sim.base_url}/_sim/requests", timeout=5).json()
+    assert counts(over_http[req.request_id]) == (2, 2, 2)
+    client.cancel(other)
+
+
 def test_result_before_completion_is_an_error_answer(sim: FalSimulator, client: FalClient) -> None:
     sim.set_config(queue_s=5)
     req = client.submit(MODEL, MODEL_INPUT, None)
