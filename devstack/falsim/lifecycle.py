@@ -1,5 +1,5 @@
 """One fal request's life: IN_QUEUE → IN_PROGRESS → COMPLETED on the wall clock, and what fal
-answers about it at each point (status, result, webhook payload), as shared/fal-api.md describes."""
+answers about it at each point (status, result, webhook payload), as docs/fal.md describes."""
 
 from __future__ import annotations
 
