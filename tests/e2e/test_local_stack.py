@@ -189,6 +189,9 @@ def test_job_completes_with_every_webhook_dropped(local):
         _assert_playable_video(local, job)
         stats = local.http.get(f"{local.sim}/_sim/stats", timeout=5).json()
         assert stats["webhooks_dropped"] >= 1
+        known = local.http.get(f"{local.sim}/_sim/requests", timeout=5).json()
+        mine = [r for r in known.values() if r["input"].get("prompt") == "the poll loop finds me"]
+        assert len(mine) == 1 and mine[0]["status_calls"] >= 1  # the poll loop asked fal
     finally:
         local.sim_config(webhook_drop_rate=0)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -311,6 +312,33 @@ def test_cancel_completed_and_unknown(sim: FalSimulator, client: FalClient) -> N
     assert exc.value.status == 404
 
 
+def test_calls_on_each_request_are_counted(sim: FalSimulator, client: FalClient) -> None:
+    """The inspection view counts status, result and cancel calls per request (so a test can
+    measure that a path did not call fal); calls that reach no request count nowhere."""
+    sim.set_config(queue_s=5)
+    req = client.submit(MODEL, MODEL_INPUT, None)
+    other = client.submit(MODEL, MODEL_INPUT, None)
+    client.status(req)
+    client.status(req)
+    client.result(req)  # still queued: an error answer, still a call
+    client.cancel(req)
+    client.cancel(req)  # already completed (cancelled)
+    with pytest.raises(FalRejectedError):  # a request fal does not know under this app
+        client.status(req.model_copy(update={"status_url": req.status_url.replace("kling-video", "veo3.1")}))
+    headers = {"Authorization": f"Key {KEY}"}
+    assert requests.get(req.status_url, timeout=5).status_code == 401  # refused: not a call on it
+    assert requests.get(req.response_url, headers=headers, timeout=5).status_code == 400  # cancelled
+
+    def counts(view: dict[str, Any]) -> tuple[int, int, int]:
+        return view["status_calls"], view["result_calls"], view["cancel_calls"]
+
+    assert counts(sim.requests[req.request_id]) == (2, 2, 2)
+    assert counts(sim.requests[other.request_id]) == (0, 0, 0)
+    over_http = requests.get(f"{sim.base_url}/_sim/requests", timeout=5).json()
+    assert counts(over_http[req.request_id]) == (2, 2, 2)
+    client.cancel(other)
+
+
 def test_result_before_completion_is_an_error_answer(sim: FalSimulator, client: FalClient) -> None:
     sim.set_config(queue_s=5)
     req = client.submit(MODEL, MODEL_INPUT, None)
@@ -503,6 +531,48 @@ def test_config_and_stats_endpoints(sim: FalSimulator) -> None:
     assert {"cdn_errors", "submits", "completed", "cancelled", "webhooks_sent", "webhook_retries"} <= set(stats)
     with pytest.raises(ValueError):
         sim.set_config(unknown_key=1)
+
+
+def _raw_exchange(sim: FalSimulator, data: bytes) -> bytes:
+    """Send ``data`` on a fresh connection; the status line of the answer (b"" if none)."""
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as conn:
+        conn.sendall(data)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (b"POST /fal-ai/minimax/video-01 HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"POST /fal-ai/minimax/video-01 HTTP/1.1\r\nAuthorization: Key k\r\nContent-Length: 99999999\r\n\r\n", 413),
+        (b"POST /fal-ai/minimax/video-01 HTTP/1.1\r\nAuthorization: Key k\r\nContent-Length: 4\r\n\r\n\xff\xfe{}", 422),
+        (
+            b"POST /fal-ai/minimax/video-01 HTTP/1.1\r\nAuthorization: Key k\r\nContent-Length: 50000\r\n\r\n"
+            + b"[" * 50000,
+            422,
+        ),
+        (b'PUT /_sim/config HTTP/1.1\r\nContent-Length: 16\r\n\r\n{"queue_s": NaN}', 400),
+        (b"GET /fal-ai%2Fx/y/requests/a/status HTTP/1.1\r\nAuthorization: Key k\r\n\r\n", 404),
+        (b"GET /\xff/requests/a/status HTTP/1.1\r\n\r\n", 400),
+        (b"PATCH /fal-ai/minimax/video-01 HTTP/1.1\r\n\r\n", 405),
+    ],
+)
+def test_malformed_requests_get_an_answer_and_no_traceback(
+    sim: FalSimulator, caplog: pytest.LogCaptureFixture, raw: bytes, status: int
+) -> None:
+    caplog.set_level("DEBUG")
+    request_line, _, rest = raw.partition(b"\r\n")
+    answer = _raw_exchange(sim, request_line + b"\r\nHost: x\r\nConnection: close\r\n" + rest)
+    assert answer.split(b" ")[1] == str(status).encode(), answer
+    assert not [r for r in caplog.records if r.exc_info or r.levelname in {"ERROR", "CRITICAL"}]
+    assert requests.get(f"{sim.base_url}/_sim/stats", timeout=5).status_code == 200  # still serving
 
 
 def test_stop_ends_the_simulator_threads() -> None:

@@ -101,9 +101,13 @@ def _reconcile_later() -> dict[str, int]:
 def test_jobs_with_a_recent_heartbeat_are_left_alone(stack, monkeypatch):
     token = stack.user(credits=20)
     job_id = _submitted_without_execution(stack, monkeypatch, token, queue_s=30)
+    request_id = stack.job(job_id).fal.request_id
     assert wiring.check_job().run(job_id, 0, {})["done"] is False  # a Check: the heartbeat
+    assert stack.sim.requests[request_id]["status_calls"] == 1
     assert stack.stack.reconcile_once().get("found", 0) == 0
+    assert stack.sim.requests[request_id]["status_calls"] == 1  # left alone: fal was not asked
     assert _reconcile_later()["polled_orphan"] == 1
+    assert stack.sim.requests[request_id]["status_calls"] == 2
 
 
 def _submitted_without_execution(stack, monkeypatch, token, **sim) -> str:

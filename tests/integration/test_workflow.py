@@ -57,9 +57,13 @@ def test_webhook_path_completes_into_s3_and_check_then_stops_without_calling_fal
     assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
     assert events.types(job_id) == ["Job Completed"]
     assert stack_sfn.sim.stats()["webhooks_sent"] >= 1
-    # the webhook won: the first Check found a terminal job and the loop ended there
+    # the webhook won: the first Check found a terminal job and the loop ended there, without a
+    # call to fal (measured by the simulator: a Check that polled and found COMPLETED would also
+    # end the loop after one Check)
     states = _history_states(job_id)
     assert states.count("Check") == 1 and "PollWait" not in states
+    asked = stack_sfn.sim.requests[job.fal.request_id]
+    assert (asked["status_calls"], asked["result_calls"], asked["cancel_calls"]) == (0, 0, 0)
     view = stack_sfn.request("GET", f"/v1/videos/{job_id}", token=token).json
     assert view["video"]["size_bytes"] == job.video.size_bytes
     assert stack_sfn.store.get_balance(job.user_id).balance == 6
@@ -75,6 +79,7 @@ def test_poll_only_path_with_every_webhook_dropped(stack_sfn, events):
     assert job.video is not None and _objects(stack_sfn) == [job.video.s3_key]
     assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
     assert "PollWait" in _history_states(job_id)
+    assert stack_sfn.sim.requests[job.fal.request_id]["status_calls"] >= 2  # the loop did ask fal
     assert events.types() == ["Job Completed"]
 
 
