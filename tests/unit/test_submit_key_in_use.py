@@ -19,7 +19,7 @@ from videogen.api.http import problem
 from videogen.domain.errors import BalanceChanged, IdempotencyKeyInUse, IdempotencyKeyTaken
 from videogen.domain.models import Balance, Job, JobStatus, rfc3339
 from videogen.domain.registry import Registry
-from videogen.services.submission import SubmitLimits, submit_video
+from videogen.services.submission import SubmitAnswer, SubmitLimits, submit_video
 
 BODY = b'{"model":"minimax-video-01","input":{"prompt":"a cat surfing"}}'
 RECORD = {
@@ -88,6 +88,20 @@ def create(store: DynamoStore) -> None:
     )
 
 
+def submit(client: StubDynamo, workflow: FakeWorkflow, pauses: list[int]) -> SubmitAnswer:
+    """POST /v1/videos' use case on the real adapter over ``client``."""
+    return submit_video(
+        user_id="u1",
+        idempotency_key="k1",
+        raw_body=BODY,
+        store=DynamoStore(client, "t"),
+        registry=Registry(),
+        workflow=workflow,
+        limits=SubmitLimits(),
+        pause=pauses.append,
+    )
+
+
 def test_a_conflict_on_the_keys_record_is_key_in_use() -> None:
     client = StubDynamo(canceled("None", "TransactionConflict", "None", "None"))
     with pytest.raises(IdempotencyKeyInUse):
@@ -135,16 +149,7 @@ def test_a_submit_whose_key_is_in_flight_answers_409_idempotency_key_in_use_and_
     client = StubDynamo(canceled("None", "TransactionConflict", "None", "None"))
     workflow = FakeWorkflow()
     with pytest.raises(IdempotencyKeyInUse) as in_use:
-        submit_video(
-            user_id="u1",
-            idempotency_key="k1",
-            raw_body=BODY,
-            store=DynamoStore(client, "t"),
-            registry=Registry(),
-            workflow=workflow,
-            limits=SubmitLimits(),
-            pause=lambda attempt: None,
-        )
+        submit(client, workflow, [])
     answer = problem(in_use.value)
     assert answer.status_code == 409
     assert json.loads(str(answer.body))["code"] == "idempotency_key_in_use"
@@ -155,15 +160,6 @@ def test_a_submit_whose_balance_conflicted_once_retries_and_is_accepted() -> Non
     client = StubDynamo(canceled("TransactionConflict", "None", "None", "None"), None)
     workflow = FakeWorkflow()
     pauses: list[int] = []
-    answer = submit_video(
-        user_id="u1",
-        idempotency_key="k1",
-        raw_body=BODY,
-        store=DynamoStore(client, "t"),
-        registry=Registry(),
-        workflow=workflow,
-        limits=SubmitLimits(),
-        pause=pauses.append,
-    )
+    answer = submit(client, workflow, pauses)
     assert answer.status_code == 202 and not answer.replayed and pauses == [0]
     assert workflow.starts == [answer.body["job"]["id"]]
