@@ -7,6 +7,7 @@ for a later pass; and jobs of a model taken off sale still driven to their end, 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 from tests.fakes import completed, in_progress, in_queue
 from tests.fakes.jobs import MODEL
-from tests.fakes.system import GRACE_S, System
+from tests.fakes.system import GRACE_S, WEBHOOK_TOKEN, System
 from videogen.domain.errors import FalRejectedError, FalTransientError
 from videogen.domain.models import Job, JobStatus
 from videogen.domain.registry import Registry
@@ -213,3 +214,47 @@ def test_a_job_of_a_model_this_code_never_knew_is_an_error_not_a_failure(system:
     job = system.given_job(model="retired-model")
     assert system.reconciler.run(now=time.time() + LATER) == {"found": 1, "error": 1}
     assert system.job(job.id).status == JobStatus.QUEUED and system.store.refunds(job.id) == 0
+
+
+# --- races: another actor moves the job between the reconciler's read and its write ----------------
+
+
+def test_given_the_webhook_completes_the_job_before_the_reconcilers_provider_lost_write_then_completed_unrefunded(
+    system: System,
+) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    system.fal.script_status("req-1", FalRejectedError(404, None, "gone"))
+    ok = {"request_id": "req-1", "status": "OK", "payload": {"video": {"url": "https://v3.fal.media/files/r.mp4"}}}
+    replies: list[dict[str, Any]] = []
+    system.store.before("finish_with_refund", lambda: replies.append(_deliver(system, job, ok)))
+    system.reconciler.repair(job)
+    assert replies == [{"ok": True, "status": "completed"}]
+    assert system.job(job.id).status == JobStatus.COMPLETED and system.store.refunds(job.id) == 0
+    assert system.events.types_for(job.id) == ["Job Completed"]
+
+
+def test_given_the_user_cancels_before_the_reconcilers_execution_failed_write_then_one_refund(system: System) -> None:
+    job = system.given_job()
+    system.workflow.executions[job.id] = "FAILED"
+    system.store.before("finish_with_refund", lambda: system.cancel.run(system.job(job.id)))
+    system.reconciler.repair(job)
+    stored = system.job(job.id)
+    assert stored.status == JobStatus.CANCELED and stored.error and stored.error.code == "canceled"
+    assert system.store.refunds(job.id) == 1 and system.events.types_for(job.id) == ["Job Canceled"]
+
+
+def test_given_the_check_task_records_progress_before_the_reconcilers_touch_then_nothing_is_lost(
+    system: System,
+) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    system.workflow.executions[job.id] = "RUNNING"
+    system.fal.script_status("req-1", in_progress("frame 9"))
+    system.store.before("touch", lambda: system.check.run(job.id, 1, {}))
+    assert system.reconciler.repair(job) == "running"
+    stored = system.job(job.id)
+    assert stored.status == JobStatus.IN_PROGRESS and stored.progress.message == "frame 9"
+    assert system.store.refunds(job.id) == 0
+
+
+def _deliver(system: System, job: Job, body: dict[str, Any]) -> dict[str, Any]:
+    return system.webhooks.handle({}, {"token": WEBHOOK_TOKEN, "job_id": job.id}, json.dumps(body).encode())
