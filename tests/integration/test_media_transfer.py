@@ -9,6 +9,7 @@ because of the guard, not the network.
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import threading
 import time
@@ -425,11 +426,31 @@ def test_given_a_url_breaking_a_guard_when_opened_then_rejected_before_connectin
     ],
 )
 def test_given_an_allowed_url_then_the_guards_pass(url: str) -> None:
+    session = _Recording()
     source = GuardedMediaSource(
-        frozenset({"v3.fal.media", "storage.googleapis.com"}), max_bytes=CAP, timeout_s=1.0, session=_NoNetwork()
+        frozenset({"v3.fal.media", "storage.googleapis.com"}), max_bytes=CAP, timeout_s=1.0, session=session
     )
 
-    source.check_url(url)  # no exception
+    stream = source.open(url)
+
+    assert session.urls == [url]  # the guards let it through to the one request
+    assert b"".join(stream.chunks()) == SMALL and stream.content_type == "video/mp4"
+
+
+class _Recording(requests.Session):
+    """Answers every request with SMALL as a video, without a network; records the URLs asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        self.urls.append(str(url))
+        answer = requests.Response()
+        answer.status_code = 200
+        answer.headers.update({"content-type": "video/mp4", "content-length": str(len(SMALL))})
+        answer.raw = io.BytesIO(SMALL)
+        return answer
 
 
 # --- against a moto server (the local stack's S3): presign, head, delete ----------------------

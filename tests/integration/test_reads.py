@@ -71,9 +71,19 @@ def test_invalid_or_foreign_cursor_is_400(stack):
     # Alice's cursor replayed by Bob cannot page into Alice's jobs
     foreign = stack.request("GET", f"/v1/videos?cursor={cursor}", token=bob)
     assert foreign.status == 400 and foreign.json["code"] == "invalid_cursor"
-    # a forged cursor naming Alice's partition is refused as well
+    # a forged cursor naming Alice's partition is refused as well: Bob re-encodes Alice's cursor to
+    # start at another of her jobs, well shaped in every other way
     forged = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     assert forged["gsi1pk"].startswith("USER#")
+    newest = stack.request("GET", "/v1/videos?limit=3", token=alice).json["items"][0]["id"]
+    forged |= {"pk": f"JOB#{newest}", "gsi1sk": f"JOB#{newest}"}
+    forged_cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+    assert forged_cursor != cursor
+    reply = stack.request("GET", f"/v1/videos?cursor={forged_cursor}", token=bob)
+    assert reply.status == 400 and reply.json["code"] == "invalid_cursor" and "items" not in reply.json
+    # the same forged cursor is one Alice could have been given: it pages on for her
+    mine = stack.request("GET", f"/v1/videos?cursor={forged_cursor}", token=alice)
+    assert mine.status == 200 and newest not in {j["id"] for j in mine.json["items"]}
 
 
 def test_credits_balance_and_ledger_newest_first(stack):

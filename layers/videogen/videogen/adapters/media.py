@@ -193,9 +193,11 @@ class GuardedMediaSource:
         raw_length = response.headers.get("content-length")
         if raw_length is not None:
             values = {v.strip() for v in raw_length.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
+            value = values.pop() if len(values) == 1 else ""
+            # ASCII digits only: str.isdigit() also takes "²" (int() raises) and "١١" (int() reads 11)
+            if not (value.isascii() and value.isdigit()):
                 raise MediaRejected(f"media Content-Length {raw_length!r} is invalid")
-            declared = int(next(iter(values)))
+            declared = int(value)
             if declared > self._max_bytes:
                 raise MediaRejected(f"media is {declared} bytes, over the {self._max_bytes} byte cap")
             if declared == 0:

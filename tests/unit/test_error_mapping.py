@@ -1,0 +1,158 @@
+"""The ONE exception→HTTP mapping (api/http.py reading domain/errors.py), pinned by a literal table.
+
+Every DomainError class answers its own status and code; anything else is a 500 whose body never
+carries the exception's text; the caller is the JWT's ``sub`` and nothing else (no sub → 401).
+The table below is written out by hand on purpose: a class changing its status or code, or a new
+class, fails here until the table (and docs/api.md) say so too.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from videogen.api.http import build_resolver, caller
+from videogen.domain import errors
+from videogen.domain.errors import DomainError, error_classes
+
+EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "api_credits.json").read_text())
+
+# class name → (HTTP status, problem code). Literal: not derived from the classes under test.
+ERROR_TABLE: dict[str, tuple[int, str]] = {
+    "DomainError": (500, "internal_error"),
+    "IdempotencyKeyMissing": (400, "idempotency_key_missing"),
+    "IdempotencyKeyInvalid": (400, "idempotency_key_invalid"),
+    "InvalidCursor": (400, "invalid_cursor"),
+    "BadRequest": (400, "bad_request"),
+    "Unauthorized": (401, "unauthorized"),
+    "InvalidSignature": (401, "invalid_signature"),
+    "InsufficientCredits": (402, "insufficient_credits"),
+    "JobNotFound": (404, "job_not_found"),
+    "ModelNotFound": (404, "model_not_found"),
+    "RouteNotFound": (404, "not_found"),
+    "IdempotencyKeyInUse": (409, "idempotency_key_in_use"),
+    "NotCancelable": (409, "not_cancelable"),
+    "GrantConflict": (409, "grant_conflict"),
+    "PayloadTooLarge": (413, "payload_too_large"),
+    "ValidationFailed": (422, "validation_failed"),
+    "IdempotencyKeyReused": (422, "idempotency_key_reused"),
+    "TooManyActiveJobs": (429, "too_many_active_jobs"),
+    "ConcurrentUpdate": (429, "concurrent_update"),
+    "ServiceUnavailable": (503, "service_unavailable"),
+    "StoreBusy": (503, "service_unavailable"),
+}
+RETRY_AFTER = {"too_many_active_jobs": "30", "concurrent_update": "1"}  # docs/api.md: every 429 says when
+
+
+def _instance(name: str) -> DomainError:
+    cls = getattr(errors, name)
+    if name == "ValidationFailed":
+        return cls([{"loc": "input.prompt", "msg": "field required"}])  # type: ignore[no-any-return]
+    return cls(f"detail of {name}")  # type: ignore[no-any-return]
+
+
+def _app(raise_: BaseException | None = None) -> Any:
+    app = build_resolver()
+
+    @app.get("/boom")
+    def boom() -> dict[str, Any]:
+        assert raise_ is not None
+        raise raise_
+
+    @app.get("/me")
+    def me() -> dict[str, Any]:
+        return {"user": caller(app)}
+
+    return app
+
+
+def _event(path: str, claims: dict[str, Any] | None = None) -> dict[str, Any]:
+    event = copy.deepcopy(EVENT)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"GET {path}"
+    if claims is None:
+        event["requestContext"].pop("authorizer")
+    else:
+        event["requestContext"]["authorizer"]["jwt"]["claims"] = claims
+    return event
+
+
+def _call(app: Any, event: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    answer = app.resolve(event, None)
+    return answer["statusCode"], answer["headers"], json.loads(answer["body"])
+
+
+def test_every_error_class_is_in_the_literal_table_with_its_status_and_code() -> None:
+    assert {cls.__name__: (cls.status, cls.code) for cls in error_classes()} == ERROR_TABLE
+
+
+@pytest.mark.parametrize("name", sorted(ERROR_TABLE))
+def test_a_domain_error_raised_by_a_route_answers_its_status_and_code_as_a_problem(name: str) -> None:
+    status, code = ERROR_TABLE[name]
+    error = _instance(name)
+    got_status, headers, body = _call(_app(error), _event("/boom", {"sub": "user-1"}))
+    assert got_status == status == body["status"]
+    assert body["code"] == code
+    assert body["type"] == f"https://videogen.dev/problems/{code.replace('_', '-')}"
+    assert body["detail"] == error.detail
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers.get("Retry-After") == RETRY_AFTER.get(code)  # a 429 only, with its own delay
+    if name == "ValidationFailed":
+        assert body["errors"] == [{"loc": "input.prompt", "msg": "field required"}]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("boom: secret-text-4f2a /var/task/app.py"),
+        KeyError("secret-text-4f2a"),
+        ValueError("secret-text-4f2a"),
+        errors.TransitionRejected("secret-text-4f2a"),  # a domain outcome that must never reach the API
+        errors.FalTransientError("secret-text-4f2a", status=503),
+        errors.MediaTransferError("secret-text-4f2a"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_an_unhandled_error_is_a_500_whose_body_never_carries_its_text(error: Exception) -> None:
+    status, headers, body = _call(_app(error), _event("/boom", {"sub": "user-1"}))
+    assert status == 500
+    assert body == {
+        "type": "https://videogen.dev/problems/internal-error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "The request could not be completed",
+        "code": "internal_error",
+    }
+    assert headers["Content-Type"] == "application/problem+json" and "Retry-After" not in headers
+
+
+def test_an_unknown_route_is_the_not_found_problem() -> None:
+    status, _, body = _call(_app(), _event("/nowhere", {"sub": "user-1"}))
+    assert (status, body["code"]) == (404, "not_found")
+
+
+def test_the_caller_is_the_tokens_sub() -> None:
+    status, headers, body = _call(_app(), _event("/me", {"sub": "user-123", "iss": "x"}))
+    assert (status, body) == (200, {"user": "user-123"})
+    assert headers["Cache-Control"] == "no-store"  # an authenticated answer is never cached
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"iss": "x", "aud": "y"}, {"sub": ""}, {"sub": None}, {"sub": 123}, {"sub": ["user-1"]}, {}],
+    ids=["no-sub", "empty", "null", "number", "list", "no-claims"],
+)
+def test_a_token_without_a_usable_sub_is_401_never_a_user(claims: dict[str, Any]) -> None:
+    status, _, body = _call(_app(), _event("/me", claims))
+    assert (status, body["code"]) == (401, "unauthorized")
+    assert "user" not in body
+
+
+def test_a_request_without_an_authorizer_is_401() -> None:
+    status, headers, body = _call(_app(), _event("/me", None))
+    assert (status, body["code"]) == (401, "unauthorized")
+    assert "Cache-Control" not in headers  # a public answer: no claims, no private header
