@@ -52,10 +52,10 @@ ADVICE: dict[str, str] = {
     "idempotency_key_reused": "A bug in the app: a key names ONE request. Use a new key for a different body.",
     "too_many_active_jobs": "The user has the maximum number of unfinished jobs: wait until one finishes (poll "
     "`GET /v1/videos/{id}`, `Retry-After` is a hint), then submit again (the same key works). Nothing was charged.",
-    "concurrent_update": "Too many simultaneous changes to one account: retry with the SAME key after "
-    "`Retry-After` seconds. Nothing was charged.",
-    "service_unavailable": "Temporary: retry the SAME request after a short backoff (for a submit, with the "
-    "SAME key). Nothing changed.",
+    "concurrent_update": "Too many simultaneous changes to one account's balance: retry with the SAME key "
+    "after `Retry-After` seconds. Nothing was charged.",
+    "service_unavailable": "Temporary (fal unreachable, or the database kept refusing for contention): retry "
+    "the SAME request after `Retry-After` seconds (for a submit, with the SAME key). Nothing changed.",
     "grant_conflict": "Operators only (`python -m videogen.admin grant`): the grant id was already used with "
     "another amount; pick a new grant id.",
     "internal_error": "Retry the SAME request with backoff (a submit with the SAME key: a replay answers if the "

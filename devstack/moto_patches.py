@@ -17,13 +17,29 @@ rollback backup, ~30 µs per item in the table, so a chaos run slowed down as th
 grew (58 ms per transaction at 2,000 items). The patch backs up only the items the
 transaction names and restores them on failure: the same all-or-nothing result at a
 constant cost.
+
+The serialising lock means DynamoDB's contention never happens by itself, so it is injected:
+:class:`ConflictFault` makes DynamoDB item writes and transactions lose to a (pretend) concurrent
+transaction exactly as AWS answers it — TransactGetItems and TransactWriteItems are cancelled
+with ``TransactionCanceledException`` whose ``CancellationReasons`` name ``TransactionConflict``;
+PutItem/UpdateItem/DeleteItem are rejected with ``TransactionConflictException`` ("there is an
+ongoing transaction for the item"). Nothing is changed by a faulted call. The local stack reads
+``LOCAL_DDB_CONFLICT_RATE`` (0..1, default 0), ``LOCAL_DDB_CONFLICT_SEED`` and
+``LOCAL_DDB_CONFLICT_OPS`` (comma-separated operation names, default all five) at start; tests
+call :func:`set_conflicts` / :func:`conflict_next`. Each injected fault prints one line with
+``injected TransactionConflict`` and the operation's name (the chaos run counts them).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import os
+import random
+import sys
 import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 _LOCK = threading.RLock()
@@ -66,7 +82,121 @@ def apply() -> None:
     from moto.s3.responses import S3Response
 
     S3Response.key_response = _locked(S3Response.key_response, _S3_LOCK)  # type: ignore[method-assign]
+    for operation, method in CONFLICT_OPS.items():
+        setattr(DynamoHandler, method, FAULT.wrap(operation, getattr(DynamoHandler, method)))
     _applied = True
+
+
+# --- TransactionConflict, as DynamoDB answers contention ----------------------------------------
+
+# The operations that can meet a concurrent transaction, by their AWS name: the handler method.
+CONFLICT_OPS = {
+    "TransactGetItems": "transact_get_items",
+    "TransactWriteItems": "transact_write_items",
+    "PutItem": "put_item",
+    "UpdateItem": "update_item",
+    "DeleteItem": "delete_item",
+}
+NEEDLE = "injected TransactionConflict"  # one line per injected fault (devstack/chaos.py counts it)
+_ONGOING = "Transaction is ongoing for the item"
+
+
+class ConflictFault:
+    """Which DynamoDB calls lose to a concurrent transaction: each call of an op in ``ops`` with
+    probability ``rate`` (a seeded draw), plus the next ``forced[op]`` calls of ``op``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rate = 0.0
+        self.ops: frozenset[str] = frozenset(CONFLICT_OPS)
+        self._rng = random.Random()
+        self._forced: Counter[str] = Counter()
+        self._forced_item: dict[str, int | None] = {}
+        self.injected: Counter[str] = Counter()
+
+    def configure(self, rate: float, ops: Iterable[str] | None = None, seed: int | None = None) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"LOCAL_DDB_CONFLICT_RATE must be between 0 and 1, not {rate}")
+        chosen = frozenset(ops) if ops is not None else frozenset(CONFLICT_OPS)
+        unknown = chosen - set(CONFLICT_OPS)
+        if unknown:
+            raise ValueError(f"unknown DynamoDB operations {sorted(unknown)}; known: {sorted(CONFLICT_OPS)}")
+        with self._lock:
+            self.rate, self.ops = rate, chosen
+            self._rng = random.Random(seed)
+            self._forced.clear()
+            self._forced_item.clear()
+            self.injected.clear()
+
+    def force(self, operation: str, times: int = 1, item: int | None = None) -> None:
+        """The next ``times`` calls of ``operation`` conflict (on transaction item ``item``;
+        None: a random one), whatever the rate."""
+        if operation not in CONFLICT_OPS:
+            raise ValueError(f"unknown DynamoDB operation {operation!r}")
+        with self._lock:
+            self._forced[operation] += times
+            self._forced_item[operation] = item
+
+    def _draw(self, operation: str, items: int) -> int | None:
+        """None: no fault; else the index of the transaction item in conflict (0 for an item op)."""
+        with self._lock:
+            if self._forced[operation] > 0:
+                self._forced[operation] -= 1
+                chosen = self._forced_item.get(operation)
+            elif operation in self.ops and self.rate > 0 and self._rng.random() < self.rate:
+                chosen = None
+            else:
+                return None
+            self.injected[operation] += 1
+            return chosen if chosen is not None else self._rng.randrange(max(items, 1))
+
+    def wrap(self, operation: str, method: Any) -> Any:
+        fault = self
+
+        @functools.wraps(method)
+        def handler(self: Any, *args: Any, **kwargs: Any) -> Any:
+            items = self.body.get("TransactItems") or []
+            index = fault._draw(operation, len(items))
+            if index is not None:
+                table = (items[index].get("Get") or next(iter(items[index].values()))) if items else self.body
+                print(f"{NEEDLE} on {operation} (table {table.get('TableName')})", file=sys.stderr, flush=True)
+                raise _conflict(operation, len(items), index)
+            return method(self, *args, **kwargs)
+
+        return handler
+
+
+def _conflict(operation: str, items: int, index: int) -> Exception:
+    from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException, TransactionCanceledException
+
+    if operation.startswith("Transact"):
+        reasons = [("TransactionConflict", _ONGOING, None) if i == index else (None, None, None) for i in range(items)]
+        return TransactionCanceledException(reasons)
+    return DynamodbException(ERROR_TYPE_PREFIX + "TransactionConflictException", _ONGOING)
+
+
+FAULT = ConflictFault()
+
+
+def set_conflicts(rate: float, ops: Iterable[str] | None = None, seed: int | None = None) -> None:
+    """Every later call of an op in ``ops`` (default: all) conflicts with probability ``rate``."""
+    FAULT.configure(rate, ops, seed)
+
+
+def conflict_next(operation: str, times: int = 1, item: int | None = None) -> None:
+    """The next ``times`` calls of ``operation`` conflict (on transaction item ``item``)."""
+    FAULT.force(operation, times, item)
+
+
+def conflicts_from_env(env: Mapping[str, str] = os.environ) -> None:
+    """The fault as the local stack's environment sets it (off when unset)."""
+    ops = env.get("LOCAL_DDB_CONFLICT_OPS", "")
+    seed = env.get("LOCAL_DDB_CONFLICT_SEED", "")
+    set_conflicts(
+        float(env.get("LOCAL_DDB_CONFLICT_RATE") or 0),
+        [o.strip() for o in ops.split(",") if o.strip()] or None,
+        int(seed) if seed else None,
+    )
 
 
 def _locked(method: Any, lock: threading.RLock) -> Any:

@@ -152,6 +152,7 @@ class LocalStack:
         from devstack import moto_patches
 
         moto_patches.apply()
+        moto_patches.conflicts_from_env()  # LOCAL_DDB_CONFLICT_RATE / _SEED / _OPS: off unless set
         cfg = self.config
         cfg.check_ports()
         os.environ.update(
@@ -290,10 +291,12 @@ class LocalStack:
         }
 
     def stats(self) -> dict[str, Any]:
+        from devstack import moto_patches
         from videogen import crash
 
         return {
             "crash_points_fired": dict(crash.fired),
+            "conflicts_injected": dict(moto_patches.FAULT.injected),
             "reconcile_runs": self._reconcile_runs,
             "reconcile": dict(self._reconcile_totals),
             "falsim": self.sim.stats() if self.sim else None,
@@ -329,12 +332,12 @@ class LocalStack:
 
 # --- in one process, for tests and benchmarks ------------------------------------------------------
 
-_STRIPPED = ("AWS_", "FAL_", "WEBHOOK_", "MEDIA_", "CRASH_")
+_STRIPPED = ("AWS_", "FAL_", "WEBHOOK_", "MEDIA_", "CRASH_", "LOCAL_DDB_")
 
 
 @contextmanager
 def isolated_env(**values: str) -> Iterator[None]:
-    """Run with the AWS/fal/webhook/media/crash settings of the caller's environment removed and
+    """Run with the AWS/fal/webhook/media/crash/conflict settings of the caller's environment removed and
     ``values`` (plus fake AWS credentials) set; restored afterwards, cached adapters forgotten."""
     from videogen import wiring
 

@@ -27,7 +27,8 @@ FAST_SIM = {"queue_s": 0.2, "run_s": 0.3, "webhook_delay_s": 0}
 
 @pytest.fixture(autouse=True)
 def _clean_env() -> Iterator[None]:
-    """Every test starts from the same environment and forgets cached adapters and crash points."""
+    """Every test starts from the same environment and forgets cached adapters, crash points and
+    injected DynamoDB conflicts."""
     with isolated_env(ENVIRONMENT="test", POWERTOOLS_LOG_LEVEL="WARNING"):
         _reset()
         yield
@@ -37,10 +38,12 @@ def _clean_env() -> Iterator[None]:
 def _reset() -> None:
     from aws_lambda_powertools.utilities import parameters
 
+    from devstack import moto_patches
     from videogen import crash, wiring
 
     wiring.reset()
     crash.disarm()
+    moto_patches.set_conflicts(0)  # no DynamoDB conflict injected unless a test asks
     parameters.clear_caches()
 
 

@@ -14,9 +14,13 @@ Reads and writes hand out copies, as a real store does: a service holding a job 
 read never sees a later write unless it reads again.
 
 For tests, :meth:`FakeStore.before` runs a callback right before a named operation
-(another actor winning a race between a service's read and its write), and
+(another actor winning a race between a service's read and its write),
 :meth:`FakeStore.fail` makes an operation raise (``StoreBusy`` ...) without changing
-anything. :meth:`FakeStore.audit` runs the project's invariant audit on the contents.
+anything, and :meth:`FakeStore.conflict` makes its next DynamoDB calls lose to a concurrent
+transaction (TransactionConflict): retried as the adapter retries them (the same
+:func:`videogen.retry.retry_conflicts`, ``CONFLICT_ATTEMPTS`` tries, each pause recorded in
+``pauses``), then ``StoreBusy`` — so a service sees exactly what the adapter would hand it.
+:meth:`FakeStore.audit` runs the project's invariant audit on the contents.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from videogen.domain.errors import (
     GrantConflict,
     IdempotencyKeyTaken,
     InvalidCursor,
+    StoreBusy,
     TransitionRejected,
 )
 from videogen.domain.models import (
@@ -58,6 +63,30 @@ from videogen.domain.models import (
     progress_allowed_from,
     rfc3339,
 )
+from videogen.retry import retry_conflicts
+
+# The operations the adapter runs as a DynamoDB write or TransactGetItems: those a concurrent
+# transaction can make conflict (plain reads never do).
+CONFLICTING = frozenset(
+    {
+        "read_for_submit",
+        "create_job",
+        "grant",
+        "record_submit_attempt",
+        "record_submit_refused",
+        "request_cancel",
+        "mark_submitted",
+        "update_progress",
+        "touch",
+        "complete",
+        "finish_with_refund",
+        "clear_event_pending",
+    }
+)
+
+
+class _Conflict(Exception):
+    """One DynamoDB call lost to a concurrent transaction (nothing written)."""
 
 
 @dataclass
@@ -78,6 +107,8 @@ class FakeStore:
         self._by_request: dict[str, str] = {}
         self._before: dict[str, list[Callable[[], None]]] = defaultdict(list)
         self._failures: dict[str, list[BaseException]] = defaultdict(list)
+        self._conflicts: dict[str, int] = defaultdict(int)
+        self.pauses: list[int] = []  # the backoff attempts of every conflict retried
         self.calls: list[str] = []  # every operation, in order (reads included)
         self.clock: Callable[[], float] = time.time  # what updated_at / completed_at say
 
@@ -94,12 +125,31 @@ class FakeStore:
         """The next ``times`` calls of ``operation`` raise ``error`` and change nothing."""
         self._failures[operation].extend([error] * times)
 
+    def conflict(self, operation: str, times: int = 1) -> None:
+        """The next ``times`` DynamoDB calls behind ``operation`` lose to a concurrent transaction
+        and change nothing; fewer than ``CONFLICT_ATTEMPTS`` in a row are absorbed by the retries."""
+        if operation not in CONFLICTING:
+            raise ValueError(f"{operation} is no write and no transaction: it cannot conflict")
+        self._conflicts[operation] += times
+
     def _enter(self, operation: str) -> None:
         self.calls.append(operation)
         if self._before[operation]:
             self._before[operation].pop(0)()
         if self._failures[operation]:
             raise self._failures[operation].pop(0)
+        if self._conflicts[operation]:
+            retry_conflicts(
+                lambda: self._attempt(operation),
+                conflicted=lambda exc: isinstance(exc, _Conflict),
+                exhausted=lambda _: StoreBusy(f"{operation}: kept conflicting with concurrent transactions"),
+                pause=self.pauses.append,
+            )
+
+    def _attempt(self, operation: str) -> None:
+        if self._conflicts[operation]:
+            self._conflicts[operation] -= 1
+            raise _Conflict(operation)
 
     def put_job(self, job: Job) -> Job:
         """Seed a job as the real paths would have left it: its user granted what it costs, charged
@@ -295,7 +345,10 @@ class FakeStore:
         return self._update(job_id, progress_allowed_from(status), status=status, progress=progress)
 
     def touch(self, job_id: str) -> None:
-        self._enter("touch")
+        try:
+            self._enter("touch")
+        except StoreBusy:  # best effort, as the adapter's
+            return
         job = self._jobs.get(job_id)
         if job is not None and job.status in ACTIVE:
             self._update(job_id, ACTIVE)

@@ -16,6 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from devstack import moto_patches
 from devstack.invariants import audit
 from devstack.provision import provision
 from devstack.template import SamTemplate
@@ -26,18 +27,31 @@ from videogen.domain.errors import (
     GrantConflict,
     IdempotencyKeyTaken,
     InvalidCursor,
+    StoreBusy,
     TransitionRejected,
 )
 from videogen.domain.models import Balance, CancelIntent, Job, JobError, JobStatus, LedgerType, Progress, StoredVideo
 from videogen.ports import JobStore
+from videogen.retry import CONFLICT_ATTEMPTS
 
 VIDEO = StoredVideo(s3_key="videos/x/abc.mp4", sha256="ab" * 32, size_bytes=3)
 
 
+# The DynamoDB call behind each store operation that can meet a concurrent transaction.
+AWS_OPERATION = {
+    "read_for_submit": "TransactGetItems",
+    "create_job": "TransactWriteItems",
+    "grant": "TransactWriteItems",
+    "record_submit_attempt": "UpdateItem",
+    "finish_with_refund": "TransactWriteItems",
+}
+
+
 class Subject:
-    def __init__(self, store: JobStore, check: Callable[[], Any]) -> None:
+    def __init__(self, store: JobStore, check: Callable[[], Any], conflict: Callable[[str, int], None]) -> None:
         self.store = store
         self.audit = check
+        self.conflict = conflict  # (store operation, times): its next DynamoDB calls lose to a transaction
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +61,19 @@ def dynamodb() -> Iterator[Subject]:
         mp.delenv("AWS_ENDPOINT_URL", raising=False)
         resources = provision(SamTemplate.load(), prefix="contract", region="us-east-1")
         db = boto3.client("dynamodb", region_name="us-east-1")
-        yield Subject(DynamoStore(db, resources.table_name), lambda: audit(db, resources.table_name))
+        moto_patches.apply()
+
+        def conflict(operation: str, times: int) -> None:
+            moto_patches.conflict_next(AWS_OPERATION[operation], times, item=0)
+
+        yield Subject(DynamoStore(db, resources.table_name), lambda: audit(db, resources.table_name), conflict)
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def subject(request: pytest.FixtureRequest) -> Subject:
     if request.param == "fake":
         fake = FakeStore()
-        return Subject(fake, fake.audit)
+        return Subject(fake, fake.audit, fake.conflict)
     return request.getfixturevalue("dynamodb")  # type: ignore[no-any-return]
 
 
@@ -234,3 +253,28 @@ def test_a_credits_snapshot_is_a_balance_and_its_ledger(subject: Subject, user: 
     balance, entries, cursor = store.credits_snapshot(user, 10, None)
     assert balance == store.get_balance(user) == Balance(12, 0) and cursor is None
     assert sorted(e.type for e in entries) == sorted([LedgerType.REFUND, LedgerType.CHARGE, LedgerType.GRANT])
+
+
+@pytest.mark.parametrize("operation", sorted(AWS_OPERATION))
+def test_contention_is_retried_then_store_busy_and_changes_nothing(subject: Subject, user: str, operation: str) -> None:
+    store = subject.store
+    store.grant(user, 12, "g0")
+    job = _create(store, user, key="k0")
+    calls: dict[str, Callable[[], Any]] = {
+        "read_for_submit": lambda: store.read_for_submit(user, "k0"),
+        "create_job": lambda: _create(store, user, key=f"k-{uuid.uuid4().hex[:6]}", cost=1),
+        "grant": lambda: store.grant(user, 1, f"g-{uuid.uuid4().hex[:6]}"),
+        "record_submit_attempt": lambda: store.record_submit_attempt(job.id),
+        "finish_with_refund": lambda: store.finish_with_refund(store.get_job(job.id), JobStatus.FAILED, None),
+    }
+    before = (store.get_balance(user), store.ledger_totals(user), store.get_job(job.id))
+    subject.conflict(operation, CONFLICT_ATTEMPTS)
+    with pytest.raises(StoreBusy):
+        calls[operation]()
+    assert (store.get_balance(user), store.ledger_totals(user), store.get_job(job.id)) == before
+    subject.conflict(operation, CONFLICT_ATTEMPTS - 1)
+    calls[operation]()  # absorbed by the retries
+    if operation == "finish_with_refund":
+        assert store.get_job(job.id).status == JobStatus.FAILED  # type: ignore[union-attr]
+        assert store.ledger_totals(user)["refund"] == 5
+    assert subject.audit().ok

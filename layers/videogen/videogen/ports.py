@@ -35,6 +35,11 @@ class JobStore(Protocol):
     Every change is a conditional write; a failed condition is a domain outcome
     (:class:`~videogen.domain.errors.TransitionRejected`, ``BalanceChanged``, ...) and changes
     nothing. Every status condition comes from :data:`videogen.domain.models.ALLOWED_FROM`.
+
+    Contention (a write or a transactional read that met a concurrent transaction) is retried
+    inside the store; when it persists, the write (or :meth:`read_for_submit`) raises
+    :class:`~videogen.domain.errors.StoreBusy` and changed nothing — except :meth:`touch`, which
+    is best effort and never raises.
     """
 
     # credits
@@ -42,7 +47,7 @@ class JobStore(Protocol):
 
     def grant(self, user_id: str, amount: int, grant_id: str) -> bool:
         """Add ``amount`` once per ``grant_id`` (+ ledger entry). False when applied before;
-        ``GrantConflict`` when applied with another amount; ``ConcurrentUpdate`` on a race."""
+        ``GrantConflict`` when applied with another amount; ``StoreBusy`` on persistent contention."""
         ...
 
     def list_ledger(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
@@ -60,7 +65,7 @@ class JobStore(Protocol):
 
     # submit
     def read_for_submit(self, user_id: str, key: str) -> tuple[Balance, IdempotencyRecord | None]:
-        """One consistent snapshot of the balance and the key's idempotency record."""
+        """One consistent snapshot of the balance and the key's idempotency record (``StoreBusy``)."""
         ...
 
     def create_job(
@@ -76,7 +81,8 @@ class JobStore(Protocol):
     ) -> None:
         """Charge + job + idempotency record + ledger entry, all or nothing, while the balance is
         still ``seen.balance``, covers the cost and the active count is under ``max_active``.
-        Raises ``IdempotencyKeyTaken(record)``, ``BalanceChanged`` or ``IdempotencyKeyInUse``."""
+        Raises ``IdempotencyKeyTaken(record)``, ``BalanceChanged``, or on persistent contention
+        ``IdempotencyKeyInUse`` (the key's record was in conflict) or ``StoreBusy``."""
         ...
 
     # jobs: reads
@@ -123,7 +129,8 @@ class JobStore(Protocol):
         ...
 
     def touch(self, job_id: str) -> None:
-        """Move an active job to the back of the stale queue; nothing if it is terminal."""
+        """Move an active job to the back of the stale queue; nothing if it is terminal, or if the
+        write kept conflicting (best effort: never raises)."""
         ...
 
     def complete(self, job: Job, video: StoredVideo) -> Job:
@@ -137,7 +144,9 @@ class JobStore(Protocol):
         ``unsubmitted``: only while no fal request is stored. ``StoreBusy`` on contention."""
         ...
 
-    def clear_event_pending(self, job_id: str) -> None: ...
+    def clear_event_pending(self, job_id: str) -> None:
+        """The job's terminal event is out: it leaves the sparse index (``StoreBusy``)."""
+        ...
 
 
 # --- fal.ai -----------------------------------------------------------------------------

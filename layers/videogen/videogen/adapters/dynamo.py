@@ -19,6 +19,14 @@ Every state change is a conditional write. Multi-item changes (submit, refund,
 completion, grant) are one ``TransactWriteItems`` each, so they happen entirely
 or not at all. ``ConditionalCheckFailed`` becomes a domain outcome here; no
 caller sees a botocore error.
+
+Contention: DynamoDB rejects an item write that meets an ongoing transaction on the item
+(``TransactionConflictException``) and cancels a transaction — TransactGetItems included —
+that meets a concurrent write (``TransactionCanceledException``, reason ``TransactionConflict``).
+Neither changed anything and botocore retries neither, so every write and TransactGetItems
+here goes through :meth:`DynamoStore._call` (plain reads never conflict): tried again with
+jittered backoff (``retry.CONFLICT_ATTEMPTS`` tries), then :class:`StoreBusy` (503
+``service_unavailable``, Retry-After). A failed condition is never retried there: it is an answer.
 """
 
 from __future__ import annotations
@@ -68,7 +76,7 @@ from videogen.domain.models import (
     progress_allowed_from,
     rfc3339,
 )
-from videogen.retry import backoff
+from videogen.retry import CONFLICT_ATTEMPTS, backoff, retry_conflicts
 
 ACTIVE_SHARDS = 8  # the sparse "Active" index is spread over this many partitions
 
@@ -138,6 +146,23 @@ def _is(exc: ClientError, code: str) -> bool:
     return exc.response.get("Error", {}).get("Code") == code
 
 
+# Cancellation reasons that say "not now" (nothing was written, no condition was evaluated false).
+_CONTENTION = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+
+
+def _conflicted(exc: Exception) -> bool:
+    """DynamoDB's answer to contention: an item write that met an ongoing transaction, or a
+    transaction (read or write) cancelled by a conflict and by no failed condition."""
+    if not isinstance(exc, ClientError):
+        return False
+    if _is(exc, "TransactionConflictException"):
+        return True
+    if not _is(exc, "TransactionCanceledException"):
+        return False
+    reasons = _reasons(exc)
+    return "ConditionalCheckFailed" not in reasons and bool(_CONTENTION & set(reasons))
+
+
 def _status_condition(
     allowed: Iterable[JobStatus], *, unsubmitted: bool = False
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -159,9 +184,42 @@ class DynamoStore:
     """Implements :class:`videogen.ports.JobStore`: every read and conditional write of the domain
     against one DynamoDB table."""
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        conflict_attempts: int = CONFLICT_ATTEMPTS,
+        pause: Callable[[int], None] = backoff,
+    ) -> None:
         self._db = client
         self._table = table_name
+        self._conflict_attempts = conflict_attempts
+        self._pause = pause
+
+    def _call(
+        self,
+        operation: str,
+        what: str,
+        *,
+        exhausted: Callable[[ClientError], Exception] | None = None,
+        **request: Any,
+    ) -> Any:
+        """``self._db.<operation>(**request)``, retried while it loses to a concurrent transaction;
+        then ``exhausted(last error)`` or :class:`StoreBusy`. Other errors are the caller's."""
+
+        def give_up(exc: Exception) -> Exception:
+            assert isinstance(exc, ClientError)
+            if exhausted is not None:
+                return exhausted(exc)
+            return StoreBusy(f"{what}: kept conflicting with concurrent transactions")
+
+        def call() -> Any:
+            return getattr(self._db, operation)(**request)
+
+        return retry_conflicts(
+            call, conflicted=_conflicted, exhausted=give_up, attempts=self._conflict_attempts, pause=self._pause
+        )
 
     # --- users and credits ---------------------------------------------------------------
 
@@ -193,7 +251,7 @@ class DynamoStore:
             entries, next_cursor = self.list_ledger(user_id, limit, cursor)
             if self._balance(user_id)[1] == rev:
                 return balance, entries, next_cursor
-            backoff(attempt)
+            self._pause(attempt)
         raise ConcurrentUpdate("the balance kept changing while it was read; retry")
 
     def grant(self, user_id: str, amount: int, grant_id: str) -> bool:
@@ -201,7 +259,9 @@ class DynamoStore:
         now = rfc3339()
         entry_id = new_id("le")
         try:
-            self._db.transact_write_items(
+            self._call(
+                "transact_write_items",
+                f"grant {grant_id}",
                 TransactItems=[
                     {
                         "Put": {
@@ -227,7 +287,7 @@ class DynamoStore:
                         }
                     },
                     self._ledger_put(user_id, entry_id, LedgerType.GRANT, amount, None, now),
-                ]
+                ],
             )
             return True
         except ClientError as exc:
@@ -240,8 +300,6 @@ class DynamoStore:
                 if marker and int(_unitem(marker)["amount"]) != amount:
                     raise GrantConflict(f"grant {grant_id!r} was applied with another amount") from None
                 return False
-            if _is(exc, "TransactionCanceledException") and "TransactionConflict" in _reasons(exc):
-                raise ConcurrentUpdate("grant raced another write; retry") from None
             raise
 
     def _ledger_put(
@@ -308,12 +366,17 @@ class DynamoStore:
         )
 
     def read_for_submit(self, user_id: str, key: str) -> tuple[Balance, IdempotencyRecord | None]:
-        """One consistent snapshot of the user's balance item and the idempotency record."""
-        got = self._db.transact_get_items(
+        """One consistent snapshot of the user's balance item and the idempotency record.
+
+        A TransactGetItems is cancelled when it meets a concurrent write of either item (the
+        user's other submits, refunds, grants): read again, then :class:`StoreBusy`."""
+        got = self._call(
+            "transact_get_items",
+            "read_for_submit",
             TransactItems=[
                 {"Get": {"TableName": self._table, "Key": balance_key(user_id)}},
                 {"Get": {"TableName": self._table, "Key": idem_key(user_id, key)}},
-            ]
+            ],
         )["Responses"]
         bal_item, idem_item = got[0].get("Item"), got[1].get("Item")
         bal = _unitem(bal_item) if bal_item else {}
@@ -336,8 +399,11 @@ class DynamoStore:
         Conditions: the balance is still exactly ``seen.balance`` (so the answer's
         balance is exact) and covers the cost, the active-job count is under the cap,
         and the key is unused. Raises :class:`IdempotencyKeyTaken` with the stored
-        record, :class:`BalanceChanged` to re-read and retry, or
-        :class:`IdempotencyKeyInUse` when a concurrent transaction holds the key.
+        record, :class:`BalanceChanged` to re-read and retry. A transaction cancelled by a
+        conflict wrote nothing and is sent again (a concurrent submit with the key has then
+        stored its record: a replay); when the conflicts persist, :class:`IdempotencyKeyInUse`
+        if the key's own record was the one in conflict (another request with the key is in
+        flight), else :class:`StoreBusy`.
         """
         now = job.created_at
         cost = job.credits_charged
@@ -383,8 +449,14 @@ class DynamoStore:
             },
             self._ledger_put(job.user_id, entry_id, LedgerType.CHARGE, cost, job.id, now),
         ]
+
+        def key_held(exc: ClientError) -> Exception:
+            if _reasons(exc)[1:2] == ["TransactionConflict"]:
+                return IdempotencyKeyInUse()
+            return StoreBusy(f"submit of {job.id}: kept conflicting with concurrent transactions")
+
         try:
-            self._db.transact_write_items(TransactItems=items)
+            self._call("transact_write_items", "create_job", exhausted=key_held, TransactItems=items)
         except ClientError as exc:
             if not _is(exc, "TransactionCanceledException"):
                 raise
@@ -395,10 +467,6 @@ class DynamoStore:
                     raise IdempotencyKeyInUse() from None
                 raise IdempotencyKeyTaken(record) from None
             if reasons[0] == "ConditionalCheckFailed":
-                raise BalanceChanged() from None
-            if "TransactionConflict" in reasons:
-                if reasons[1] == "TransactionConflict":
-                    raise IdempotencyKeyInUse() from None
                 raise BalanceChanged() from None
             raise
 
@@ -577,7 +645,14 @@ class DynamoStore:
     def _conditional_update(self, job_id: str, **update: Any) -> Job:
         """One conditional UpdateItem of a job; a failed condition is :class:`TransitionRejected`."""
         try:
-            resp = self._db.update_item(TableName=self._table, Key=job_key(job_id), ReturnValues="ALL_NEW", **update)
+            resp = self._call(
+                "update_item",
+                f"job {job_id}",
+                TableName=self._table,
+                Key=job_key(job_id),
+                ReturnValues="ALL_NEW",
+                **update,
+            )
         except ClientError as exc:
             if _is(exc, "ConditionalCheckFailedException"):
                 raise TransitionRejected(job_id) from None
@@ -640,8 +715,9 @@ class DynamoStore:
         )
 
     def touch(self, job_id: str) -> None:
-        """Move an active job's place in the stale index (the reconciler looked at it now)."""
-        with contextlib.suppress(TransitionRejected):
+        """Move an active job's place in the stale index (the reconciler looked at it now). Best
+        effort: a job that moved on, or a write that kept conflicting, is left where it is."""
+        with contextlib.suppress(TransitionRejected, StoreBusy):
             self._update_job(job_id, {}, ACTIVE)
 
     def _terminal_update(
@@ -683,22 +759,17 @@ class DynamoStore:
             }
         }
 
-    def _finish(self, job: Job, items: list[dict[str, Any]], attempts: int = 5) -> Job:
+    def _finish(self, job: Job, items: list[dict[str, Any]]) -> Job:
         """Commit a terminal transition. Only the job's own condition failing means someone else
-        ended it (:class:`TransitionRejected`); contention on the balance item (the user's other
-        writes) is retried, then reported as :class:`StoreBusy` for the caller to retry later."""
-        for attempt in range(attempts):
-            try:
-                self._db.transact_write_items(TransactItems=items)
-                break
-            except ClientError as exc:
-                if not _is(exc, "TransactionCanceledException"):
-                    raise
-                if _reasons(exc)[:1] == ["ConditionalCheckFailed"]:
-                    raise TransitionRejected(job.id) from None
-                if attempt == attempts - 1:
-                    raise StoreBusy(f"job {job.id}: transaction kept conflicting ({_reasons(exc)})") from None
-                backoff(attempt)
+        ended it (:class:`TransitionRejected`); contention (the user's other writes on the balance
+        item, a concurrent write of the job) is retried, then reported as :class:`StoreBusy` for
+        the caller to retry later."""
+        try:
+            self._call("transact_write_items", f"job {job.id}", TransactItems=items)
+        except ClientError as exc:
+            if _is(exc, "TransactionCanceledException") and _reasons(exc)[:1] == ["ConditionalCheckFailed"]:
+                raise TransitionRejected(job.id) from None
+            raise
         done = self.get_job(job.id)
         assert done is not None
         return done
@@ -739,7 +810,9 @@ class DynamoStore:
     def clear_event_pending(self, job_id: str) -> None:
         """The terminal event went out: the job leaves the sparse index for good."""
         try:
-            self._db.update_item(
+            self._call(
+                "update_item",
+                f"job {job_id}",
                 TableName=self._table,
                 Key=job_key(job_id),
                 UpdateExpression="REMOVE event_pending, active_pk, active_sk",

@@ -28,8 +28,9 @@ from videogen.observability import count, logger
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
-# Every 429 tells the app when to try again (docs/api.md). Seconds, by problem code.
-RETRY_AFTER_S = {"too_many_active_jobs": 30, "concurrent_update": 1}
+# Every 429, and a 503 service_unavailable, tells the app when to try again (docs/api.md).
+# Seconds, by problem code (a 429 not listed: 1).
+RETRY_AFTER_S = {"too_many_active_jobs": 30, "concurrent_update": 1, "service_unavailable": 1}
 # An answer to an authenticated caller is private and changes fast (a polled job, a balance): no
 # cache on the way (iOS's URL cache included) may keep it or answer a later request with it.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -50,7 +51,8 @@ def problem(error: DomainError) -> Response:
         if isinstance(error, ValidationFailed)
         else contract.Problem(**fields)
     )
-    headers = {"Retry-After": str(RETRY_AFTER_S.get(error.code, 1))} if error.status == 429 else {}
+    retry = error.status == 429 or error.code in RETRY_AFTER_S
+    headers = {"Retry-After": str(RETRY_AFTER_S.get(error.code, 1))} if retry else {}
     return Response(status_code=error.status, content_type=PROBLEM, body=body.model_dump_json(), headers=headers)
 
 

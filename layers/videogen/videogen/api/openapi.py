@@ -70,6 +70,9 @@ def problems(*errors: type[DomainError], authorized: bool = True) -> dict[int, O
             response["description"] = (f"{description}; or " if codes else "") + (
                 "API Gateway's own answer to a request over 10 MB (application/json, its own body)"
             )
+        if status == 503 and codes:  # a problem the app retries after Retry-After (api/http.py)
+            response["headers"] = RETRY_AFTER
+            response["description"] = f"{description}, with Retry-After"
         if status == 429:
             content[JSON] = {"model": contract.GatewayMessage}
             response["headers"] = RETRY_AFTER

@@ -109,7 +109,9 @@ class TooManyActiveJobs(DomainError):
 
 
 class ConcurrentUpdate(DomainError):
-    """A conditional write lost a race it could not resolve by retrying."""
+    """The account's data kept changing under an optimistic read-then-conditional-write (the
+    balance moved before every charge, or during every credits read): 429, Retry-After. Not
+    DynamoDB's contention, which is :class:`StoreBusy`."""
 
     code, status, title = "concurrent_update", 429, "Too many concurrent requests"
 
@@ -119,8 +121,10 @@ class ServiceUnavailable(DomainError):
 
 
 class StoreBusy(ServiceUnavailable):
-    """A write lost to contention (TransactionConflict, throttling) after its retries, not to a
-    condition: nothing changed, and trying again later is right. 503 where it reaches the API."""
+    """A DynamoDB write or transactional read lost to contention (TransactionConflict,
+    throttling) after its retries, not to a condition: nothing changed, and trying again later
+    is right. 503 with Retry-After where it reaches the API; its NAME is in the state machine's
+    SubmitToFal Retry (the other tasks retry every error or catch it)."""
 
 
 class GrantConflict(DomainError):

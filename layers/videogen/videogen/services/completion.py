@@ -16,7 +16,7 @@ from typing import Any
 
 from videogen import crash
 from videogen.domain.endings import Ending, provider_failure_ending
-from videogen.domain.errors import MediaRejected, TransitionRejected
+from videogen.domain.errors import MediaRejected, StoreBusy, TransitionRejected
 from videogen.domain.models import Job, JobError, JobStatus, StoredVideo
 from videogen.observability import count, logger
 from videogen.ports import SHA256_PLACEHOLDER, EventPublisher, FalResult, JobStore, MediaSource, VideoStore
@@ -161,4 +161,10 @@ class JobFinisher:
             logger.exception("publishing the terminal event failed; the reconciler will retry")
             count("EventPublishFailed")
             return
-        self._store.clear_event_pending(job.id)
+        try:
+            self._store.clear_event_pending(job.id)
+        except StoreBusy:
+            # The job's change is committed and its event is out; only the flag stayed (the write
+            # kept conflicting). The reconciler publishes it again (events are at least once).
+            logger.warning("the outbox flag could not be cleared; the reconciler will", extra={"job_id": job.id})
+            count("EventPendingClearFailed")
