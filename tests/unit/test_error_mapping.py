@@ -45,7 +45,8 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "ServiceUnavailable": (503, "service_unavailable"),
     "StoreBusy": (503, "service_unavailable"),
 }
-RETRY_AFTER = {"too_many_active_jobs": "30", "concurrent_update": "1"}  # docs/api.md: every 429 says when
+# docs/api.md: every 429 and 503 says when to come back
+RETRY_AFTER = {"too_many_active_jobs": "30", "concurrent_update": "1", "service_unavailable": "1"}
 
 
 def _instance(name: str) -> DomainError:
@@ -100,7 +101,7 @@ def test_a_domain_error_raised_by_a_route_answers_its_status_and_code_as_a_probl
     assert body["type"] == f"https://videogen.dev/problems/{code.replace('_', '-')}"
     assert body["detail"] == error.detail
     assert headers["Content-Type"] == "application/problem+json"
-    assert headers.get("Retry-After") == RETRY_AFTER.get(code)  # a 429 only, with its own delay
+    assert headers.get("Retry-After") == RETRY_AFTER.get(code)  # a 429 or 503 only, with its own delay
     if name == "ValidationFailed":
         assert body["errors"] == [{"loc": "input.prompt", "msg": "field required"}]
 

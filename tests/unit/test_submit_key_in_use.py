@@ -16,9 +16,10 @@ from botocore.exceptions import ClientError
 from tests.fakes.workflow import FakeWorkflow
 from videogen.adapters.dynamo import DynamoStore
 from videogen.api.http import problem
-from videogen.domain.errors import BalanceChanged, IdempotencyKeyInUse, IdempotencyKeyTaken
+from videogen.domain.errors import BalanceChanged, IdempotencyKeyInUse, IdempotencyKeyTaken, StoreBusy
 from videogen.domain.models import Balance, Job, JobStatus, rfc3339
 from videogen.domain.registry import Registry
+from videogen.retry import CONFLICT_ATTEMPTS
 from videogen.services.submission import SubmitAnswer, SubmitLimits, submit_video
 
 BODY = b'{"model":"minimax-video-01","input":{"prompt":"a cat surfing"}}'
@@ -82,6 +83,11 @@ def job() -> Job:
     )
 
 
+def store_over(client: StubDynamo) -> DynamoStore:
+    """The real adapter over ``client``, its conflict backoff not slept."""
+    return DynamoStore(client, "t", pause=lambda _attempt: None)
+
+
 def create(store: DynamoStore) -> None:
     store.create_job(
         job(), idempotency_key="k1", fingerprint="fp", answer={}, seen=Balance(10, 0), max_active=10, idem_ttl_s=60
@@ -94,7 +100,7 @@ def submit(client: StubDynamo, workflow: FakeWorkflow, pauses: list[int]) -> Sub
         user_id="u1",
         idempotency_key="k1",
         raw_body=BODY,
-        store=DynamoStore(client, "t"),
+        store=store_over(client),
         registry=Registry(),
         workflow=workflow,
         limits=SubmitLimits(),
@@ -102,24 +108,40 @@ def submit(client: StubDynamo, workflow: FakeWorkflow, pauses: list[int]) -> Sub
     )
 
 
-def test_a_conflict_on_the_keys_record_is_key_in_use() -> None:
-    client = StubDynamo(canceled("None", "TransactionConflict", "None", "None"))
+KEY_HELD = ("None", "TransactionConflict", "None", "None")
+
+
+def test_a_conflict_on_the_keys_record_that_persists_is_key_in_use() -> None:
+    client = StubDynamo(*[canceled(*KEY_HELD)] * CONFLICT_ATTEMPTS)
     with pytest.raises(IdempotencyKeyInUse):
-        create(DynamoStore(client, "t"))
-    assert client.calls == ["TransactWriteItems"]  # nothing re-read: the other request holds the key
+        create(store_over(client))
+    assert client.calls == ["TransactWriteItems"] * CONFLICT_ATTEMPTS  # resent, never re-read: the key is held
+
+
+def test_a_conflict_on_the_keys_record_that_clears_is_retried_and_the_job_created() -> None:
+    client = StubDynamo(canceled(*KEY_HELD), None)
+    create(store_over(client))
+    assert client.calls == ["TransactWriteItems"] * 2
+
+
+def test_a_resent_transaction_that_finds_the_winners_record_is_the_key_taken() -> None:
+    client = StubDynamo(canceled(*KEY_HELD), canceled("None", "ConditionalCheckFailed", "None", "None"), record=RECORD)
+    with pytest.raises(IdempotencyKeyTaken) as taken:
+        create(store_over(client))
+    assert taken.value.record.job_id == "vid_first"
 
 
 def test_a_record_that_exists_is_the_key_taken_with_its_first_answer() -> None:
     client = StubDynamo(canceled("None", "ConditionalCheckFailed", "None", "None"), record=RECORD)
     with pytest.raises(IdempotencyKeyTaken) as taken:
-        create(DynamoStore(client, "t"))
+        create(store_over(client))
     assert taken.value.record.job_id == "vid_first" and taken.value.record.body == {"job": {"id": "vid_first"}}
 
 
 def test_a_record_that_expired_before_it_could_be_read_is_key_in_use() -> None:
     client = StubDynamo(canceled("None", "ConditionalCheckFailed", "None", "None"), record=None)
     with pytest.raises(IdempotencyKeyInUse):
-        create(DynamoStore(client, "t"))
+        create(store_over(client))
     assert client.calls == ["TransactWriteItems", "GetItem"]
 
 
@@ -127,39 +149,64 @@ def test_a_record_that_expired_before_it_could_be_read_is_key_in_use() -> None:
     "reasons",
     [
         ("ConditionalCheckFailed", "None", "None", "None"),  # the balance moved or ran short
-        ("TransactionConflict", "None", "None", "None"),  # another write to the balance
-        ("None", "None", "None", "TransactionConflict"),
         ("ConditionalCheckFailed", "TransactionConflict", "None", "None"),  # the balance decides first
     ],
 )
-def test_a_moved_or_contended_balance_is_balance_changed_not_key_in_use(reasons: tuple[str, ...]) -> None:
+def test_a_moved_balance_is_balance_changed_not_key_in_use(reasons: tuple[str, ...]) -> None:
+    client = StubDynamo(canceled(*reasons))
     with pytest.raises(BalanceChanged):
-        create(DynamoStore(StubDynamo(canceled(*reasons)), "t"))
+        create(store_over(client))
+    assert client.calls == ["TransactWriteItems"]  # a failed condition is not retried here
+
+
+@pytest.mark.parametrize(
+    "reasons",
+    [
+        ("TransactionConflict", "None", "None", "None"),  # another write to the balance
+        ("None", "None", "None", "TransactionConflict"),
+    ],
+)
+def test_a_contended_balance_or_entry_that_persists_is_store_busy_not_key_in_use(reasons: tuple[str, ...]) -> None:
+    client = StubDynamo(*[canceled(*reasons)] * CONFLICT_ATTEMPTS)
+    with pytest.raises(StoreBusy):
+        create(store_over(client))
+    assert client.calls == ["TransactWriteItems"] * CONFLICT_ATTEMPTS
 
 
 def test_any_other_failure_is_not_mistaken_for_an_idempotency_outcome() -> None:
     with pytest.raises(ClientError):
-        create(DynamoStore(StubDynamo(canceled("None", "None", "ConditionalCheckFailed", "None")), "t"))
+        create(store_over(StubDynamo(canceled("None", "None", "ConditionalCheckFailed", "None"))))
     throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
     with pytest.raises(ClientError):
-        create(DynamoStore(StubDynamo(throttled), "t"))
+        create(store_over(StubDynamo(throttled)))
 
 
 def test_a_submit_whose_key_is_in_flight_answers_409_idempotency_key_in_use_and_starts_nothing() -> None:
-    client = StubDynamo(canceled("None", "TransactionConflict", "None", "None"))
+    client = StubDynamo(*[canceled(*KEY_HELD)] * CONFLICT_ATTEMPTS)
     workflow = FakeWorkflow()
     with pytest.raises(IdempotencyKeyInUse) as in_use:
         submit(client, workflow, [])
     answer = problem(in_use.value)
     assert answer.status_code == 409
     assert json.loads(str(answer.body))["code"] == "idempotency_key_in_use"
-    assert workflow.starts == [] and client.calls == ["TransactGetItems", "TransactWriteItems"]
+    assert workflow.starts == [] and client.calls == ["TransactGetItems"] + ["TransactWriteItems"] * CONFLICT_ATTEMPTS
 
 
-def test_a_submit_whose_balance_conflicted_once_retries_and_is_accepted() -> None:
+def test_a_submit_whose_balance_conflicted_once_is_resent_by_the_store_and_accepted() -> None:
     client = StubDynamo(canceled("TransactionConflict", "None", "None", "None"), None)
     workflow = FakeWorkflow()
     pauses: list[int] = []
     answer = submit(client, workflow, pauses)
-    assert answer.status_code == 202 and not answer.replayed and pauses == [0]
+    assert answer.status_code == 202 and not answer.replayed and pauses == []  # the store's own retry
+    assert client.calls == ["TransactGetItems", "TransactWriteItems", "TransactWriteItems"]
+    assert workflow.starts == [answer.body["job"]["id"]]
+
+
+def test_a_submit_whose_balance_moved_re_reads_it_and_is_accepted() -> None:
+    client = StubDynamo(canceled("ConditionalCheckFailed", "None", "None", "None"), None)
+    workflow = FakeWorkflow()
+    pauses: list[int] = []
+    answer = submit(client, workflow, pauses)
+    assert answer.status_code == 202 and not answer.replayed and pauses == [0]  # the use case's re-read
+    assert client.calls == ["TransactGetItems", "TransactWriteItems"] * 2
     assert workflow.starts == [answer.body["job"]["id"]]
