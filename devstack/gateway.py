@@ -13,22 +13,20 @@ import base64
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from waitress.channel import HTTPChannel
-from waitress.server import create_server
 from waitress.task import ErrorTask
 from waitress.utilities import BadRequest
 
 from devstack.auth import AuthError, LocalAuthority
+from devstack.httpd import HttpServer, request_headers, status_line
 from devstack.template import Route, SamTemplate
 
 TEXT_TYPES = ("application/json", "application/problem+json", "text/", "application/x-www-form-urlencoded")
@@ -233,18 +231,6 @@ class LocalApi:
         return int(result["statusCode"]), headers, body
 
 
-def _request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    """The request's headers as API Gateway passes them: names lower-cased, repeats comma-joined
-    (the WSGI server already joined repeats)."""
-    headers: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].lower().replace("_", "-")] = value
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-            headers[key.lower().replace("_", "-")] = value
-    return headers
-
-
 class _WsgiApp:
     """The WSGI face of :class:`LocalApi`; ``api`` is swapped in once the stack is provisioned."""
 
@@ -256,19 +242,18 @@ class _WsgiApp:
         try:
             body = environ["wsgi.input"].read()  # the server has read it whole, chunked or not
             status, out_headers, payload = self.api.handle(
-                method, environ.get("REQUEST_URI") or "/", _request_headers(environ), body, environ["REMOTE_ADDR"]
+                method, environ.get("REQUEST_URI") or "/", request_headers(environ), body, environ["REMOTE_ADDR"]
             )
         except Exception as exc:  # a gateway bug answers like API Gateway's own failure, never a traceback
             log.error("gateway failed on %s: %s", method, type(exc).__name__)
             status, out_headers, payload = LocalApi._message(500, "Internal Server Error")
         headers = [(k, v) for k, v in out_headers.items() if k not in _HOP_HEADERS]
         headers.append(("content-length", str(len(payload))))
-        start_response(f"{status} {_PHRASES.get(status, 'Unknown')}", headers)
+        start_response(status_line(status), headers)
         return [b"" if method == "HEAD" else payload]
 
 
 _HOP_HEADERS = frozenset({"content-length", "connection", "transfer-encoding", "keep-alive"})
-_PHRASES = {s.value: s.phrase for s in HTTPStatus}
 
 
 class _JsonErrorTask(ErrorTask):
@@ -322,9 +307,10 @@ class _Channel(HTTPChannel):
 
 
 class Gateway:
-    """The local API served by waitress: a real threaded WSGI server with a deep listen backlog
-    (``http.server``'s backlog of 5 reset connections under load) and keep-alive connections that
-    cost no thread while idle."""
+    """The local API served by waitress (:class:`devstack.httpd.HttpServer`): a real threaded WSGI
+    server with a deep listen backlog (``http.server``'s backlog of 5 reset connections under load)
+    and keep-alive connections that cost no thread while idle. Bound at construction, so its port
+    is known before it serves."""
 
     THREADS = 16
     BACKLOG = 1024
@@ -334,10 +320,12 @@ class Gateway:
         for name in ("waitress.queue", "waitress"):  # no "task queue depth" chatter; errors still shown
             logging.getLogger(name).setLevel(logging.ERROR)
         self._app = _WsgiApp(api)
-        self._server: Any = create_server(
+        self._server = HttpServer(
             self._app,
-            host=host,
-            port=port,
+            host,
+            port,
+            name="gateway",
+            channel_class=_Channel,
             threads=self.THREADS,
             backlog=self.BACKLOG,
             connection_limit=self.CONNECTION_LIMIT,
@@ -347,9 +335,7 @@ class Gateway:
             ident=None,  # no Server header: API Gateway sends none
             expose_tracebacks=False,
             clear_untrusted_proxy_headers=True,
-        )
-        self._server.channel_class = _Channel
-        self._thread: threading.Thread | None = None
+        ).bind()
 
     @property
     def api(self) -> LocalApi:
@@ -361,23 +347,15 @@ class Gateway:
 
     @property
     def port(self) -> int:
-        return int(self._server.effective_port)
+        return self._server.port
 
     def start(self) -> Gateway:
-        self._thread = threading.Thread(target=self._server.run, name="gateway", daemon=True)
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Close the listening socket and every open connection, then the worker threads."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        for channel in list(server._map.values()):
-            channel.close()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._server.stop()
 
 
 def serve(api: LocalApi, host: str, port: int) -> Gateway:

@@ -129,6 +129,18 @@ class Harness:
     def job(self, job_id: str) -> Any:
         return self.store.get_job(job_id)
 
+    def pass_deadline(self, job_id: str) -> None:
+        """The job's deadline passes now, whatever the machine's speed: its ``deadline_at`` is set
+        a second into the past and nothing else is written (``updated_at`` stays: only the clock
+        moved on). A test holds a job where it needs it, then lets the deadline pass."""
+        self.db.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}},
+            UpdateExpression="SET deadline_at = :past",
+            ConditionExpression="attribute_exists(pk) AND deadline_at > :past",
+            ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+        )
+
     def wait_status(self, job_id: str, statuses: set[str], timeout_s: float = 30) -> Any:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

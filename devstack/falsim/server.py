@@ -43,7 +43,7 @@ from devstack.falsim.routes import Router
 from devstack.falsim.signing import Keyring
 from devstack.falsim.stats import STAT_KEYS, Stats
 from devstack.falsim.timers import Scheduler
-from devstack.falsim.transport import MAX_BODY, HttpServer
+from devstack.falsim.transport import MAX_BODY, http_server
 from devstack.falsim.webhooks import WebhookSender
 
 __all__ = [
@@ -83,7 +83,7 @@ class FalSimulator:
             self._plan, self._stats, self._scheduler, self._webhooks, lambda: self.base_url, lambda: len(self._video)
         )
         router = Router(self._queue, self._keyring, self._plan, self._stats, lambda: self._video)
-        self._http = HttpServer(router, host, port)
+        self._http = http_server(router, host, port)
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------

@@ -121,12 +121,12 @@ def test_submit_5xx_then_success_is_retried_by_the_state_machine(stack_sfn):
     assert stack_sfn.store.get_balance(job.user_id).balance == 6
 
 
-def test_deadline_cancels_at_fal_fails_and_refunds(stack_sfn, monkeypatch, events):
-    monkeypatch.setenv("TIME_SCALE", "0.002")  # kling's 1800 s deadline becomes 3.6 s
-    wiring.reset()
+def test_deadline_cancels_at_fal_fails_and_refunds(stack_sfn, events):
     stack_sfn.sim.set_config(queue_s=60, run_s=60, webhook_drop_rate=1)
     token = stack_sfn.user(credits=10)
     job_id = stack_sfn.submit(token, **KLING).json["job"]["id"]
+    stack_sfn.wait_status(job_id, {"submitted", "in_progress"})  # at fal, its Check loop running
+    stack_sfn.pass_deadline(job_id)
     job = stack_sfn.wait_status(job_id, {"failed"}, timeout_s=30)
     assert job.error.code == "deadline_exceeded"
     assert stack_sfn.store.get_balance(job.user_id).balance == 10
