@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from devstack.invariants import Audit, audit
+from devstack.invariants import Audit, Bucket, audit_items, scan_table
 from videogen.domain.errors import (
     BalanceChanged,
     GrantConflict,
@@ -138,7 +138,8 @@ class FakeStore:
     def audit(self, videos: Any = None) -> Audit:
         """The project's invariant audit (devstack/invariants.py) over this store's contents;
         with ``videos`` (a :class:`tests.fakes.media.FakeVideoStore`) it also re-hashes stored videos."""
-        return audit(_ScanView(self), "fake", videos, "fake" if videos is not None else None)
+        bucket = None if videos is None else Bucket.of({k: data for k, (data, _) in videos.objects.items()})
+        return audit_items(scan_table(_ScanView(self), "fake"), bucket)
 
     def items(self) -> list[dict[str, Any]]:
         """The store's contents in the DynamoDB adapter's item layout (plain values)."""
