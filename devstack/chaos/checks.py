@@ -124,7 +124,7 @@ def violations(ev: Evidence) -> tuple[Audit, dict[str, list[str]]]:
 
 def lost_results(jobs: dict[str, dict[str, Any]], sim_requests: dict[str, dict[str, Any]]) -> list[str]:
     """Failed (not canceled) jobs whose fal request had finished OK before the job ended: a
-    finished video thrown away (design.md: "a job fal finished is never lost"), unless storing it
+    finished video thrown away (the design's "a job fal finished is never lost"), unless storing it
     failed for a recorded reason (:data:`COPY_FAILURE_CODES`, or fal's OK without a payload).
 
     When fal finished: the simulator's ``completed_at`` if it reports it, else its first webhook

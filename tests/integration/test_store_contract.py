@@ -47,14 +47,14 @@ def dynamodb() -> Iterator[Subject]:
         mp.delenv("AWS_ENDPOINT_URL", raising=False)
         resources = provision(SamTemplate.load(), prefix="contract", region="us-east-1")
         db = boto3.client("dynamodb", region_name="us-east-1")
-        yield Subject(DynamoStore(db, resources.table_name), lambda: audit(db, resources.table_name))
+        yield Subject(DynamoStore(db, resources.table_name), lambda: audit(db, resources.table_name, priced=False))
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def subject(request: pytest.FixtureRequest) -> Subject:
     if request.param == "fake":
         fake = FakeStore()
-        return Subject(fake, fake.audit)
+        return Subject(fake, lambda: fake.audit(priced=False))
     return request.getfixturevalue("dynamodb")  # type: ignore[no-any-return]
 
 

@@ -385,3 +385,16 @@ def test_a_run_that_did_too_little_fails() -> None:
     assert f"fault never fired: crash point {CRASH_POINTS[0]}" in _short(silent, crashes={})
     assert "fault never fired: DynamoDB TransactionConflict" in _short(silent, conflicts=0)
     assert "fault never fired: DynamoDB TransactionConflict" not in _short(silent, conflicts=None)
+
+
+def test_without_a_reconciler_an_owed_event_waits_but_a_claimed_one_must_be_on_the_bus() -> None:
+    """The e2e teardown's audit (no reconciler runs there): event_pending is owed, not yet lost."""
+    owed = baseline()
+    _event_owed(owed)
+    assert audit_items(owed.items, owed.bucket, owed.events, reconciled=False).ok
+    assert not audit_items(owed.items, owed.bucket, owed.events).ok
+    silent = baseline()
+    _no_event(silent)
+    assert audit_items(silent.items, silent.bucket, silent.events, reconciled=False).by_kind[
+        "terminal jobs whose event never reached the bus"
+    ]
