@@ -64,7 +64,8 @@ def sim_faults(jobs: int) -> dict[str, Any]:
     that every kind fires at least once at every size (a run that injected nothing proves nothing)."""
     config = dict(DEFAULT_SIM_FAULTS)
     if jobs < 100:
-        config["webhook_payload_error_rate"] = 0.12
+        config["webhook_payload_error_rate"] = 0.15
+        config["webhook_duplicate_rate"] = 0.25
         config["cdn_error_rate"] = 0.15
         config["fail_rate"] = 0.15
         config["queue_s"] = [0.5, 2.5]  # cancels right after submit find the request still queued at fal
