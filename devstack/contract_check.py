@@ -37,13 +37,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
 import requests
 
-from devstack.chaos import StackProcess, stable_audit
-from devstack.invariants import TERMINAL, scan_table
+from devstack.chaos.evidence import Aws, settle
+from devstack.invariants import TERMINAL, Bucket, audit_items, delivered_events
+from devstack.process import StackProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".local" / "contract"
@@ -254,24 +253,13 @@ class Check:
         return code == 0, f"schemathesis: {summary}"
 
     def invariants(self) -> tuple[bool, str]:
-        aws: dict[str, Any] = {
-            "endpoint_url": self.stack.moto,
-            "region_name": "us-east-1",
-            "aws_access_key_id": "local",
-            "aws_secret_access_key": "local",
-        }
-        db, s3 = boto3.client("dynamodb", **aws), boto3.client("s3", **aws)
-        table = next(t for t in db.list_tables()["TableNames"] if t.endswith("jobs-table"))
-        bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].endswith("videos-bucket"))
-        deadline = time.monotonic() + 90  # let the jobs the fuzzer started finish (the simulator takes seconds)
-        while True:
-            unfinished = sum(1 for i in scan_table(db, table) if i["sk"] == "JOB" and i["status"] not in TERMINAL)
-            if not unfinished or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        result, _ = stable_audit(db, table, s3, bucket)
+        aws = Aws(self.stack)
+        # let the jobs the fuzzer started finish (the simulator takes seconds) and the system go quiet
+        items, quiet = settle(aws, 90)
+        unfinished = sum(1 for i in items if i["sk"] == "JOB" and i["status"] not in TERMINAL)
+        result = audit_items(items, Bucket.read(aws.s3, aws.bucket), delivered_events(aws.logs, aws.event_log))
         errors = Counter(
-            str((i.get("error") or {}).get("code")) for i in scan_table(db, table) if i.get("status") == "failed"
+            str((i.get("error") or {}).get("code")) for i in items if i["sk"] == "JOB" and i["status"] == "failed"
         )
         if errors:
             print(f"   failed jobs by error code: {dict(errors)}")
@@ -279,7 +267,7 @@ class Check:
             print(f"   {problem}")
         jobs = ", ".join(f"{n} {status}" for status, n in sorted(result.jobs.items()))
         # every simulator fault is off, so a job that failed is a bug (a cancel that lost a race, ...)
-        return result.ok and not unfinished and not errors, (
+        return result.ok and quiet and not errors, (
             f"{result.users} users, jobs: {jobs or 'none'} ({unfinished} unfinished after 90 s, "
             f"{sum(errors.values())} failed); "
             f"{result.charges} charges, {result.refunds} refunds, {len(result.problems)} problems"
@@ -311,13 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         log_level="WARNING",
     )
     started = time.monotonic()
-    try:
-        try:
-            stack.start()
-        except RuntimeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        check = Check(stack)
+    checks: list[Check] = []
+
+    def run(on: StackProcess) -> int:
+        check = Check(on)
+        checks.append(check)
         if check.step("fetch /openapi.json", check.fetch_document):
             if not args.no_clients:
                 check.step("redocly lint", check.redocly)
@@ -326,9 +312,12 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_fuzz:
                 check.step("schemathesis", lambda: check.schemathesis(args.fuzz_examples, args.fuzz_time_s))
         check.step("credits invariant audit", check.invariants)
-    finally:
-        outcome = stack.stop()
-    print(f"\nlocal stack {outcome}; logs in {OUT.relative_to(ROOT)}/")
+        return 0
+
+    if stack.serve(run):
+        return 2
+    check = checks[0]
+    print(f"logs in {OUT.relative_to(ROOT)}/")
     for s in check.steps:
         print(f"  {'PASS' if s.ok else 'FAIL'}  {s.name:<26} {s.seconds:6.1f} s  {s.summary}")
     ok = all(s.ok for s in check.steps)

@@ -39,6 +39,9 @@ class LocalResources:
     function_arns: dict[str, str]
     env: dict[str, str]
     """The functions' environment: Globals + the union of every function's variables, resolved to the local names."""
+    event_log_group: str = ""
+    """A CloudWatch log group every event on the bus is also delivered to (a rule's target): what
+    the bus received, for audits to read back (local only; nothing in the template)."""
     secret_arns: dict[str, str] = field(default_factory=dict)
     """Logical id -> ARN of each ``AWS::SecretsManager::Secret`` of the template (e.g. ``WebhookTokenSecret``)."""
     refs: dict[str, str] = field(default_factory=dict)
@@ -127,6 +130,9 @@ def provision(
             arn = events.describe_event_bus(Name=name)["Arn"]
         buses[logical_id] = refs[logical_id] = refs[f"{logical_id}.Name"] = name
         refs[f"{logical_id}.Arn"] = arn
+    event_log_group = f"/{prefix}/delivered-events"
+    if buses:
+        _archive_events(boto3.client("logs", region_name=region), events, next(iter(buses.values())), event_log_group)
 
     secret_arns: dict[str, str] = {}
     for logical_id, res in template.resources_of_type("AWS::SecretsManager::Secret").items():
@@ -167,6 +173,7 @@ def provision(
         bucket_name=next(iter(buckets.values()), ""),
         event_bus_name=next(iter(buses.values()), ""),
         state_machine_arn=sm_arn,
+        event_log_group=event_log_group if buses else "",
         function_arns={lid: str(refs[f"{lid}.Arn"]) for lid in functions},
         env=env,
         secret_arns=secret_arns,
@@ -221,6 +228,19 @@ def _create_bucket(s3: Any, name: str, region: str) -> None:
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     )
+
+
+def _archive_events(logs: Any, events: Any, bus: str, log_group: str) -> None:
+    """A rule on ``bus`` matching every event, targeting ``log_group`` (moto delivers to it)."""
+    try:
+        logs.create_log_group(logGroupName=log_group)
+    except ClientError as exc:
+        if _code(exc) != "ResourceAlreadyExistsException":
+            raise
+    rule = "local-delivered-events"
+    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+    arn = f"arn:aws:logs:{events.meta.region_name}:{ACCOUNT_ID}:log-group:{log_group}"
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "archive", "Arn": arn}])
 
 
 def _create_secret(secretsmanager: Any, name: str, props: Mapping[str, Any]) -> str:

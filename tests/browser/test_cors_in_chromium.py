@@ -30,7 +30,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from devstack.chaos import StackProcess
+from devstack.process import StackProcess
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack.chaos import StackProcess
+from devstack.process import StackProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -29,32 +29,16 @@ CLIENTS = 64
 SUBMITS_PER_CLIENT = 2
 
 
-class HostStack(StackProcess):
+def host_stack(host: str, log_path: Path) -> StackProcess:
     """The stack started with ``HOST``: every URL of it names that host."""
-
-    def __init__(self, host: str, log_path: Path) -> None:
-        super().__init__(
-            seed=3, time_scale=0.02, crash_rate=0, reconcile_every_s=0, reconcile_grace_s=10, log_path=log_path
-        )
-        self.host = host
-        self.env["HOST"] = host
-
-    @property
-    def api(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def sim(self) -> str:
-        return f"http://{self.host}:{self.sim_port}"
-
-    @property
-    def moto(self) -> str:
-        return f"http://{self.host}:{self.moto_port}"
+    return StackProcess(
+        seed=3, time_scale=0.02, crash_rate=0, reconcile_every_s=0, reconcile_grace_s=10, log_path=log_path, host=host
+    )
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostStack]:
-    running = HostStack("127.0.0.1", tmp_path_factory.mktemp("gateway") / "stack.log")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    running = host_stack("127.0.0.1", tmp_path_factory.mktemp("gateway") / "stack.log")
     try:
         running.start()
         yield running
@@ -81,7 +65,7 @@ SUBMIT = {
 # --- load ------------------------------------------------------------------------------------------
 
 
-def test_64_keep_alive_clients_posting_submits_see_no_connection_reset(stack: HostStack) -> None:
+def test_64_keep_alive_clients_posting_submits_see_no_connection_reset(stack: StackProcess) -> None:
     tokens = [_user(stack.api) for _ in range(CLIENTS)]
     start = threading.Barrier(CLIENTS)
     errors: list[str] = []
@@ -129,7 +113,7 @@ class Raw:
         return json.loads(self.body)
 
 
-def _raw(stack: HostStack, data: bytes, *, end_sending: bool = False) -> Raw:
+def _raw(stack: StackProcess, data: bytes, *, end_sending: bool = False) -> Raw:
     """Send ``data`` as is (``end_sending``: then shut our sending side) and read the answer."""
     with socket.create_connection((stack.host, stack.port), timeout=20) as sock:
         sock.sendall(data)
@@ -171,18 +155,18 @@ BAD_REQUEST = {"message": "Bad Request"}
         ("OPTIONS", "/v1/videos"),  # no Origin / Access-Control-Request-Method: not a preflight
     ],
 )
-def test_what_no_route_serves_is_a_json_404(stack: HostStack, method: str, path: str) -> None:
+def test_what_no_route_serves_is_a_json_404(stack: StackProcess, method: str, path: str) -> None:
     reply = _raw(stack, _request(method, path))
     assert (reply.status, reply.headers["content-type"], reply.json) == (404, "application/json", NOT_FOUND)
 
 
-def test_head_is_routed_like_any_method_and_its_answer_has_no_body(stack: HostStack) -> None:
+def test_head_is_routed_like_any_method_and_its_answer_has_no_body(stack: StackProcess) -> None:
     reply = _raw(stack, _request("HEAD", "/v1/models"))  # only GET /v1/models is a route
     assert reply.status == 404 and reply.body == b""
     assert int(reply.headers["content-length"]) == len(json.dumps(NOT_FOUND))
 
 
-def test_a_preflight_is_still_answered_by_the_gateway(stack: HostStack) -> None:
+def test_a_preflight_is_still_answered_by_the_gateway(stack: StackProcess) -> None:
     reply = _raw(
         stack,
         _request(
@@ -200,32 +184,32 @@ def test_a_preflight_is_still_answered_by_the_gateway(stack: HostStack) -> None:
 
 
 @pytest.mark.parametrize("length", ["abc", "-5", "1.5", "5, 6"])
-def test_an_invalid_content_length_is_a_json_400(stack: HostStack, length: str) -> None:
+def test_an_invalid_content_length_is_a_json_400(stack: StackProcess, length: str) -> None:
     reply = _raw(stack, _request("POST", "/v1/videos", f"Content-Length: {length}", body=b"{}"))
     assert (reply.status, reply.headers["content-type"], reply.json) == (400, "application/json", BAD_REQUEST)
 
 
-def test_a_garbage_request_line_is_a_json_400(stack: HostStack) -> None:
+def test_a_garbage_request_line_is_a_json_400(stack: StackProcess) -> None:
     reply = _raw(stack, b"\x16\x03\x01 hello there\r\n\r\n")
     assert (reply.status, reply.json) == (400, BAD_REQUEST)
 
 
-def test_a_body_shorter_than_its_content_length_is_a_json_400(stack: HostStack) -> None:
+def test_a_body_shorter_than_its_content_length_is_a_json_400(stack: StackProcess) -> None:
     reply = _raw(stack, _request("POST", "/v1/videos", "Content-Length: 100", body=b'{"model":'), end_sending=True)
     assert (reply.status, reply.json) == (400, BAD_REQUEST)
 
 
-def test_a_huge_header_is_a_json_431(stack: HostStack) -> None:
+def test_a_huge_header_is_a_json_431(stack: StackProcess) -> None:
     reply = _raw(stack, _request("GET", "/v1/models", f"X-Padding: {'a' * 200_000}"))
     assert (reply.status, reply.json) == (431, {"message": "Request Header Fields Too Large"})
 
 
-def test_a_body_over_10_mb_is_a_json_413(stack: HostStack) -> None:
+def test_a_body_over_10_mb_is_a_json_413(stack: StackProcess) -> None:
     reply = _raw(stack, _request("POST", "/v1/videos", f"Content-Length: {10 * 1024 * 1024 + 1}"))
     assert (reply.status, reply.json) == (413, {"message": "Request Entity Too Large"})
 
 
-def _submit(stack: HostStack, framing: str, body: bytes) -> Raw:
+def _submit(stack: StackProcess, framing: str, body: bytes) -> Raw:
     """POST /v1/videos by a fresh user over a raw socket, ``body`` sent as framed by ``framing``."""
     token = _user(stack.api)
     headers = (
@@ -236,7 +220,7 @@ def _submit(stack: HostStack, framing: str, body: bytes) -> Raw:
     return _raw(stack, _request("POST", "/v1/videos", *headers, framing, body=body))
 
 
-def test_a_chunked_body_reaches_the_function(stack: HostStack) -> None:
+def test_a_chunked_body_reaches_the_function(stack: StackProcess) -> None:
     body = json.dumps({**SUBMIT, "input": {**SUBMIT["input"], "prompt": "chunked heron"}}).encode()
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:])) + b"0\r\n\r\n"
     reply = _submit(stack, "Transfer-Encoding: chunked", chunks)
@@ -244,7 +228,7 @@ def test_a_chunked_body_reaches_the_function(stack: HostStack) -> None:
     assert reply.json["job"]["input"]["prompt"] == "chunked heron"  # type: ignore[index]
 
 
-def test_a_utf16_body_reaches_the_function_and_is_answered(stack: HostStack) -> None:
+def test_a_utf16_body_reaches_the_function_and_is_answered(stack: StackProcess) -> None:
     """The gateway passes it base64-encoded (tests/integration/test_gateway_events.py); whatever
     the function makes of it, the answer is the function's, over a connection that stays whole."""
     body = json.dumps(SUBMIT).encode("utf-16")
@@ -266,7 +250,7 @@ def _refused(host: str, port: int) -> bool:
 
 def test_host_binds_every_server_there_and_signs_the_video_url_for_it(tmp_path: Path) -> None:
     """127.0.0.2 is loopback too (all of 127/8 on Linux) yet another address than 127.0.0.1."""
-    other = HostStack("127.0.0.2", tmp_path / "stack.log")
+    other = host_stack("127.0.0.2", tmp_path / "stack.log")
     try:
         other.start()
         for port in (other.port, other.sim_port, other.moto_port):

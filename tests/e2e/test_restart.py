@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack.chaos import StackProcess
+from devstack.process import StackProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from devstack.invariants import Audit, audit
+from devstack.invariants import Audit, Bucket, audit_items, scan_table
 from videogen.domain.errors import (
     BalanceChanged,
     GrantConflict,
@@ -185,10 +185,12 @@ class FakeStore:
             1 for a in self._accounts.values() for e in a.ledger if e.type == LedgerType.REFUND and e.job_id == job_id
         )
 
-    def audit(self, videos: Any = None) -> Audit:
+    def audit(self, videos: Any = None, *, priced: bool = True) -> Audit:
         """The project's invariant audit (devstack/invariants.py) over this store's contents;
-        with ``videos`` (a :class:`tests.fakes.media.FakeVideoStore`) it also re-hashes stored videos."""
-        return audit(_ScanView(self), "fake", videos, "fake" if videos is not None else None)
+        with ``videos`` (a :class:`tests.fakes.media.FakeVideoStore`) it also re-hashes stored videos;
+        ``priced=False`` for jobs seeded at any cost (not by the submit path)."""
+        bucket = None if videos is None else Bucket.of({k: data for k, (data, _) in videos.objects.items()})
+        return audit_items(scan_table(_ScanView(self), "fake"), bucket, priced=priced)
 
     def items(self) -> list[dict[str, Any]]:
         """The store's contents in the DynamoDB adapter's item layout (plain values)."""

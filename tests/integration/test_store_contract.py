@@ -66,14 +66,14 @@ def dynamodb() -> Iterator[Subject]:
         def conflict(operation: str, times: int) -> None:
             moto_patches.conflict_next(AWS_OPERATION[operation], times, item=0)
 
-        yield Subject(DynamoStore(db, resources.table_name), lambda: audit(db, resources.table_name), conflict)
+        yield Subject(DynamoStore(db, resources.table_name), lambda: audit(db, resources.table_name, priced=False), conflict)
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
 def subject(request: pytest.FixtureRequest) -> Subject:
     if request.param == "fake":
         fake = FakeStore()
-        return Subject(fake, fake.audit, fake.conflict)
+        return Subject(fake, lambda: fake.audit(priced=False), fake.conflict)
     return request.getfixturevalue("dynamodb")  # type: ignore[no-any-return]
 
 

@@ -1,0 +1,143 @@
+"""The plan of a chaos run: every random choice (users, models, keys, client behaviours), made from
+the seed before anything runs, and the simulator faults turned on."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_SIM_FAULTS: dict[str, Any] = {
+    "queue_s": [0.2, 2.0],
+    "run_s": [0.3, 2.5],
+    "webhook_delay_s": [0.0, 3.0],
+    "submit_error_rate": 0.1,
+    "fail_rate": 0.1,
+    "webhook_drop_rate": 0.2,
+    "webhook_duplicate_rate": 0.15,
+    "cdn_error_rate": 0.1,
+    "webhook_payload_error_rate": 0.03,  # OK webhooks without a payload: a failure (docs/fal.md)
+    "cancel_webhook_first_rate": 0.5,  # a cancelled request's webhook before the cancel call's answer
+}
+# Jobs of a run: each (registry id, credits, input builder). Prices follow the registry.
+MODELS: tuple[tuple[str, int, Any], ...] = (
+    (
+        "kling-2.1-standard-i2v",
+        4,
+        lambda n: {"prompt": f"chaos {n}: a heron taking off", "image_url": f"https://example.com/chaos/{n}.png"},
+    ),
+    ("minimax-video-01", 5, lambda n: {"prompt": f"chaos {n}: rain on a tin roof"}),
+    (
+        "veo-3.1-i2v",
+        8,
+        lambda n: {
+            "prompt": f"chaos {n}: a lighthouse at dusk",
+            "duration": "4s",
+            "resolution": "720p",
+            "generate_audio": False,
+            "image_url": f"https://example.com/chaos/{n}.png",
+        },
+    ),
+    (
+        "sora-2-i2v",
+        8,
+        lambda n: {
+            "prompt": f"chaos {n}: paper boats",
+            "duration": 4,
+            "image_url": f"https://example.com/chaos/{n}.png",
+        },
+    ),
+)
+SIM_FAULT_KINDS = (  # (label, simulator stat, the config key that turns it on)
+    ("fal submit errors (429/503)", "submit_errors", "submit_error_rate"),
+    ("failed generations", "failures", "fail_rate"),
+    ("webhooks dropped", "webhooks_dropped", "webhook_drop_rate"),
+    ("webhooks duplicated", "webhooks_duplicated", "webhook_duplicate_rate"),
+    ("webhooks delayed", "webhooks_delayed", "webhook_delay_s"),
+    ("CDN errors (5xx / truncated)", "cdn_errors", "cdn_error_rate"),
+    ("cancel webhooks before the cancel's answer", "cancel_webhooks_first", "cancel_webhook_first_rate"),
+)
+
+
+def sim_faults(jobs: int) -> dict[str, Any]:
+    """The simulator's fault settings for a run of ``jobs``: a small run raises the rarest ones so
+    that every kind fires at least once at every size (a run that injected nothing proves nothing)."""
+    config = dict(DEFAULT_SIM_FAULTS)
+    if jobs < 100:
+        config["webhook_payload_error_rate"] = 0.15
+        config["webhook_duplicate_rate"] = 0.25
+        config["cdn_error_rate"] = 0.15
+        config["fail_rate"] = 0.15
+        config["queue_s"] = [0.5, 2.5]  # cancels right after submit find the request still queued at fal
+        config["cancel_webhook_first_rate"] = 1.0
+    return config
+
+
+@dataclass
+class User:
+    user_id: str
+    credits: int
+    poor: bool
+    token: str = ""
+
+
+@dataclass
+class Plan:
+    n: int
+    user: User
+    model: str
+    cost: int
+    input: dict[str, Any]
+    key: str
+    copies: int  # requests sent at once with the same key
+    replay_after_s: float | None  # send the same key and body again this long after the answer
+    reuse_other_body: bool  # send the key once more with another body: must be 422
+    cancel_after_s: float | None
+
+
+def make_plan(jobs: int, users: int, seed: int) -> tuple[list[User], list[Plan]]:
+    rng = random.Random(seed)
+    tag = f"{seed}-{rng.getrandbits(24):06x}"  # distinct users per run even against one long-lived stack
+    people: list[User] = []
+    for i in range(users):
+        poor = rng.random() < 0.25
+        credits = rng.choice([4, 5, 8, 12]) if poor else 300
+        people.append(User(f"chaos-{tag}-u{i:03d}", credits, poor))
+    weights = [0.3 if u.poor else 1.0 for u in people]  # poor users send fewer jobs: some 402s, not a flood
+    cancel_share = 0.15 if jobs >= 100 else 0.25  # a small run still cancels at fal's queue a few times
+    plans = []
+    for n in range(jobs):
+        model, cost, build = rng.choice(MODELS)
+        plans.append(
+            Plan(
+                n=n,
+                user=rng.choices(people, weights)[0],
+                model=model,
+                cost=cost,
+                input=build(n),
+                key=f"chaos-{tag}-{n:04d}-{rng.getrandbits(32):08x}",
+                copies=rng.choice([2, 3, 4]) if rng.random() < 0.2 else 1,
+                replay_after_s=rng.uniform(0, 2) if rng.random() < 0.15 else None,
+                reuse_other_body=rng.random() < 0.04,
+                cancel_after_s=rng.uniform(0, 1.5) if rng.random() < cancel_share else None,
+            )
+        )
+    # Even a small run exercises every client behaviour at least once.
+    behaviours = {
+        "copies": lambda p: p.copies > 1,
+        "replay": lambda p: p.replay_after_s is not None,
+        "reuse": lambda p: p.reuse_other_body,
+        "cancel": lambda p: p.cancel_after_s is not None,
+    }
+    for name, has in behaviours.items():
+        if plans and not any(has(p) for p in plans):
+            p = rng.choice(plans)
+            if name == "copies":
+                p.copies = 3
+            elif name == "replay":
+                p.replay_after_s = 0.5
+            elif name == "reuse":
+                p.reuse_other_body = True
+            else:
+                p.cancel_after_s = 0.2
+    return people, plans
