@@ -66,7 +66,9 @@ def dynamodb() -> Iterator[Subject]:
         def conflict(operation: str, times: int) -> None:
             moto_patches.conflict_next(AWS_OPERATION[operation], times, item=0)
 
-        yield Subject(DynamoStore(db, resources.table_name), lambda: audit(db, resources.table_name, priced=False), conflict)
+        yield Subject(
+            DynamoStore(db, resources.table_name), lambda: audit(db, resources.table_name, priced=False), conflict
+        )
 
 
 @pytest.fixture(params=["fake", "dynamodb"])
