@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,19 +26,11 @@ from videogen.domain.errors import (
     TooManyActiveJobs,
     ValidationFailed,
 )
-from videogen.observability import logger, metrics
+from videogen.observability import logger
 from videogen.services.submission import check_key, fingerprint, parse_body
 
 MISSING = "Send an Idempotency-Key header (1-255 printable ASCII characters)"
 INVALID = "Idempotency-Key must be 1-255 printable ASCII characters"
-
-
-@pytest.fixture
-def counted() -> Iterator[Callable[[str], int]]:
-    """The total of a count metric the code added during the test."""
-    metrics.clear_metrics()
-    yield lambda name: sum(int(v) for v in metrics.metric_set.get(name, {}).get("Value", []))
-    metrics.clear_metrics()
 
 
 @pytest.fixture
