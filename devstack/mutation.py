@@ -171,7 +171,7 @@ def report(mutants: list[Mutant], min_score: float, complete: bool) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("patterns", nargs="*", help="mutmut mutant names or globs (default: every mutant)")
-    parser.add_argument("--budget-s", type=float, default=900, help="wall-clock limit of the mutmut run")
+    parser.add_argument("--budget-s", type=float, default=1200, help="wall-clock limit of the mutmut run")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--min-score", type=float, default=90.0, help="percent of mutants that must be killed")
     parser.add_argument("--report-only", action="store_true", help="print the results of the last run again")

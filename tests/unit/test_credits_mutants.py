@@ -22,6 +22,8 @@ def test_a_grant_applies_once_per_grant_id_with_one_ledger_entry() -> None:
     assert grant_credits(store, user_id="u-1", credits=7, grant_id="g-1") is False
     assert store.get_balance("u-1").balance == 7
     assert [(e.type, e.amount) for e in store.ledger("u-1")] == [(LedgerType.GRANT, 7)]
+    assert grant_credits(store, user_id="u-1", credits=2, grant_id="g-2") is True  # another grant applies
+    assert store.get_balance("u-1").balance == 9
 
 
 @pytest.mark.parametrize("user_id", ["a", "A9._:@|+=-", "u" * 128])

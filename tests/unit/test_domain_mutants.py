@@ -22,7 +22,7 @@ from videogen.domain.errors import (
     shown,
 )
 from videogen.domain.models import IdempotencyRecord, JobStatus, new_id, progress_allowed_from, rfc3339, utc_now
-from videogen.domain.registry import Registry
+from videogen.domain.registry import Registry, _request_model
 from videogen.domain.timing import execution_input, next_wait_s
 
 MINIMAX = Registry().get("minimax-video-01")  # expected 180 s, at most 1800 s
@@ -166,3 +166,23 @@ def test_an_unknown_model_is_named_in_the_answer() -> None:
     with pytest.raises(ModelNotFound) as missing:
         Registry().for_job("no-such-model")
     assert missing.value.detail == "Unknown model 'no-such-model'"
+
+
+def test_a_models_submit_body_is_its_id_and_its_own_input_and_nothing_else() -> None:
+    from pydantic import ValidationError
+
+    request = _request_model(MINIMAX)
+    assert request.__name__ == f"{MINIMAX.input_model.__name__}Request"
+    schema = request.model_json_schema()
+    assert schema["title"] == f"{MINIMAX.name} request"
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"model", "input"}
+    parsed = request.model_validate({"model": MINIMAX.id, "input": {"prompt": "a cat"}})
+    assert isinstance(parsed.input, MINIMAX.input_model)  # type: ignore[attr-defined]
+    for wrong in (
+        {"model": "other-model", "input": {"prompt": "a cat"}},
+        {"model": MINIMAX.id, "input": {"prompt": "a cat"}, "extra": 1},
+        {"model": MINIMAX.id},
+    ):
+        with pytest.raises(ValidationError):
+            request.model_validate(wrong)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -117,6 +118,9 @@ def test_a_submit_stores_a_queued_vid_job_with_its_input_without_nulls_and_answe
     assert record is not None and record.body == answer.body
     assert record.fingerprint == fingerprint("minimax-video-01", stored.input)  # the normalised body's
     assert (counted("JobsSubmitted"), counted("CreditsCharged"), counted("SubmitReplayed")) == (1, 5, 0)
+    assert abs(stored.deadline_at - (time.time() + 1800)) <= 5  # the model's max_s from now  # type: ignore[operator]
+    expiry = funded.store.idempotency_expiry[("u1", "k1")]
+    assert abs(expiry - (time.time() + 48 * 3600)) <= 5  # the key is remembered 48 h
     assert logger.get_correlation_id() == job["id"]
 
 
