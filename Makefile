@@ -34,11 +34,11 @@ $(NODE_STAMP): clients/ts/package.json clients/ts/package-lock.json
 run: $(STAMP) ## serve the whole system locally (API :3000, fal simulator :3001)
 	$(BIN)/python -m devstack
 
-test: $(STAMP) ## every suite, one pytest run each: unit, integration (moto + real state machine), e2e over HTTP, chaos; a suite collecting no test fails
-	$(BIN)/python -m devstack.suites
+test: $(STAMP) ## every suite, one pytest run each: unit, integration (moto + real state machine), e2e over HTTP, chaos; a suite collecting no test fails (PYTEST_ARGS: passed to each)
+	$(BIN)/python -m devstack.suites $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 test-fast: $(STAMP) ## unit tests only
-	$(BIN)/python -m devstack.suites unit
+	$(BIN)/python -m devstack.suites unit $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 mutate: $(STAMP) ## mutation score (mutmut) of the domain and the services against the unit tests, bounded (MUTATE_BUDGET_S=1200); fails below 90 %
 	$(BIN)/python -m devstack.mutation --budget-s $${MUTATE_BUDGET_S:-1200} $(MUTANTS)
