@@ -12,6 +12,7 @@ passed, 1 otherwise.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> int:
         return 2
     lines = []
     for suite in argv or list(SUITES):
-        print(f"== {suite}: pytest -q {' '.join(SUITES[suite] + extra)}", flush=True)
+        print(f"== {suite}: pytest -q {shlex.join(SUITES[suite] + extra)}", flush=True)
         started = time.monotonic()
         code, last = run(suite, extra)
         if code == 0:
