@@ -10,7 +10,7 @@ NODE_STAMP := clients/ts/node_modules/.installed
 export PYTHONPATH := layers/videogen:.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run test test-fast lint browser-check chaos chaos-small contract-check fuzz bench build validate deploy-dev deploy-prod clean
+.PHONY: help run test test-fast mutate lint browser-check chaos chaos-small contract-check fuzz bench build validate deploy-dev deploy-prod clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,11 +34,14 @@ $(NODE_STAMP): clients/ts/package.json clients/ts/package-lock.json
 run: $(STAMP) ## serve the whole system locally (API :3000, fal simulator :3001)
 	$(BIN)/python -m devstack
 
-test: $(STAMP) ## every test: unit, integration (moto + real state machine), e2e over HTTP
-	$(BIN)/pytest -q
+test: $(STAMP) ## every suite, one pytest run each: unit, integration (moto + real state machine), e2e over HTTP, chaos; a suite collecting no test fails (PYTEST_ARGS: passed to each)
+	$(BIN)/python -m devstack.suites $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 test-fast: $(STAMP) ## unit tests only
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/python -m devstack.suites unit $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+
+mutate: $(STAMP) ## mutation score (mutmut) of the domain and the services against the unit tests, bounded (MUTATE_BUDGET_S=1200); fails below 90 %
+	$(BIN)/python -m devstack.mutation --budget-s $${MUTATE_BUDGET_S:-1200} $(MUTANTS)
 
 lint: $(STAMP) ## ruff, mypy (the package, and the test fakes against its ports), cfn-lint, sam validate --lint
 	$(BIN)/ruff check .
@@ -76,4 +79,4 @@ deploy-prod: build ## deploy the prod stack (asks to confirm the change set)
 	$(BIN)/sam deploy --config-env prod
 
 clean: ## remove build output and caches (keeps the venv)
-	rm -rf .aws-sam .local .mypy_cache .ruff_cache clients/ts/dist clients/ts/src/generated clients/python/generated
+	rm -rf .aws-sam .local .mutmut .mypy_cache .ruff_cache clients/ts/dist clients/ts/src/generated clients/python/generated

@@ -110,6 +110,7 @@ class FakeStore:
         self._conflicts: dict[str, int] = defaultdict(int)
         self.pauses: list[int] = []  # the backoff attempts of every conflict retried
         self.calls: list[str] = []  # every operation, in order (reads included)
+        self.idempotency_expiry: dict[tuple[str, str], int] = {}  # (user, key) -> epoch s, as the adapter's TTL
         self.clock: Callable[[], float] = time.time  # what updated_at / completed_at say
 
     def _now(self) -> str:
@@ -275,6 +276,7 @@ class FakeStore:
         account.balance -= cost
         account.active_jobs += 1
         account.idempotency[idempotency_key] = IdempotencyRecord(fingerprint, job.id, 202, answer)
+        self.idempotency_expiry[(job.user_id, idempotency_key)] = int(time.time()) + idem_ttl_s
         account.ledger.append(_entry(LedgerType.CHARGE, cost, job.id, job.created_at))
         self._save(job)
 

@@ -3,8 +3,9 @@ socket connection raises), no moto, no threads, no sleeps."""
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -31,3 +32,24 @@ def system() -> Iterator[System]:
     built = System()
     yield built
     built.assert_invariants()  # after every test: balance == sum(ledger), one refund per failed job, ...
+
+
+@pytest.fixture
+def counted() -> Iterator[Callable[[str], int]]:
+    """The total of a count metric (``videogen.observability.count``) added during the test."""
+    from videogen.observability import metrics
+
+    metrics.clear_metrics()
+    yield lambda name: sum(int(v) for v in metrics.metric_set.get(name, {}).get("Value", []))
+    metrics.clear_metrics()
+
+
+@pytest.fixture
+def logged(caplog: pytest.LogCaptureFixture) -> Callable[..., list[tuple[Any, ...]]]:
+    """``logged("message", "field", ...)``: (field values...) of each record of that message, in order."""
+    caplog.set_level(logging.INFO)
+
+    def records(message: str, *fields: str) -> list[tuple[Any, ...]]:
+        return [tuple(getattr(r, f, None) for f in fields) for r in caplog.records if r.getMessage() == message]
+
+    return records

@@ -8,7 +8,7 @@ from videogen.domain.errors import BadRequest
 from videogen.observability import logger
 from videogen.ports import JobStore
 
-_ID = re.compile(r"^[A-Za-z0-9._:@|+=-]{1,128}$")
+_ID = re.compile(r"^[A-Za-z0-9._:@|+=-]{1,128}\Z")  # \Z: "$" would also take a trailing newline
 
 
 def grant_credits(store: JobStore, *, user_id: str, credits: int, grant_id: str) -> bool:
