@@ -56,6 +56,7 @@ SIM_FAULT_KINDS = (  # (label, simulator stat, the config key that turns it on)
     ("webhooks delayed", "webhooks_delayed", "webhook_delay_s"),
     ("CDN errors (5xx / truncated)", "cdn_errors", "cdn_error_rate"),
     ("cancel webhooks before the cancel's answer", "cancel_webhooks_first", "cancel_webhook_first_rate"),
+    ("OK webhooks without payload", "webhooks_without_payload", "webhook_payload_error_rate"),
 )
 
 
@@ -64,7 +65,7 @@ def sim_faults(jobs: int) -> dict[str, Any]:
     that every kind fires at least once at every size (a run that injected nothing proves nothing)."""
     config = dict(DEFAULT_SIM_FAULTS)
     if jobs < 100:
-        config["webhook_payload_error_rate"] = 0.15
+        config["webhook_payload_error_rate"] = 0.3
         config["webhook_duplicate_rate"] = 0.25
         config["cdn_error_rate"] = 0.15
         config["fail_rate"] = 0.15

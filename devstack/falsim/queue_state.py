@@ -169,6 +169,8 @@ class RequestQueue:
             if self._plan.chance("webhook_drop_rate"):
                 self._stats.add("webhooks_dropped")
                 return
+            if payload_error:
+                self._stats.add("webhooks_without_payload")  # sent: an OK that names no video
             copies = 1
             if self._plan.chance("webhook_duplicate_rate"):
                 self._stats.add("webhooks_duplicated")

@@ -19,6 +19,7 @@ STAT_KEYS = (
     "webhooks_dropped",
     "webhooks_duplicated",
     "webhooks_delayed",
+    "webhooks_without_payload",
     "cdn_errors",
     "cancel_webhooks_first",
 )
