@@ -23,6 +23,7 @@ from requests.structures import CaseInsensitiveDict
 
 from devstack.falsim import FalSimulator, media
 from videogen.adapters.fal import (
+    MAX_QUEUE_POSITION,
     FalClient,
     classify_status,
     fal_key_provider,
@@ -626,6 +627,12 @@ def test_result_error_table(code: int, outcome: Any) -> None:
     else:
         with pytest.raises(outcome):
             client.result(FAKE_REQ)
+
+
+def test_a_status_answer_with_an_absurd_queue_position_is_clamped() -> None:
+    # What the simulator answered to queue_s=1e308: a 309-digit integer DynamoDB cannot hold.
+    client, _, _ = scripted_client((200, {"status": "IN_QUEUE", "queue_position": 10**308}))
+    assert client.status(FAKE_REQ).queue_position == MAX_QUEUE_POSITION
 
 
 def test_result_without_video_is_an_error() -> None:
