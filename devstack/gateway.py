@@ -165,8 +165,9 @@ class LocalApi:
         if route.authorized:
             try:
                 claims = self._authority.verify(headers.get("authorization"))
-            except AuthError:
-                return self._message(401, "Unauthorized")
+            except AuthError as refused:
+                status, out, payload = self._message(401, "Unauthorized")
+                return status, {**out, "www-authenticate": refused.challenge}, payload
         event = self._event(route, method, url.path, url.query, headers, body, match.groupdict(), claims, source_ip)
         try:
             result = self._invoke(route.function, event)
