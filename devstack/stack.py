@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -32,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field
 
 from devstack.auth import LocalAuthority
 from devstack.gateway import Cors, LocalApi, serve
 from devstack.template import SamTemplate
+from videogen import jsonbody
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,25 @@ KEY_FILE = ROOT / ".local" / "jwt-signing-key.pem"  # gitignored; kept so tokens
 
 class PortInUse(Exception):
     pass
+
+
+class LocalUser(BaseModel):
+    """The body of ``POST /_local/users``, read strictly (no ``5`` for ``"5"``, no unknown keys)
+    and depth-bounded like every body the API reads (:mod:`videogen.jsonbody`)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=128)
+    credits: int = 0
+    grant_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @classmethod
+    def from_body(cls, body: bytes) -> LocalUser:
+        return cls.model_validate(jsonbody.loads(body or b"{}"))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 ANY_ADDRESS = ("0.0.0.0", "")
@@ -269,18 +289,17 @@ class LocalStack:
         from videogen.services.credits import grant_credits
 
         try:
-            data = json.loads(body or b"{}")
-            user_id = str(data["user_id"])
-            credits = data.get("credits", 0)
-        except (ValueError, KeyError, TypeError):
-            return 400, {"error": 'send {"user_id": "...", "credits": N}'}
+            user = LocalUser.from_body(body)
+        except ValueError as exc:  # pydantic's ValidationError and jsonbody's refusals are ValueErrors
+            return 400, {"error": f'send {{"user_id": "...", "credits": N, "grant_id": "..."}} ({_first_line(exc)})'}
+        user_id = user.user_id
         try:
-            if credits:
+            if user.credits:
                 grant_credits(
                     wiring.store(),
                     user_id=user_id,
-                    credits=credits,
-                    grant_id=str(data.get("grant_id") or f"local-{uuid.uuid4().hex}"),
+                    credits=user.credits,
+                    grant_id=user.grant_id or f"local-{uuid.uuid4().hex}",
                 )
         except DomainError as exc:
             return exc.status, {"error": exc.detail}
