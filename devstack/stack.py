@@ -264,6 +264,7 @@ class LocalStack:
 
         wiring.reset()
         observability.keys_per_thread()  # every function in this process: each line under its own name
+        observability.quiet_empty_metrics()  # metrics are off here: every output line stays JSON
         from devstack.lambdas import LocalLambdas
 
         self.lambdas = LocalLambdas(self.template, self.resources)
