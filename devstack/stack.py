@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devstack.auth import LocalAuthority, load_or_create_key
 from devstack.gateway import Cors, LocalApi, serve
@@ -81,6 +81,11 @@ class LocalUser(BaseModel):
 
 
 def _first_line(exc: Exception) -> str:
+    """What is wrong with a body, in one short line (pydantic's first error: where, then what)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        return f"{where}: {first['msg']}"[:200]
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 

@@ -36,6 +36,11 @@ def test_a_bad_body_is_a_json_400(body: bytes) -> None:
     assert status == 400 and isinstance(answer["error"], str) and "\n" not in answer["error"]
 
 
+def test_the_400_says_which_field_is_wrong() -> None:
+    status, answer = stack.LocalStack._create_user(object(), json.dumps({"user_id": 5}).encode())  # type: ignore[arg-type]
+    assert status == 400 and "user_id: Input should be a valid string" in answer["error"]
+
+
 def test_a_good_body_is_read_as_sent() -> None:
     user = LocalUser.from_body(json.dumps({"user_id": "alice", "credits": 5, "grant_id": "g-1"}).encode())
     assert (user.user_id, user.credits, user.grant_id) == ("alice", 5, "g-1")
