@@ -317,7 +317,7 @@ class _Parser(HTTPRequestParser):
         """End this request as ``error`` (its answer; the connection closes after it)."""
         if not self.headers_finished:  # the error task reads a request line and headers
             self.headers = {}
-            HTTPRequestParser.parse_header(self, b"GET / HTTP/1.0\r\n")
+            HTTPRequestParser.parse_header(self, b"GET / HTTP/1.1\r\n")
             self.headers_finished = True
         self.error = error
         self.completed = True
