@@ -22,8 +22,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
+from waitress.receiver import ChunkedReceiver
+from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
-from waitress.utilities import BadRequest
+from waitress.utilities import BadRequest, Error, RequestEntityTooLarge, find_double_newline
 
 from devstack.auth import AuthError, LocalAuthority
 from devstack.httpd import HttpServer, request_headers, status_line
@@ -32,7 +35,11 @@ from devstack.template import Route, SamTemplate
 TEXT_TYPES = ("application/json", "application/problem+json", "text/", "application/x-www-form-urlencoded")
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's own limit
 MAX_HEADERS = 64 * 1024  # the request line and headers; longer: 431 {"message": ...}, never a drop
+IDLE_TIMEOUT_S = 30  # API Gateway's idle connection timeout
 log = logging.getLogger("devstack.gateway")
+# A line ending that is not CRLF, in the request line or a header: a bare LF, or a CR followed by
+# anything but LF (a CR that ends what has arrived so far may still be followed by its LF).
+_BARE_CR_OR_LF = re.compile(rb"(?<!\r)\n|\r(?=[^\n])")
 
 
 _LOCAL_ORIGIN = re.compile(r"^http://(localhost|127\.0\.0\.1)(:\d{1,5})?$")
@@ -158,8 +165,9 @@ class LocalApi:
         if route.authorized:
             try:
                 claims = self._authority.verify(headers.get("authorization"))
-            except AuthError:
-                return self._message(401, "Unauthorized")
+            except AuthError as refused:
+                status, out, payload = self._message(401, "Unauthorized")
+                return status, {**out, "www-authenticate": refused.challenge}, payload
         event = self._event(route, method, url.path, url.query, headers, body, match.groupdict(), claims, source_ip)
         try:
             result = self._invoke(route.function, event)
@@ -270,11 +278,69 @@ class _JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class _RequestTimeout(Error):
+    code = 408
+    reason = "Request Timeout"
+
+
+class _Parser(HTTPRequestParser):
+    """waitress's request parser, stricter where a front end and a back end could read one
+    request two ways (request smuggling) or where waitress would wait for bytes that never
+    come: a line ending that is not CRLF is a 400 at once (waitress looks for CRLF CRLF only and
+    would wait out the idle timeout); ``Content-Length`` together with ``Transfer-Encoding`` is a
+    400 (waitress reads the chunks and serves the bytes after them as a second request); a chunk
+    larger than the body limit is a 413 at once, not after 10 MB have arrived."""
+
+    def received(self, data: bytes) -> int:
+        if self.body_rcv is None and not self.completed:
+            so_far = self.header_plus + data
+            end = find_double_newline(so_far)
+            if _BARE_CR_OR_LF.search(so_far[:end] if end >= 0 else so_far):
+                self.refuse(BadRequest("Bare CR or LF found in HTTP message"))
+                return len(data)
+        consumed = int(super().received(data))
+        body = self.body_rcv
+        if (
+            not self.completed
+            and isinstance(body, ChunkedReceiver)
+            and body.chunk_remainder >= self.adj.max_request_body_size
+        ):
+            self.refuse(RequestEntityTooLarge("a chunk exceeds the body limit"))
+        return consumed
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if self.chunked and "CONTENT_LENGTH" in self.headers:
+            raise ParsingError("both Content-Length and Transfer-Encoding")
+
+    def refuse(self, error: Error) -> None:
+        """End this request as ``error`` (its answer; the connection closes after it)."""
+        if not self.headers_finished:  # the error task reads a request line and headers
+            self.headers = {}
+            HTTPRequestParser.parse_header(self, b"GET / HTTP/1.1\r\n")
+            self.headers_finished = True
+        self.error = error
+        self.completed = True
+
+
+class _Server(TcpWSGIServer):
+    """A request left incomplete past the idle timeout is answered 408 before the close (an idle
+    connection with no request begun is closed silently, as API Gateway closes idle ones)."""
+
+    def maintenance(self, now: float) -> None:
+        cutoff = now - self.adj.channel_timeout
+        for channel in list(self.active_channels.values()):
+            if isinstance(channel, _Channel) and not channel.requests and channel.last_activity < cutoff:
+                channel.refuse_partial(_RequestTimeout("the request was not completed in time"))
+        super().maintenance(now)
+
+
 class _Channel(HTTPChannel):
     """A connection. A client that ends its side mid-request (a body shorter than its
     Content-Length, then EOF) gets a 400 answer before the close, not a silent drop."""
 
     error_task_class = _JsonErrorTask
+    parser_class = _Parser
     _peer_done = False
 
     def readable(self) -> bool:
@@ -296,11 +362,18 @@ class _Channel(HTTPChannel):
             self.last_activity = time.time()
             self.received(data)
             return
+        self.refuse_partial(BadRequest("the request ended before its declared length"))
+
+    def refuse_partial(self, error: Error) -> None:
+        """Answer the request begun on this connection with ``error``, then close (no request
+        begun: nothing to answer). Runs on the event loop's thread."""
         with self.requests_lock:
+            partial = self.request
+            if not isinstance(partial, _Parser) or partial.completed:
+                return
             self._peer_done = True
             self.request = None
-            partial.error = BadRequest("the request ended before its declared length")
-            partial.completed = True
+            partial.refuse(error)
             self.requests.append(partial)
             if len(self.requests) == 1:
                 self.server.add_task(self)
@@ -316,7 +389,7 @@ class Gateway:
     BACKLOG = 1024
     CONNECTION_LIMIT = 1000
 
-    def __init__(self, api: LocalApi, host: str, port: int) -> None:
+    def __init__(self, api: LocalApi, host: str, port: int, *, idle_timeout_s: int = IDLE_TIMEOUT_S) -> None:
         for name in ("waitress.queue", "waitress"):  # no "task queue depth" chatter; errors still shown
             logging.getLogger(name).setLevel(logging.ERROR)
         self._app = _WsgiApp(api)
@@ -326,12 +399,14 @@ class Gateway:
             port,
             name="gateway",
             channel_class=_Channel,
+            server_class=_Server,
             threads=self.THREADS,
             backlog=self.BACKLOG,
             connection_limit=self.CONNECTION_LIMIT,
             max_request_body_size=MAX_PAYLOAD,
             max_request_header_size=MAX_HEADERS,
-            channel_timeout=30,  # API Gateway's idle connection timeout
+            channel_timeout=idle_timeout_s,
+            cleanup_interval=max(1, idle_timeout_s // 6),  # how often idle connections are looked at
             ident=None,  # no Server header: API Gateway sends none
             expose_tracebacks=False,
             clear_untrusted_proxy_headers=True,

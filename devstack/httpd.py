@@ -58,7 +58,8 @@ class HttpServer:
     """A waitress server on ``host:port`` (0 = any free port) with its own event loop thread.
 
     ``settings`` are :class:`~waitress.adjustments.Adjustments` keywords (``threads``,
-    ``backlog``, ``ident``, ...); ``channel_class`` replaces waitress's connection class.
+    ``backlog``, ``ident``, ...); ``channel_class`` and ``server_class`` replace waitress's
+    connection and listener classes.
     :meth:`bind` takes the port (an ``OSError`` when it is taken, nothing left open),
     :meth:`start` binds if not yet bound and serves; :meth:`stop` closes the listener and
     every connection, then ends the loop and worker threads. Bound again after a stop,
@@ -73,6 +74,7 @@ class HttpServer:
         *,
         name: str,
         channel_class: type[HTTPChannel] | None = None,
+        server_class: type[TcpWSGIServer] = TcpWSGIServer,
         **settings: Any,
     ) -> None:
         self._app = app
@@ -81,6 +83,7 @@ class HttpServer:
         self._port = port
         self._name = name
         self._channel_class = channel_class
+        self._server_class = server_class
         self._map: dict[int, Any] = {}
         self._server: TcpWSGIServer | None = None
         self._workers: _NamedThreads | None = None
@@ -99,7 +102,7 @@ class HttpServer:
         workers = _NamedThreads(self._name)
         self._map = {}
         try:
-            server = TcpWSGIServer(self._app, map=self._map, dispatcher=workers, adj=self._adj)
+            server = self._server_class(self._app, map=self._map, dispatcher=workers, adj=self._adj)
         except OSError:
             for half_made in list(self._map.values()):  # the wake-up pipe and the unbound socket
                 half_made.close()

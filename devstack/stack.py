@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -32,18 +31,62 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from devstack.auth import LocalAuthority
+from devstack.auth import LocalAuthority, load_or_create_key
 from devstack.gateway import Cors, LocalApi, serve
 from devstack.template import SamTemplate
+from videogen import jsonbody
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
 ROOT = Path(__file__).resolve().parents[1]
 KEY_FILE = ROOT / ".local" / "jwt-signing-key.pem"  # gitignored; kept so tokens outlive a restart
 
 
-class PortInUse(Exception):
+class ConfigError(Exception):
+    """A setting the stack cannot start with; its message is one line naming the setting."""
+
+
+class PortInUse(ConfigError):
     pass
+
+
+def _env_number(name: str, default: float | None, kind: type[int] | type[float], low: float, high: float) -> Any:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {what} from {low:g} to {high:g}")
+    return value
+
+
+class LocalUser(BaseModel):
+    """The body of ``POST /_local/users``, read strictly (no ``5`` for ``"5"``, no unknown keys)
+    and depth-bounded like every body the API reads (:mod:`videogen.jsonbody`)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=128)
+    credits: int = 0
+    grant_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @classmethod
+    def from_body(cls, body: bytes) -> LocalUser:
+        return cls.model_validate(jsonbody.loads(body or b"{}"))
+
+
+def _first_line(exc: Exception) -> str:
+    """What is wrong with a body, in one short line (pydantic's first error: where, then what)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        return f"{where}: {first['msg']}"[:200]
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 ANY_ADDRESS = ("0.0.0.0", "")
@@ -87,18 +130,46 @@ class StackConfig:
         env = os.environ
         return cls(
             host=env.get("HOST") or "127.0.0.1",
-            port=int(env.get("PORT", 3000)),
-            falsim_port=int(env.get("FALSIM_PORT", 3001)),
-            moto_port=int(env.get("MOTO_PORT", 3005)),
-            time_scale=float(env.get("TIME_SCALE", 0.02)),
-            reconcile_every_s=float(env.get("RECONCILE_EVERY_S", 10)),
-            reconcile_grace_s=int(env.get("RECONCILE_GRACE_S", 10)),
+            port=_env_number("PORT", 3000, int, 0, 65535),
+            falsim_port=_env_number("FALSIM_PORT", 3001, int, 0, 65535),
+            moto_port=_env_number("MOTO_PORT", 3005, int, 0, 65535),
+            time_scale=_env_number("TIME_SCALE", 0.02, float, 1e-6, 1000),
+            reconcile_every_s=_env_number("RECONCILE_EVERY_S", 10, float, 0, 86_400),
+            reconcile_grace_s=_env_number("RECONCILE_GRACE_S", 10, int, 0, 86_400),
             fal_key=env.get("FAL_KEY", ""),
             public_url=env.get("PUBLIC_URL", ""),
-            sim_seed=int(env["FALSIM_SEED"]) if env.get("FALSIM_SEED") else None,
+            sim_seed=_env_number("FALSIM_SEED", None, int, 0, 2**63),
             extra_env={k: env[k] for k in ("CRASH_POINTS", "CRASH_RATE") if k in env},
             key_file=Path(env.get("JWT_KEY_FILE") or KEY_FILE),
         )
+
+    def check(self) -> None:
+        """:class:`ConfigError` (one line, naming the setting) for what the stack cannot start
+        with: a HOST that is not an address of this machine, two servers on one port, a port in
+        use, a JWT_KEY_FILE that cannot be read as an RSA key."""
+        self.check_host()
+        self.check_ports()
+        self.check_key_file()
+
+    def check_host(self) -> None:
+        with socket.socket() as probe:
+            try:
+                probe.bind((self.host, 0))
+            except (socket.gaierror, UnicodeError):
+                raise ConfigError(f"HOST={self.host}: no such host (not an address, and it does not resolve)") from None
+            except OSError:
+                raise ConfigError(
+                    f"HOST={self.host} is not an address of this machine (try 127.0.0.1 or 0.0.0.0)"
+                ) from None
+
+    def check_key_file(self) -> None:
+        if self.key_file is None:
+            return
+        try:
+            load_or_create_key(self.key_file)
+        except (OSError, ValueError, TypeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not an RSA private key in PEM"
+            raise ConfigError(f"JWT_KEY_FILE={self.key_file}: {reason}") from None
 
     def check_ports(self) -> None:
         """:class:`PortInUse`, naming the setting, for a fixed port something already listens on
@@ -108,9 +179,12 @@ class StackConfig:
             "FALSIM_PORT": 0 if self.fal_key else self.falsim_port,
             "MOTO_PORT": self.moto_port,
         }
-        for name, port in ports.items():
-            if not port:
-                continue
+        fixed = [(name, port) for name, port in ports.items() if port]
+        for i, (name, port) in enumerate(fixed):
+            same = [other for other, p in fixed[i + 1 :] if p == port]
+            if same:
+                raise ConfigError(f"{name}={port} and {same[0]}={port}: each server needs its own port")
+        for name, port in fixed:
             with socket.socket() as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
                 try:
@@ -195,6 +269,7 @@ class LocalStack:
 
         wiring.reset()
         observability.keys_per_thread()  # every function in this process: each line under its own name
+        observability.quiet_empty_metrics()  # metrics are off here: every output line stays JSON
         from devstack.lambdas import LocalLambdas
 
         self.lambdas = LocalLambdas(self.template, self.resources)
@@ -269,18 +344,17 @@ class LocalStack:
         from videogen.services.credits import grant_credits
 
         try:
-            data = json.loads(body or b"{}")
-            user_id = str(data["user_id"])
-            credits = data.get("credits", 0)
-        except (ValueError, KeyError, TypeError):
-            return 400, {"error": 'send {"user_id": "...", "credits": N}'}
+            user = LocalUser.from_body(body)
+        except ValueError as exc:  # pydantic's ValidationError and jsonbody's refusals are ValueErrors
+            return 400, {"error": f'send {{"user_id": "...", "credits": N, "grant_id": "..."}} ({_first_line(exc)})'}
+        user_id = user.user_id
         try:
-            if credits:
+            if user.credits:
                 grant_credits(
                     wiring.store(),
                     user_id=user_id,
-                    credits=credits,
-                    grant_id=str(data.get("grant_id") or f"local-{uuid.uuid4().hex}"),
+                    credits=user.credits,
+                    grant_id=user.grant_id or f"local-{uuid.uuid4().hex}",
                 )
         except DomainError as exc:
             return exc.status, {"error": exc.detail}
@@ -393,10 +467,10 @@ def in_process(
 
 
 def main() -> None:
-    cfg = StackConfig.from_env()
     try:
-        cfg.check_ports()
-    except PortInUse as exc:
+        cfg = StackConfig.from_env()
+        cfg.check()
+    except ConfigError as exc:
         sys.exit(f"videogen local stack not started: {exc}")
     stack = LocalStack(cfg).start()
     fal = (

@@ -39,6 +39,9 @@ _RATE_KEYS = frozenset(
 _INT_KEYS = frozenset({"video_bytes", "webhook_max_attempts"})
 _NUMBER_KEYS = frozenset({"webhook_retry_base_s", "webhook_timeout_s", "result_ttl_s"})
 _MAX_INT = 2**62  # beyond any video the padding can describe, and any retry count worth having
+# Every duration ("_s") is at most a day: longer is no test worth running, and far longer ones
+# overflow the timer thread's wait (threading.TIMEOUT_MAX) or the sockets' timeouts.
+MAX_SECONDS = 86_400.0
 
 
 def _is_number(value: Any) -> bool:
@@ -60,12 +63,12 @@ def validate_config(updates: dict[str, Any]) -> dict[str, Any]:
                 if len(value) != 2 or not all(_is_number(v) for v in value):
                     raise ValueError(f"{key}: expected a number or [min, max]")
                 lo, hi = float(value[0]), float(value[1])
-                if not 0 <= lo <= hi:
-                    raise ValueError(f"{key}: expected 0 <= min <= max")
+                if not 0 <= lo <= hi <= MAX_SECONDS:
+                    raise ValueError(f"{key}: expected 0 <= min <= max <= {MAX_SECONDS:g} seconds")
                 clean[key] = [lo, hi]
                 continue
-            if not _is_number(value) or value < 0:
-                raise ValueError(f"{key}: expected a number >= 0 or [min, max]")
+            if not _is_number(value) or not 0 <= value <= MAX_SECONDS:
+                raise ValueError(f"{key}: expected a number of seconds from 0 to {MAX_SECONDS:g}, or [min, max]")
             clean[key] = float(value)
         elif key in _RATE_KEYS:
             if not _is_number(value) or not 0 <= value <= 1:
@@ -77,7 +80,7 @@ def validate_config(updates: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{key}: expected an integer >= {minimum} and < 2**62")
             clean[key] = value
         elif key in _NUMBER_KEYS:
-            if not _is_number(value) or value < 0:
-                raise ValueError(f"{key}: expected a number >= 0")
+            if not _is_number(value) or not 0 <= value <= MAX_SECONDS:
+                raise ValueError(f"{key}: expected a number of seconds from 0 to {MAX_SECONDS:g}")
             clean[key] = float(value)
     return clean

@@ -5,11 +5,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 
 log = logging.getLogger("falsim")
+# The longest single wait: the loop wakes and looks again, so a timer due in a century (or at a
+# time threading's wait cannot take) only costs a wake-up an hour.
+_MAX_WAIT_S = 3600.0
 
 
 class Scheduler:
@@ -39,7 +43,11 @@ class Scheduler:
             self._thread = None
 
     def schedule(self, due: float, fn: Callable[[], None]) -> None:
-        """Run ``fn`` at ``due`` (a ``time.time()`` value); ignored once stopping."""
+        """Run ``fn`` at ``due`` (a ``time.time()`` value); ignored once stopping, or when ``due``
+        is no time at all (NaN, infinite: logged)."""
+        if not math.isfinite(due):
+            log.error("falsim timer dropped: due at %r", due)
+            return
         with self._cond:
             if self._stopping.is_set():
                 return
@@ -54,7 +62,7 @@ class Scheduler:
                     if self._timers and self._timers[0][0] <= now:
                         break
                     timeout = (self._timers[0][0] - now) if self._timers else None
-                    self._cond.wait(timeout if timeout is None else max(0.001, timeout))
+                    self._cond.wait(timeout if timeout is None else min(_MAX_WAIT_S, max(0.001, timeout)))
                 if self._stopping.is_set():
                     return
                 _, _, fn = heapq.heappop(self._timers)

@@ -22,7 +22,9 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 from devstack.falsim import FalSimulator, media
+from devstack.falsim.timers import Scheduler
 from videogen.adapters.fal import (
+    MAX_QUEUE_POSITION,
     FalClient,
     classify_status,
     fal_key_provider,
@@ -533,6 +535,39 @@ def test_config_and_stats_endpoints(sim: FalSimulator) -> None:
         sim.set_config(unknown_key=1)
 
 
+@pytest.mark.parametrize(
+    "updates",
+    [
+        {"queue_s": 1e10},  # past threading.TIMEOUT_MAX: it once killed the timer thread
+        {"run_s": 1e308},
+        {"webhook_delay_s": [0, 1e308]},
+        {"webhook_retry_base_s": 1e10},
+        {"webhook_timeout_s": 1e308},
+        {"result_ttl_s": 86_401},
+    ],
+)
+def test_config_durations_beyond_a_day_are_refused(sim: FalSimulator, updates: dict[str, Any]) -> None:
+    before = sim.config
+    answer = requests.put(f"{sim.base_url}/_sim/config", json=updates, timeout=5)
+    assert answer.status_code == 400 and "86400" in answer.text
+    assert sim.config == before
+    assert requests.put(f"{sim.base_url}/_sim/config", json={"queue_s": 86_400}, timeout=5).status_code == 200
+
+
+def test_the_timer_thread_survives_a_timer_it_cannot_wait_for() -> None:
+    scheduler = Scheduler(name="falsim-timers-test")
+    scheduler.start()
+    ran = threading.Event()
+    try:
+        scheduler.schedule(time.time() + 1e10, lambda: None)  # beyond threading.TIMEOUT_MAX
+        scheduler.schedule(float("nan"), lambda: None)
+        time.sleep(0.05)
+        scheduler.schedule(time.time(), ran.set)
+        assert ran.wait(2), "the timer thread died"
+    finally:
+        scheduler.stop()
+
+
 def _raw_exchange(sim: FalSimulator, data: bytes) -> bytes:
     """Send ``data`` on a fresh connection; the status line of the answer (b"" if none)."""
     with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as conn:
@@ -626,6 +661,12 @@ def test_result_error_table(code: int, outcome: Any) -> None:
     else:
         with pytest.raises(outcome):
             client.result(FAKE_REQ)
+
+
+def test_a_status_answer_with_an_absurd_queue_position_is_clamped() -> None:
+    # What the simulator answered to queue_s=1e308: a 309-digit integer DynamoDB cannot hold.
+    client, _, _ = scripted_client((200, {"status": "IN_QUEUE", "queue_position": 10**308}))
+    assert client.status(FAKE_REQ).queue_position == MAX_QUEUE_POSITION
 
 
 def test_result_without_video_is_an_error() -> None:

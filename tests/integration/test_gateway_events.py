@@ -4,6 +4,7 @@ specially: a body that is not UTF-8 text arrives base64-encoded with ``isBase64E
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -48,3 +49,18 @@ def test_utf8_text_arrives_as_text() -> None:
 def test_a_binary_type_arrives_base64_encoded_even_when_it_decodes() -> None:
     event = _event(b"plain bytes", "application/octet-stream")
     assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"plain bytes"
+
+
+def test_a_refused_token_is_a_401_naming_its_reason_in_www_authenticate() -> None:
+    authority = LocalAuthority()
+    api = LocalApi(
+        [Route("GET", "/private", "Fn", authorized=True)], lambda _fn, _event: {"statusCode": 200}, authority
+    )
+    expired = authority.issue("alice", ttl_s=-60)
+    status, headers, body = api.handle("GET", "/private", {"authorization": f"Bearer {expired}"}, b"")
+    assert (status, json.loads(body)) == (401, {"message": "Unauthorized"})
+    assert (
+        headers["www-authenticate"] == 'Bearer scope="" error="invalid_token" error_description="the token has expired"'
+    )
+    status, headers, _ = api.handle("GET", "/private", {}, b"")
+    assert (status, headers["www-authenticate"]) == (401, "Bearer")

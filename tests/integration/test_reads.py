@@ -53,10 +53,17 @@ def test_list_is_newest_first_paginated_and_filtered(stack):
     assert stack.request("GET", "/v1/videos?status=completed", token=token).json == {"items": [], "next_cursor": None}
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "status=done"])
-def test_bad_list_parameters_are_400(stack, query):
+_BAD_LIMITS = ["limit=0", "limit=101", "limit=abc", "limit=05", "limit=%2B5", "limit=%205", "limit=5.0"]
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    # the contract's limit is an integer: decimal digits, not "05", "+5", " 5" or "5.0"
+    [("/v1/videos", "status=done")] + [(path, q) for path in ("/v1/videos", "/v1/credits") for q in _BAD_LIMITS],
+)
+def test_bad_list_parameters_are_400(stack, path, query):
     token = stack.user(credits=1)
-    reply = stack.request("GET", f"/v1/videos?{query}", token=token)
+    reply = stack.request("GET", f"{path}?{query}", token=token)
     assert reply.status == 400 and reply.headers["content-type"] == "application/problem+json"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+
 import pytest
 
 from tests.fakes import completed, in_progress, in_queue, video_url
@@ -155,3 +157,15 @@ def test_given_the_job_ended_before_the_intent_was_written_then_unchanged(system
     system.store.before("request_cancel", lambda: system.cancel.run(system.job(job.id)))  # the user won
     done = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
     assert done is not None and done.status == JobStatus.CANCELED and system.store.refunds(job.id) == 1
+
+
+def test_given_progress_cannot_be_written_when_expired_then_the_job_still_fails_and_is_refunded(system: System) -> None:
+    # fal's status said something our table cannot hold (a 309-digit queue position once): the
+    # deadline's last look writes no progress, so no such write can keep the job from its end.
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1", deadline_in_s=-1)
+    system.fal.script_status("req-1", in_queue(7))
+    system.store.fail("update_progress", decimal.Overflow("[<class 'decimal.Overflow'>]"), times=5)
+    failed = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
+    assert failed is not None and failed.status == JobStatus.FAILED and failed.error
+    assert failed.error.code == "deadline_exceeded" and system.store.refunds(job.id) == 1
+    assert system.fal.calls == [("status", "req-1"), ("cancel", "req-1")]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from videogen.adapters.fal import parse_delivery, result_from_payload
+from videogen.adapters.fal import MAX_QUEUE_POSITION, parse_delivery, result_from_payload, status_from_payload
 from videogen.domain.errors import BadRequest
 from videogen.ports import FalResult
 
@@ -45,3 +45,29 @@ def test_other_statuses_are_ignored_and_non_fal_bodies_are_bad_requests():
     for raw in (b"not json", b"[]", json.dumps({"status": "OK"}).encode(), json.dumps({"request_id": ""}).encode()):
         with pytest.raises(BadRequest):
             parse_delivery(raw)
+
+
+@pytest.mark.parametrize(
+    ("position", "expected"),
+    [
+        (3, 3),
+        (0, 0),
+        (10**308, MAX_QUEUE_POSITION),  # the simulator's answer to queue_s=1e308: clamped, never 309 digits
+        (1e308, MAX_QUEUE_POSITION),
+        (7.0, 7),
+        (-1, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        (True, None),
+        ("5", None),
+        (None, None),
+    ],
+)
+def test_a_status_answers_queue_position_is_a_bounded_whole_number(position, expected):
+    assert status_from_payload({"status": "IN_QUEUE", "queue_position": position}).queue_position == expected
+
+
+def test_a_status_answer_keeps_only_its_last_log_entries():
+    logs = [{"message": str(n)} for n in range(10_000)] + ["not an entry"]
+    status = status_from_payload({"status": "IN_PROGRESS", "logs": logs})
+    assert 0 < len(status.logs) <= 50 and status.last_message == "9999"

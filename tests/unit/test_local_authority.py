@@ -88,6 +88,12 @@ def test_an_unknown_key_id_is_refused(authority: LocalAuthority) -> None:
         {"sub": None},
         {"sub": ""},
         {"sub": 42},
+        {"sub": " "},  # blank is no subject
+        {"sub": "\t\n"},
+        {"exp": "9999999999"},  # a NumericDate is a JSON number: PyJWT alone would take this string
+        {"exp": True},
+        {"nbf": "0"},
+        {"iat": "0"},
     ],
     ids=repr,
 )
@@ -102,6 +108,7 @@ def test_a_claim_the_authorizer_refuses_is_refused(authority: LocalAuthority, ov
         {"aud": [LOCAL_AUDIENCE, "another"]},
         {"aud": None, "client_id": LOCAL_AUDIENCE},  # no aud: client_id is the audience
         {"nbf": None, "iat": None},  # both optional
+        {"exp": 4_102_444_800.5},  # RFC 7519: a NumericDate may be a non-integer number
     ],
     ids=repr,
 )
@@ -126,3 +133,32 @@ def test_a_stored_key_readable_by_others_is_made_owner_only(tmp_path: Path) -> N
     path.chmod(0o644)
     LocalAuthority(key_path=path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("over", "description"),
+    [
+        ({"exp": FromNow(-1)}, "the token has expired"),
+        ({"nbf": FromNow(600)}, "the token is not valid yet"),
+        ({"aud": "someone-else"}, "the token does not have a valid audience"),
+        ({"iss": "https://elsewhere.example/issuer"}, "the token does not have a valid issuer"),
+        ({"sub": " "}, "the token does not have a valid subject"),
+        ({"exp": "9999999999"}, "the token's exp, nbf and iat must be NumericDates"),
+    ],
+    ids=repr,
+)
+def test_a_refusal_names_its_reason_the_way_the_authorizer_does(
+    authority: LocalAuthority, over: dict[str, Any], description: str
+) -> None:
+    with pytest.raises(AuthError) as refused:
+        authority.verify(bearer(forged(claims(**over), key=authority._key)))
+    assert refused.value.challenge == f'Bearer scope="" error="invalid_token" error_description="{description}"'
+
+
+def test_a_request_without_a_bearer_token_is_challenged_without_an_error(authority: LocalAuthority) -> None:
+    with pytest.raises(AuthError) as refused:
+        authority.verify(None)
+    assert refused.value.challenge == "Bearer"
+    with pytest.raises(AuthError) as malformed:
+        authority.verify("Bearer a.b.c")
+    assert 'error_description="the token is malformed"' in malformed.value.challenge

@@ -6,6 +6,7 @@ passing ``now``; the deadline is the job's own (in the past or not).
 
 from __future__ import annotations
 
+import decimal
 import time
 
 import pytest
@@ -57,6 +58,15 @@ def test_given_a_job_past_its_deadline_then_canceled_at_fal_expired_and_refunded
     assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "deadline_exceeded"
     assert system.fal.calls == [("status", "req-1"), ("cancel", "req-1")]
     assert system.store.refunds(job.id) == 1
+
+
+def test_given_progress_cannot_be_written_a_job_past_its_deadline_still_expires_once(system: System) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1", deadline_in_s=-1)
+    system.fal.script_status("req-1", in_queue(3))
+    system.store.fail("update_progress", decimal.Overflow("[<class 'decimal.Overflow'>]"), times=5)
+    assert run_later(system) == {"found": 1, "expired": 1}
+    assert system.job(job.id).status == JobStatus.FAILED and system.store.refunds(job.id) == 1
+    assert run_later(system) == {"found": 0}
 
 
 def test_given_a_queued_job_without_execution_then_its_execution_is_started_and_it_goes_to_the_back(

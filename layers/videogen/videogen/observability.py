@@ -13,6 +13,7 @@ one process on many threads: :func:`keys_per_thread` makes those keys each threa
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -88,7 +89,7 @@ logger = _Logger(service="videogen", utc=True)
 metrics = Metrics(namespace="videogen")
 tracer = Tracer(service="videogen")
 
-__all__ = ["MetricUnit", "count", "keys_per_thread", "logger", "metrics", "tracer"]
+__all__ = ["MetricUnit", "count", "keys_per_thread", "logger", "metrics", "quiet_empty_metrics", "tracer"]
 
 
 def keys_per_thread() -> None:
@@ -97,6 +98,13 @@ def keys_per_thread() -> None:
     if not logger._per_thread:
         logger.clear_state()  # no earlier invocation's keys left shared
         logger._per_thread = True
+
+
+def quiet_empty_metrics() -> None:
+    """For the local stack (metrics disabled there): no "No application metrics to publish"
+    UserWarning, a line on stderr that is not JSON, after each invocation that counted nothing.
+    Never called on AWS, where the warning stays as Powertools emits it."""
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 def count(name: str, value: int = 1) -> None:

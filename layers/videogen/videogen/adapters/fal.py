@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
 import re
 import time
@@ -58,6 +59,7 @@ __all__ = [
     "parse_delivery",
     "parse_retry_after",
     "result_from_payload",
+    "status_from_payload",
 ]
 
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
@@ -70,6 +72,10 @@ _URL_FIELDS = ("status_url", "response_url", "cancel_url")
 _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
 _MAX_DETAIL = 300
 _USER_AGENT = "videogen-fal-client/1"
+# Bounds on what a status answer may carry into our table: fal's numbers are untrusted (a
+# DynamoDB number has 38 digits; a position past this is as good as "very far back").
+MAX_QUEUE_POSITION = 1_000_000
+_MAX_LOG_ENTRIES = 50
 
 
 def classify_status(status: int) -> Literal["ok", "transient", "rejected"]:
@@ -166,21 +172,7 @@ class FalClient:
         resp = self._call_with_retries("GET", request.status_url, params={"logs": "1"})
         if classify_status(resp.status_code) != "ok":
             raise self._error_for(resp)
-        body = _json_object(resp)
-        status = body.get("status")
-        if status not in _STATUSES:
-            raise FalTransientError(f"unknown fal status {str(status)[:40]!r}", error_type="protocol_error")
-        logs = body.get("logs")
-        position = body.get("queue_position")
-        error = body.get("error")
-        error_type = body.get("error_type")
-        return FalStatus(
-            status=status,
-            queue_position=position if isinstance(position, int) and not isinstance(position, bool) else None,
-            logs=[entry for entry in logs if isinstance(entry, dict)] if isinstance(logs, list) else [],
-            error=_short(str(error)) if error else None,
-            error_type=str(error_type)[:100] if error_type else None,
-        )
+        return status_from_payload(_json_object(resp))
 
     def result(self, request: FalRequest) -> FalResult:
         """The finished request's outcome: its video URL, or its error."""
@@ -297,6 +289,33 @@ class FalClient:
         except Exception:  # noqa: BLE001 - scrubbing must never mask the original error
             return text
         return text.replace(key, "***") if key and len(key) >= 4 else text
+
+
+def status_from_payload(body: Mapping[str, Any]) -> FalStatus:
+    """A status answer's fields, bounded: an unknown status is a protocol error; the queue
+    position is a whole number in ``0..MAX_QUEUE_POSITION`` (a larger one is clamped, a negative
+    or non-finite one dropped); only the last ``_MAX_LOG_ENTRIES`` log entries are kept."""
+    status = body.get("status")
+    if status not in _STATUSES:
+        raise FalTransientError(f"unknown fal status {str(status)[:40]!r}", error_type="protocol_error")
+    logs = body.get("logs")
+    error = body.get("error")
+    error_type = body.get("error_type")
+    return FalStatus(
+        status=status,
+        queue_position=_queue_position(body.get("queue_position")),
+        logs=[entry for entry in logs if isinstance(entry, dict)][-_MAX_LOG_ENTRIES:] if isinstance(logs, list) else [],
+        error=_short(str(error)) if error else None,
+        error_type=str(error_type)[:100] if error_type else None,
+    )
+
+
+def _queue_position(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return None if value < 0 else int(min(value, MAX_QUEUE_POSITION))
 
 
 def result_from_payload(payload: object, payload_error: object = None) -> FalResult:

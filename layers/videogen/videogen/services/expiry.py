@@ -34,13 +34,13 @@ class ExpireJob:
         if cancel_at_fal and job.fal is not None:
             request = job.fal
             try:
-                if self._poller.poll_and_settle(job):  # last look: it may have just finished
+                if self._poller.poll_and_settle(job, record=False):  # last look: it may have just finished
                     return self._store.get_job(job_id)
                 # Recorded BEFORE the cancel call: fal reports the cancelled request as a failure
                 # (its ERROR webhook often beats this task's own write below), and the
                 # completion path maps a failure of a job with this intent to deadline_exceeded.
                 job = self._store.request_cancel(job_id, CancelIntent.DEADLINE)
-                if self._fal.cancel(request) == "already_completed" and self._poller.poll_and_settle(job):
+                if self._fal.cancel(request) == "already_completed" and self._poller.poll_and_settle(job, record=False):
                     return self._store.get_job(job_id)  # it finished meanwhile: a video still completes
             except TransitionRejected:  # it ended meanwhile
                 return self._store.get_job(job_id)

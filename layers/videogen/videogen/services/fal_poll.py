@@ -28,8 +28,10 @@ class FalPoller:
         self._fal = fal
         self._finisher = finisher
 
-    def poll_and_settle(self, job: Job) -> bool:
+    def poll_and_settle(self, job: Job, *, record: bool = True) -> bool:
         """Ask fal about the job once; finish it if fal is done. True when the job is terminal.
+        ``record=False`` (the deadline's last look) writes no progress: a job about to be failed
+        needs none, and no failure to write it may keep the job from its end.
 
         Raises what the ports raise (``FalTransientError``, ``FalRejectedError``,
         ``MediaTransferError``, ``StoreBusy``): each caller decides what a failed look means.
@@ -39,7 +41,9 @@ class FalPoller:
         if status.status == "COMPLETED":
             return self._settle_completed(job, status)
         if status.status == "IN_QUEUE" and job.cancel_requested == CancelIntent.USER:
-            return self._carry_out_user_cancel(job)
+            return self._carry_out_user_cancel(job, record)
+        if not record:
+            return False
         # Written on every look, changed or not: it keeps progress current AND is the job's
         # heartbeat in the Active index, so the reconciler only sees jobs nobody is watching.
         self.record_progress(job, status)
@@ -50,7 +54,7 @@ class FalPoller:
         result = FalResult(error=status.error) if status.error else self._fal.result(job.fal)
         return self._finisher.settle(job, result).is_terminal
 
-    def _carry_out_user_cancel(self, job: Job) -> bool:
+    def _carry_out_user_cancel(self, job: Job, record: bool) -> bool:
         """The user asked to cancel and fal still holds the request in its queue: cancel it there,
         then end the job canceled. Whoever looks first does it — the cancel call itself, or the
         poll loop and the reconciler when that call died after recording the intent. fal's
@@ -60,7 +64,8 @@ class FalPoller:
         if outcome == "already_completed":  # it finished meanwhile: what it did wins (a video completes)
             status = self._fal.status(job.fal)
             if status.status != "COMPLETED":
-                self.record_progress(job, status)
+                if record:
+                    self.record_progress(job, status)
                 return False
             return self._settle_completed(job, status)
         # "requested" (removed from the queue) or "not_found" (fal holds nothing to generate)

@@ -3,10 +3,12 @@ GET /v1/credits, GET /v1/models, GET /openapi.json. DynamoDB and S3 presigning o
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from pydantic import BeforeValidator
 
 from videogen import contract, wiring
 from videogen.api.http import caller
@@ -20,7 +22,18 @@ from videogen.services.views import job_view
 router = APIGatewayHttpRouter()
 
 JobId = Annotated[str, Path(description="The job's id")]
-Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+
+
+def _decimal(value: Any) -> Any:
+    """The query's integer as the contract's schema writes one: decimal digits only (pydantic
+    alone also takes "05", "+5" and " 5")."""
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise ValueError("expected a whole number in decimal digits")
+    return value
+
+
+Limit = Annotated[int, BeforeValidator(_decimal), Query(ge=1, le=100, description="Page size")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 _PAGE = (errors.BadRequest, errors.InvalidCursor)
 
