@@ -42,12 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutmut"
 DOC = ROOT / "docs" / "mutation.md"
 # What the work dir holds (name there -> the repository's path); [tool.mutmut] also_copy brings
-# devstack/, docs/ and template.yaml into mutmut's own copy.
+# devstack/, docs/, events/, statemachines/ and template.yaml into mutmut's own copy.
 LAYOUT = {
     "videogen": ROOT / "layers" / "videogen" / "videogen",
     "tests": ROOT / "tests",
     "devstack": ROOT / "devstack",
     "docs": ROOT / "docs",
+    "events": ROOT / "events",
+    "statemachines": ROOT / "statemachines",
     "template.yaml": ROOT / "template.yaml",
     "pyproject.toml": ROOT / "pyproject.toml",
 }
