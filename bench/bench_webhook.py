@@ -172,7 +172,7 @@ def deliver_webhook(stack: Any, job_id: str, request_id: str, video_url: str) ->
         "x-fal-webhook-timestamp": ts,
         "x-fal-webhook-signature": stack.sim.sign(request_id, ts, raw),
     }
-    path = f"/webhooks/fal?token={wiring.webhook_token()}&job_id={job_id}"
+    path = f"/webhooks/fal?token={wiring.webhook_links().token()}&job_id={job_id}"
     status, _, body = stack.server.api.handle("POST", path, headers, raw)
     try:
         return status, json.loads(body)

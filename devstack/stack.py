@@ -304,6 +304,7 @@ class LocalStack:
                 FAL_KEY="local-simulator-key",
                 FAL_QUEUE_URL=sim,
                 FAL_JWKS_URL=f"{sim}/.well-known/jwks.json",
+                FAL_WEBHOOK_USER_ID=self.sim.user_id,  # pinned, as in prod (a lost request id needs it)
                 WEBHOOK_BASE_URL=api_url,
                 MEDIA_ALLOWED_HOSTS=sim.split("://", 1)[1],
                 MEDIA_REQUIRE_HTTPS="false",

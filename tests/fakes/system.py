@@ -10,9 +10,11 @@ from tests.fakes.jobs import make_job
 from tests.fakes.media import FakeMediaSource, FakeVideoStore
 from tests.fakes.store import FakeStore
 from tests.fakes.workflow import FakeEvents, FakeWorkflow
+from videogen import jsonbody
 from videogen.adapters.fal import parse_delivery
 from videogen.domain.models import Job, JobStatus
 from videogen.domain.registry import Registry
+from videogen.ports import SignedDelivery
 from videogen.services.cancel import CancelJob
 from videogen.services.completion import JobFinisher, video_key
 from videogen.services.expiry import ExpireJob
@@ -21,23 +23,47 @@ from videogen.services.fal_poll import FalPoller
 from videogen.services.fal_submit import SubmitToFal
 from videogen.services.reconcile import Reconciler
 from videogen.services.webhook import WebhookService
+from videogen.services.webhook_link import WebhookLinks
 
-WEBHOOK_TOKEN = "hook-token"
+WEBHOOK_SECRET = "hook-secret"  # the deployment's webhook secret
+LINKS = WebhookLinks(lambda: WEBHOOK_SECRET)
+WEBHOOK_TOKEN = LINKS.token()  # what the webhook URL carries (derived from the secret)
 CANCELLED = "Request was cancelled"  # what fal reports for a request a cancel removed from its queue
 GRACE_S = 120
 
 
 class AcceptingVerifier:
-    """A signature verifier that accepts every delivery, or refuses them all with ``error``."""
+    """A signature verifier that accepts every delivery, or refuses them all with ``error``. It
+    vouches for the body's request id (``signed_request_id`` overrides it) and, unless
+    ``our_account`` is False, for our pinned fal account."""
 
     def __init__(self) -> None:
         self.error: BaseException | None = None
         self.verified = 0
+        self.our_account = True
+        self.signed_request_id: str | None = None
 
-    def verify(self, headers: Any, raw_body: bytes) -> None:
+    def verify(self, headers: Any, raw_body: bytes) -> SignedDelivery:
         if self.error is not None:
             raise self.error
         self.verified += 1
+        if self.signed_request_id is not None:
+            return SignedDelivery(self.signed_request_id, self.our_account)
+        try:
+            body = jsonbody.loads(raw_body)
+        except ValueError:
+            body = None
+        request_id = body.get("request_id") if isinstance(body, dict) else None
+        return SignedDelivery(request_id if isinstance(request_id, str) else "", self.our_account)
+
+
+def webhook_query(job_id: str | None = None, *, mac: bool = False) -> dict[str, str]:
+    """The query of a webhook URL: the deployment token, the job id if any, and its MAC when asked
+    (the URL fal was given for that job; without it, as a job id swapped into another URL)."""
+    query = {"token": WEBHOOK_TOKEN, **({"job_id": job_id} if job_id else {})}
+    if mac and job_id:
+        query["mac"] = LINKS.mac(job_id)
+    return query
 
 
 class System:
@@ -60,12 +86,12 @@ class System:
             self.registry,
             self.fal,
             self.finisher,
-            lambda job_id: f"https://api.test/webhooks/fal?token={WEBHOOK_TOKEN}&job_id={job_id}",
+            lambda job_id: LINKS.url("https://api.test", job_id),
         )
         self.check = CheckJob(self.store, self.poller)
         self.expire = ExpireJob(self.store, self.fal, self.poller, self.finisher)
         self.cancel = CancelJob(self.store, self.poller, self.finisher)
-        self.webhooks = WebhookService(self.store, self.finisher, self.verifier, lambda: WEBHOOK_TOKEN, parse_delivery)
+        self.webhooks = WebhookService(self.store, self.finisher, self.verifier, LINKS, parse_delivery)
         self.reconciler = Reconciler(
             self.store,
             self.registry,
@@ -94,8 +120,7 @@ class System:
         assert job.fal is not None
         body: dict[str, Any] = {"request_id": job.fal.request_id, "status": "ERROR", "error": CANCELLED}
         body["payload"] = {"detail": CANCELLED}
-        query = {"token": WEBHOOK_TOKEN, "job_id": job.id}
-        return self.webhooks.handle({}, query, json.dumps(body).encode())
+        return self.webhooks.handle({}, webhook_query(job.id), json.dumps(body).encode())
 
     def job(self, job_id: str) -> Job:
         return self.store.job(job_id)

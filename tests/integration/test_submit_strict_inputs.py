@@ -101,3 +101,25 @@ def test_a_deeply_nested_cursor_is_400_invalid_cursor(stack, path):
     token = stack.user(credits=10)
     cursor = base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
     _problem(stack.request("GET", f"{path}?cursor={cursor}", token=token), 400, "invalid_cursor")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/",
+        "https://127.0.0.1/a.png",
+        "https://10.0.0.1/a.png",
+        "https://[::1]/a.png",
+        "http://2130706433/a.png",
+        "https://user:pass@example.com/a.png",
+        "https://localhost/a.png",
+    ],
+)
+def test_a_url_input_fal_must_not_fetch_is_422_naming_the_field_and_nothing_is_charged(stack, url):
+    token = stack.user(credits=50)
+    payload = {**PRO, "end_image_url": url}
+    body = _problem(stack.submit(token, model="kling-2.6-pro-i2v", payload=payload), 422, "validation_failed")
+    assert [e["loc"] for e in body["errors"]] == ["input.end_image_url"]
+    assert url not in json.dumps(body)  # the refusal never echoes the URL (it may hold credentials)
+    assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 50
+    assert stack.request("GET", "/v1/videos", token=token).json["items"] == []

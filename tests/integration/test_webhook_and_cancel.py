@@ -43,9 +43,13 @@ def _deliver(
     headers: dict | None = None,
     timestamp: int | None = None,
     job_id: str | None = None,
+    mac: bool = False,
 ):
+    """POST ``body`` signed by the simulator (for the body's request id, else the job's) to the
+    job's webhook URL; ``mac``: with the job's MAC, as in the URL we hand fal."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request_id = job.fal.request_id if job.fal else "unknown"
+    named = body.get("request_id") if isinstance(body, dict) else None
+    request_id = named or (job.fal.request_id if job.fal else "unknown")
     ts = str(int(time.time()) if timestamp is None else timestamp)
     hdrs = {
         "x-fal-webhook-request-id": request_id,
@@ -54,8 +58,10 @@ def _deliver(
         "x-fal-webhook-signature": stack.sim.sign(request_id, ts, raw),
         **(headers or {}),
     }
-    tok = token if token is not None else wiring.webhook_token()
+    tok = token if token is not None else wiring.webhook_links().token()
     path = f"/webhooks/fal?token={tok}&job_id={job_id or job.id}"
+    if mac:
+        path += f"&mac={wiring.webhook_links().mac(job_id or job.id)}"
     return stack.request("POST", path, raw=raw, headers=hdrs)
 
 
@@ -164,12 +170,13 @@ def test_error_deliveries_fail_and_refund_exactly_once(stack, body):
     assert [e["type"] for e in ledger].count("refund") == 1
 
 
-def test_delivery_for_unknown_job_or_other_request_is_acknowledged_and_ignored(stack):
+def test_delivery_for_unknown_job_or_other_request_is_refused_as_every_other_refusal(stack):
     _, job = _submitted_job(stack)
-    assert _deliver(stack, job, _ok_body(stack, job), job_id="vid_unknown").json["ignored"] == "unknown job"
-    other = {**_ok_body(stack, job), "request_id": "someone-elses"}
-    reply = _deliver(stack, job, other)
-    assert reply.status == 200 and reply.json["ignored"] == "other request"
+    unknown = _deliver(stack, job, _ok_body(stack, job), job_id="vid_unknown")
+    other = _deliver(stack, job, {**_ok_body(stack, job), "request_id": "someone-elses"})
+    bad_token = _deliver(stack, job, _ok_body(stack, job), token="wrong")
+    assert unknown.status == other.status == bad_token.status == 401
+    assert unknown.body == other.body == bad_token.body and unknown.json["code"] == "invalid_signature"
     assert stack.job(job.id).status == JobStatus.SUBMITTED
 
 
@@ -371,7 +378,7 @@ def test_logs_never_hold_tokens_keys_or_webhook_bodies(stack):
         assert logs  # the handlers did log
         assert f'"correlation_id":"{job.id}"' in logs  # the job id is the correlation id
         for secret in (
-            wiring.webhook_token(),
+            wiring.webhook_links().token(),
             "local-simulator-key",
             token,
             body["payload"]["video"]["url"],
@@ -466,11 +473,13 @@ def test_failure_of_another_generation_does_not_fail_the_job(stack):
         "error": "boom",
         "payload": {"detail": "boom"},
     }
-    reply = _deliver(stack, job, other)
+    reply = _deliver(stack, job, other, mac=True)
     assert reply.status == 200 and reply.json["ignored"] == "other request"
     assert stack.job(job.id).status == JobStatus.SUBMITTED
     ok = {**_ok_body(stack, job), "request_id": "lost-generation"}
-    assert _deliver(stack, job, ok).json["status"] == "completed"
+    assert _deliver(stack, job, ok).status == 401  # without the job's URL MAC: not shown to be its request
+    assert stack.job(job.id).status == JobStatus.SUBMITTED
+    assert _deliver(stack, job, ok, mac=True).json["status"] == "completed"
 
 
 def test_deadline_last_look_with_a_broken_copy_keeps_the_job_for_a_retry(stack):

@@ -22,7 +22,7 @@ def _deliver_by_request_id(stack: Any, request_id: str, body: dict[str, Any]) ->
         "x-fal-webhook-timestamp": ts,
         "x-fal-webhook-signature": stack.sim.sign(request_id, ts, raw),
     }
-    return stack.request("POST", f"/webhooks/fal?token={wiring.webhook_token()}", raw=raw, headers=headers)
+    return stack.request("POST", f"/webhooks/fal?token={wiring.webhook_links().token()}", raw=raw, headers=headers)
 
 
 def test_a_success_naming_only_its_request_completes_the_job_found_by_the_index(stack):
@@ -47,8 +47,8 @@ def test_a_failure_naming_only_its_request_fails_and_refunds_that_job_once(stack
     assert [e["type"] for e in ledger].count("refund") == 1
 
 
-def test_a_request_id_no_job_holds_is_acknowledged_and_ignored(stack):
+def test_a_request_id_no_job_holds_is_refused(stack):
     _, job = _submitted_job(stack)
     reply = _deliver_by_request_id(stack, "req-nobody-has", {**_ok_body(stack, job), "request_id": "req-nobody-has"})
-    assert reply.status == 200 and reply.json == {"ok": True, "ignored": "unknown job"}
+    assert reply.status == 401 and reply.json["code"] == "invalid_signature"
     assert stack.job(job.id).status == JobStatus.SUBMITTED

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import completed, video_url
-from tests.fakes.system import System
+from tests.fakes.system import System, webhook_query
 from videogen.api.http import problem
 from videogen.domain.errors import ServiceUnavailable, StoreBusy
 from videogen.domain.models import CancelIntent, JobStatus, LedgerType
@@ -45,7 +45,7 @@ def submit(system: System, key: str = "k1") -> SubmitAnswer:
 
 def ok_delivery(system: System, job_id: str, request_id: str) -> dict[str, Any]:
     body = {"request_id": request_id, "status": "OK", "payload": {"video": {"url": video_url(request_id)}}}
-    return system.webhooks.handle({}, {"token": "hook-token", "job_id": job_id}, json.dumps(body).encode())
+    return system.webhooks.handle({}, webhook_query(job_id), json.dumps(body).encode())
 
 
 @pytest.fixture
@@ -137,9 +137,9 @@ def test_a_failure_whose_refund_keeps_conflicting_refunds_nothing_until_it_goes_
     raw = json.dumps(body).encode()
     system.store.conflict("finish_with_refund", CONFLICT_ATTEMPTS)
     with pytest.raises(StoreBusy):
-        system.webhooks.handle({}, {"token": "hook-token", "job_id": job.id}, raw)
+        system.webhooks.handle({}, webhook_query(job.id), raw)
     assert system.store.refunds(job.id) == 0 and system.job(job.id).status == JobStatus.SUBMITTED
-    system.webhooks.handle({}, {"token": "hook-token", "job_id": job.id}, raw)
+    system.webhooks.handle({}, webhook_query(job.id), raw)
     assert system.job(job.id).status == JobStatus.FAILED and system.store.refunds(job.id) == 1
 
 

@@ -11,7 +11,6 @@ from videogen.domain.errors import ModelNotFound, ValidationFailed
 from videogen.domain.models import ACTIVE, ALLOWED_FROM, TERMINAL, CancelIntent, JobStatus, new_id
 from videogen.domain.registry import Registry
 from videogen.domain.timing import next_wait_s
-from videogen.services.fal_submit import webhook_url
 from videogen.services.submission import check_key, fingerprint
 
 IMG = "https://example.com/a.png"
@@ -91,13 +90,6 @@ def test_poll_interval_grows_and_is_capped():
     assert waits == sorted(waits) and waits[0] == 10 and waits[-1] == 60
     assert all(isinstance(w, int) for w in waits)
     assert next_wait_s({"poll_base_s": 1, "poll_max_s": 1}, 10_000) == 1
-
-
-def test_webhook_url_carries_token_and_job_and_none_without_public_url():
-    assert webhook_url("", "t", "j") is None
-    assert webhook_url("https://api.example.com/", "t k", "vid_1") == (
-        "https://api.example.com/webhooks/fal?token=t+k&job_id=vid_1"
-    )
 
 
 def test_settings_from_env(monkeypatch):

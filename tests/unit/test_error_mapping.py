@@ -153,6 +153,54 @@ def test_a_token_without_a_usable_sub_is_401_never_a_user(claims: dict[str, Any]
     assert "user" not in body
 
 
+@pytest.mark.parametrize(
+    "sub",
+    [
+        "u" * 129,  # over the bound
+        "user#1",  # the key separator of the table
+        "USER#u1#LEDGER",
+        "user 1",
+        " user-1",
+        "user-1\n",
+        "user\x00",
+        "-leading-dash",
+        "../etc",
+        "üser",
+    ],
+)
+def test_a_sub_that_is_not_a_sane_id_is_401(sub: str) -> None:
+    status, _, body = _call(_app(), _event("/me", {"sub": sub}))
+    assert (status, body["code"]) == (401, "unauthorized") and "user" not in body
+
+
+@pytest.mark.parametrize(
+    "sub",
+    [
+        "0f8fad5b-d9cb-469f-a165-70867728950e",  # Cognito
+        "auth0|5f7c8ec7c33c6c004bbafe82",  # Auth0
+        "google-oauth2|104123456789012345678",
+        "XjcW3Kq8ZUa2bT1dN0cPl9sEr4Y2",  # Firebase
+        "001234.0a1b2c3d4e5f60718293a4b5c6d7e8f9.1234",  # Apple
+        "u" * 128,
+    ],
+)
+def test_the_subs_of_the_supported_idps_are_users(sub: str) -> None:
+    assert _call(_app(), _event("/me", {"sub": sub}))[2] == {"user": sub}
+
+
+@pytest.mark.parametrize(("token_use", "status"), [("access", 200), ("id", 401), ("refresh", 401), ("", 401)])
+def test_a_cognito_token_is_a_caller_only_as_an_access_token(token_use: str, status: int) -> None:
+    """API Gateway's authorizer takes a Cognito ID token too (its ``aud`` is the app client id)."""
+    claims = {"sub": "0f8fad5b-d9cb-469f-a165-70867728950e", "token_use": token_use, "aud": "client"}
+    got, _, body = _call(_app(), _event("/me", claims))
+    assert got == status and (body.get("code") == "unauthorized") is (status == 401)
+
+
+def test_a_token_without_token_use_is_taken_as_the_authorizer_took_it() -> None:
+    """Firebase and Apple tokens carry no ``token_use``; the authorizer's aud check stands."""
+    assert _call(_app(), _event("/me", {"sub": "XjcW3Kq8ZUa2bT1dN0cPl9sEr4Y2", "aud": "project"}))[0] == 200
+
+
 def test_a_request_without_an_authorizer_is_401() -> None:
     status, headers, body = _call(_app(), _event("/me", None))
     assert (status, body["code"]) == (401, "unauthorized")

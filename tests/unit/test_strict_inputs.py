@@ -22,7 +22,7 @@ from videogen.domain.errors import (
     ValidationFailed,
     shown,
 )
-from videogen.domain.registry import Registry
+from videogen.domain.registry import URL_RULE, Registry
 from videogen.services import queries
 from videogen.services.submission import SubmitAnswer, SubmitLimits, fingerprint, parse_body, submit_video
 
@@ -69,6 +69,49 @@ PROBES = [
     ("sora-2-i2v", "image_url", "javascript:alert(1)", False),
     ("sora-2-i2v", "image_url", "HTTPS://example.com/a.png", True),
     ("kling-2.6-pro-i2v", "end_image_url", "file:///etc/passwd", False),
+    # a plain URL input is a public https URL: fal fetches it (issue 10)
+    *[
+        ("sora-2-i2v", "image_url", url, False)
+        for url in (
+            "http://example.com/a.png",
+            "http://169.254.169.254/latest/meta-data/",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://127.0.0.1/a.png",
+            "https://10.0.0.1/a.png",
+            "https://[::1]/a.png",
+            "https://[fd00::1]/a.png",
+            "https://2130706433/a.png",  # 127.0.0.1, decimal
+            "https://0x7f.1/a.png",  # 127.0.0.1, hex
+            "https://0177.0.0.1/a.png",  # 127.0.0.1, octal
+            "https://127.0.0.1./a.png",
+            "https://user:pass@example.com/a.png",
+            "https://user@example.com/a.png",
+            "https://@example.com/a.png",
+            "https://example.com\\@127.0.0.1/a.png",
+            "https://localhost/a.png",
+            "https://LOCALHOST./a.png",
+            "https://cdn.localhost/a.png",
+            "https://metadata.google.internal/computeMetadata/v1/",
+            "https://printer.local/a.png",
+            "https://1.0.0.127.in-addr.arpa/a.png",
+            "https://metadata/a.png",  # one label: never a public name
+            "https://exa%6dple.com/a.png",  # an escaped host
+            "https://example.com:99999/a.png",
+            "https://example.com/a b.png",
+            "https://example.com/a.png\n",
+        )
+    ],
+    *[("kling-2.6-standard-motion-control", field, "http://10.0.0.1/a", False) for field in ("image_url", "video_url")],
+    *[
+        ("sora-2-i2v", "image_url", url, True)
+        for url in (
+            "https://example.com./a.png",
+            "https://cdn.example.com:8443/a.png?x=1#top",
+            "https://xn--bcher-kva.example/a.png",
+            "https://bücher.example/a.png",
+            "https://v3.fal.media/files/x/a.png",
+        )
+    ],
 ]
 
 
@@ -86,6 +129,14 @@ def test_given_a_value_then_the_code_and_the_published_schema_agree(model, field
     schema = Registry().get(model).input_schema()
     assert jsonschema.Draft202012Validator(schema).is_valid(inputs) is accepted
     assert _accepted_by_code(model, inputs) is accepted
+
+
+def test_a_refused_url_names_its_field_and_says_why() -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        Registry().get("kling-2.6-pro-i2v").parse_input(
+            {**BASE["kling-2.6-pro-i2v"], "end_image_url": "https://[::1]/"}
+        )
+    assert refused.value.errors == [{"loc": "input.end_image_url", "msg": f"Value error, {URL_RULE}"}]
 
 
 def test_the_price_follows_only_a_real_boolean() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.fakes import video_url
-from tests.fakes.system import WEBHOOK_TOKEN, System
+from tests.fakes.system import System
 from videogen import crash
 from videogen.domain.errors import FalRejectedError, FalTransientError
 from videogen.domain.models import JobStatus
@@ -183,7 +184,8 @@ def test_given_submit_died_after_fal_accepted_then_the_lost_generations_webhook_
     [(_, _, webhook)] = system.fal.submitted
     assert webhook is not None and f"job_id={job.id}" in webhook
     body = {"request_id": "req-1", "status": "OK", "payload": {"video": {"url": video_url("req-1")}}}
-    assert system.webhooks.handle({}, {"token": WEBHOOK_TOKEN, "job_id": job.id}, json.dumps(body).encode()) == {
+    query = {k: v[0] for k, v in parse_qs(urlsplit(webhook).query).items()}  # the URL fal was given
+    assert system.webhooks.handle({}, query, json.dumps(body).encode()) == {
         "ok": True,
         "status": "completed",
     }

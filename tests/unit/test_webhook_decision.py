@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from tests.fakes import video_url
-from tests.fakes.system import WEBHOOK_TOKEN, System
+from tests.fakes.system import System, webhook_query
 from videogen.domain.errors import BadRequest, InvalidSignature, MediaTransferError, ServiceUnavailable, StoreBusy
 from videogen.domain.models import Job, JobStatus
+from videogen.services.webhook import REFUSED
 
 
 def ok_body(request_id: str) -> dict[str, Any]:
@@ -25,10 +26,13 @@ def error_body(request_id: str) -> dict[str, Any]:
     return {"request_id": request_id, "status": "ERROR", "error": "Invalid status code: 422", "payload": None}
 
 
-def deliver(system: System, body: dict[str, Any] | bytes, job: Job | None = None, **query: str) -> dict[str, Any]:
+def deliver(
+    system: System, body: dict[str, Any] | bytes, job: Job | None = None, *, mac: bool = False, **query: str
+) -> dict[str, Any]:
+    """Deliver to the job's webhook URL: with its MAC as we built it for fal (``mac``), or with the
+    job id alone (as in a URL whose job id was swapped)."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    params = {"token": WEBHOOK_TOKEN, **({"job_id": job.id} if job else {}), **query}
-    return system.webhooks.handle({}, params, raw)
+    return system.webhooks.handle({}, {**webhook_query(job.id if job else None, mac=mac), **query}, raw)
 
 
 @pytest.mark.parametrize("token", ["", "not-the-token"])
@@ -62,9 +66,10 @@ def test_given_a_status_we_do_not_act_on_then_acknowledged_and_ignored(system: S
 
 
 @pytest.mark.parametrize("query", [{"job_id": "vid_unknown"}, {"job_id": "v" * 65}, {}])
-def test_given_an_unknown_job_then_acknowledged_and_ignored(system: System, query: dict[str, str]) -> None:
-    assert deliver(system, ok_body("req-nobody"), **query) == {"ok": True, "ignored": "unknown job"}
-    assert system.media.opened == []
+def test_given_an_unknown_job_then_refused(system: System, query: dict[str, str]) -> None:
+    with pytest.raises(InvalidSignature) as refused:
+        deliver(system, ok_body("req-nobody"), **query)
+    assert refused.value.detail == REFUSED and system.media.opened == []
 
 
 def test_given_no_job_id_in_the_url_then_the_job_is_found_by_its_request_id(system: System) -> None:
@@ -111,30 +116,35 @@ def test_given_a_failure_for_the_stored_request_then_failed_and_refunded_once(
     assert system.store.refunds(job.id) == 1
 
 
-def test_given_the_request_id_was_never_stored_then_the_delivery_settles_the_job(system: System) -> None:
+def test_given_the_request_id_was_never_stored_then_the_delivery_to_the_jobs_url_settles_it(system: System) -> None:
     job = system.given_job(submit_attempts=1)  # SubmitToFal died after fal accepted
-    assert deliver(system, ok_body("req-lost"), job) == {"ok": True, "status": "completed"}
+    assert deliver(system, ok_body("req-lost"), job, mac=True) == {"ok": True, "status": "completed"}
 
 
 def test_given_another_generation_succeeds_after_a_lost_submit_answer_then_it_completes_the_job(
     system: System,
 ) -> None:
     job = system.given_job(JobStatus.SUBMITTED, request_id="req-2", submit_attempts=2)
-    assert deliver(system, ok_body("req-lost"), job) == {"ok": True, "status": "completed"}
+    assert deliver(system, ok_body("req-lost"), job, mac=True) == {"ok": True, "status": "completed"}
     assert system.media.opened == [video_url("req-lost")]
 
 
 def test_given_another_generation_fails_after_a_lost_submit_answer_then_ignored(system: System) -> None:
     job = system.given_job(JobStatus.SUBMITTED, request_id="req-2", submit_attempts=2)
-    assert deliver(system, error_body("req-lost"), job) == {"ok": True, "ignored": "other request"}
+    assert deliver(system, error_body("req-lost"), job, mac=True) == {"ok": True, "ignored": "other request"}
     assert system.job(job.id).status == JobStatus.SUBMITTED and system.store.refunds(job.id) == 0
 
 
 @pytest.mark.parametrize("body", [ok_body("req-other"), error_body("req-other")], ids=["success", "failure"])
-def test_given_a_request_of_another_job_with_one_attempt_then_ignored(system: System, body: dict[str, Any]) -> None:
+@pytest.mark.parametrize("mac", [False, True], ids=["no-mac", "mac"])
+def test_given_a_request_the_job_never_recorded_with_one_attempt_then_refused(
+    system: System, body: dict[str, Any], mac: bool
+) -> None:
+    """One attempt, and its request id is recorded: no other request can be this job's."""
     job = system.given_job(JobStatus.SUBMITTED, request_id="req-1", submit_attempts=1)
-    assert deliver(system, body, job) == {"ok": True, "ignored": "other request"}
-    assert system.job(job.id).status == JobStatus.SUBMITTED and system.media.opened == []
+    with pytest.raises(InvalidSignature):
+        deliver(system, body, job, mac=mac)
+    assert system.job(job.id) == job and system.media.opened == []
 
 
 def test_given_the_copy_breaks_then_it_raises_for_a_redelivery_and_the_next_one_completes(system: System) -> None:

@@ -21,6 +21,7 @@ from requests.structures import CaseInsensitiveDict
 
 from videogen.adapters.webhook_signature import WebhookVerifier, public_keys_from_jwks, signing_message
 from videogen.domain.errors import InvalidSignature, ServiceUnavailable
+from videogen.ports import SignedDelivery
 
 JWKS_URL = "https://jwks.test/.well-known/jwks.json"
 NOW = 1_760_000_000.0
@@ -102,7 +103,8 @@ def reason(exc: pytest.ExceptionInfo[InvalidSignature]) -> str:
 
 def test_valid_signature_is_accepted(key: Ed25519PrivateKey, clock: Clock) -> None:
     verifier = make_verifier(JwksServer(key), clock)
-    verifier.verify(signed_headers(key), BODY)
+    # not pinned: the signature holds, yet nothing says the account is ours
+    assert verifier.verify(signed_headers(key), BODY) == SignedDelivery("req-1", our_account=False)
 
 
 def test_header_names_are_case_insensitive(key: Ed25519PrivateKey, clock: Clock) -> None:
@@ -168,7 +170,8 @@ def test_tampered_ids_are_rejected(key: Ed25519PrivateKey, clock: Clock, field: 
 def test_pinned_account_accepts_only_its_own_deliveries(key: Ed25519PrivateKey, clock: Clock) -> None:
     # Given a verifier pinned to our fal account, When fal signs for another account, Then it is refused
     verifier = make_verifier(JwksServer(key), clock, expected_user_id="our-account")
-    verifier.verify(signed_headers(key, user_id="our-account"), BODY)
+    signed = verifier.verify(signed_headers(key, user_id="our-account", request_id="req-9"), BODY)
+    assert signed == SignedDelivery("req-9", our_account=True)
     with pytest.raises(InvalidSignature) as exc:
         verifier.verify(signed_headers(key, user_id="u-1"), BODY)
     assert reason(exc) == "delivery for another fal account"

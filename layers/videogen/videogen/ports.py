@@ -214,11 +214,20 @@ class DeliveryParser(Protocol):
     def __call__(self, raw_body: bytes) -> FalDelivery | None: ...
 
 
+@dataclass(frozen=True)
+class SignedDelivery:
+    """What a verified signature vouches for: fal's request id, and whether the delivery was signed
+    for the fal account this deployment is pinned to (False when no account is pinned)."""
+
+    request_id: str
+    our_account: bool
+
+
 class SignatureVerifier(Protocol):
     """Authenticates a webhook delivery (signature, freshness, and the sending fal account when
     pinned). Raises ``InvalidSignature``, or ``ServiceUnavailable`` when keys cannot be had."""
 
-    def verify(self, headers: Mapping[str, str], raw_body: bytes) -> None: ...
+    def verify(self, headers: Mapping[str, str], raw_body: bytes) -> SignedDelivery: ...
 
 
 # --- media ------------------------------------------------------------------------------

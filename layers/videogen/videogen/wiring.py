@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.services.reconcile import Reconciler
     from videogen.services.submission import SubmitLimits
     from videogen.services.webhook import WebhookService
+    from videogen.services.webhook_link import WebhookLinks
 
 _BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 
@@ -115,8 +116,9 @@ def finisher() -> JobFinisher:
     return JobFinisher(store(), media(), videos(), events())
 
 
-def webhook_token() -> str:
-    """The per-deployment webhook token (Secrets Manager, cached by Powertools; env locally)."""
+def webhook_secret() -> str:
+    """The per-deployment webhook secret (Secrets Manager, cached by Powertools; env locally).
+    Never sent anywhere: the URL carries values derived from it (:func:`webhook_links`)."""
     s = settings()
     if s.webhook_token:
         return s.webhook_token
@@ -128,6 +130,13 @@ def webhook_token() -> str:
 
 
 @lru_cache(maxsize=1)
+def webhook_links() -> WebhookLinks:
+    from videogen.services.webhook_link import WebhookLinks
+
+    return WebhookLinks(webhook_secret)
+
+
+@lru_cache(maxsize=1)
 def fal_poller() -> FalPoller:
     from videogen.services.fal_poll import FalPoller
 
@@ -136,14 +145,11 @@ def fal_poller() -> FalPoller:
 
 @lru_cache(maxsize=1)
 def submit_to_fal() -> SubmitToFal:
-    from videogen.services.fal_submit import SubmitToFal, webhook_url
+    from videogen.services.fal_submit import SubmitToFal
 
+    links = webhook_links()
     return SubmitToFal(
-        store(),
-        registry(),
-        fal(),
-        finisher(),
-        lambda job_id: webhook_url(settings().webhook_base_url, webhook_token(), job_id),
+        store(), registry(), fal(), finisher(), lambda job_id: links.url(settings().webhook_base_url, job_id)
     )
 
 
@@ -195,7 +201,7 @@ def webhooks() -> WebhookService:
         min_refetch_interval_s=s.jwks_min_refetch_s,
         expected_user_id=s.fal_webhook_user_id,
     )
-    return WebhookService(store(), finisher(), verifier, webhook_token, parse_delivery)
+    return WebhookService(store(), finisher(), verifier, webhook_links(), parse_delivery)
 
 
 @lru_cache(maxsize=1)
@@ -237,6 +243,7 @@ def reset() -> None:
         cancel_job,
         submit_limits,
         webhooks,
+        webhook_links,
         reconciler,
     ):
         factory.cache_clear()

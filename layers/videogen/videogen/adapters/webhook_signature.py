@@ -7,7 +7,8 @@ The rules are those of ``docs/fal.md`` ("Verifying a delivery"):
 * message = ``request_id + "\\n" + user_id + "\\n" + timestamp + "\\n" + hex(sha256(raw body))``;
 * the hex signature must verify under ANY key of fal's JWKS (``x`` = base64url raw 32-byte key);
 * when ``expected_user_id`` is set (stack parameter ``FalWebhookUserId``), the signed user id must be
-  it: a delivery signed by fal for ANOTHER fal account is refused.
+  it: a delivery signed by fal for ANOTHER fal account is refused. Only then does the answer say
+  ``our_account``, which a delivery for a request its job never recorded needs (services/webhook.py).
 
 The key set is cached for ``cache_s`` (never more than 24 h). When no cached key verifies a
 signature, the set is fetched again once and the check repeated; such refetches happen at most
@@ -36,6 +37,7 @@ from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from videogen.domain.errors import InvalidSignature, ServiceUnavailable
+from videogen.ports import SignedDelivery
 
 HEADER_REQUEST_ID = "x-fal-webhook-request-id"
 HEADER_USER_ID = "x-fal-webhook-user-id"
@@ -110,8 +112,9 @@ class WebhookVerifier:
 
     # -- public -------------------------------------------------------------------------
 
-    def verify(self, headers: Mapping[str, str], raw_body: bytes) -> None:
-        """Return when the delivery is authentic; raise ``InvalidSignature`` otherwise."""
+    def verify(self, headers: Mapping[str, str], raw_body: bytes) -> SignedDelivery:
+        """The signed request id (and whether the account is pinned and matched) when the
+        delivery is authentic; raise ``InvalidSignature`` otherwise."""
         lowered = {str(k).lower(): str(v) for k, v in headers.items()}
         values: dict[str, str] = {}
         for name in REQUIRED_HEADERS:
@@ -146,6 +149,7 @@ class WebhookVerifier:
             values[HEADER_USER_ID].encode(), self._expected_user_id.encode()
         ):
             raise InvalidSignature("delivery for another fal account")
+        return SignedDelivery(values[HEADER_REQUEST_ID], our_account=bool(self._expected_user_id))
 
     def clear_cache(self) -> None:
         with self._lock:

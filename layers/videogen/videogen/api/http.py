@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Mapping
 from functools import partial
@@ -173,11 +174,27 @@ def _claims(event: APIGatewayProxyEventV2) -> dict[str, Any]:
     return (ctx.authorizer.jwt_claim if ctx.authorizer else None) or {}
 
 
+# A user id as the IdPs this stack supports issue it (docs/auth.md: a Cognito UUID, Auth0's
+# ``auth0|…``, a Firebase uid, Apple's dotted id): it becomes part of DynamoDB keys, so nothing
+# else (no ``#`` key separator, no space or control character, no unbounded length) gets in.
+USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:|@+=~-]{0,127}")
+
+
 def caller(app: _HasEvent) -> str:
-    """The user id: the JWT's ``sub`` as validated by the authorizer, and nothing else."""
-    sub = _claims(app.current_event).get("sub")
-    if not isinstance(sub, str) or not sub:
+    """The user id: the JWT's ``sub`` as validated by the authorizer, and nothing else.
+
+    API Gateway's JWT authorizer checks ``aud`` (or ``client_id`` when there is no ``aud``), so
+    with Cognito both the ID token (``aud`` = the app client) and the access token (``client_id``
+    = the app client) pass it; AWS: "there is no standard mechanism to differentiate JWT access
+    tokens from other types of JWTs". Cognito names the kind in ``token_use``: when the claim is
+    there it must be ``access``. IdPs without the claim (Firebase, Apple: docs/auth.md) are taken
+    as the authorizer took them."""
+    claims = _claims(app.current_event)
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not USER_ID.fullmatch(sub):
         raise Unauthorized("No authenticated user")
+    if "token_use" in claims and claims["token_use"] != "access":
+        raise Unauthorized("Send the access token")
     return sub
 
 

@@ -10,12 +10,24 @@ Changing a price or adding a model is a code review of this file.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, RootModel, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    RootModel,
+    ValidationError,
+    create_model,
+)
 
 from videogen.domain.errors import ModelNotFound, shown
 from videogen.domain.errors import ValidationFailed as ValidationFailedError
@@ -35,9 +47,54 @@ def _integral(value: Any) -> Any:
     return value
 
 
-# A URL input: the published schema says what the validator takes, an http(s) URL (``format: uri``
-# alone would promise ftp:, file: and javascript: too).
-Url = Annotated[HttpUrl, Field(json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"})]
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# A plain URL input (fal fetches it, we never do): ``https``, no user info, a host NAME — never an
+# IP literal in any form (``[::1]``, ``127.0.0.1``, and the decimal/octal/hex forms a URL parser
+# reads as IPv4, e.g. ``2130706433`` or ``0x7f.1``: a host whose last label starts with a letter is
+# never read as an address), and no ``localhost``-like or internal name. ONE regular expression
+# is both the published schema's ``pattern`` (beside ``format: uri``) and the validator's check,
+# so the two cannot disagree; ``(?![\s\S])`` is the end of the text in Python and ECMA-262 alike.
+_LABEL = r"(?:[A-Za-z0-9_-]|[^\x00-\x7f])"  # a host label's characters (non-ASCII: an IDN)
+_INTERNAL = "|".join(_any_case(w) for w in ("localhost", "local", "internal", "arpa"))
+_PORT = r"0*(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
+# after the host: what a strict URL parser takes (URL code points, %-escapes), one fragment at most
+_CODE_POINT = r"(?:[A-Za-z0-9!$&'()*+,\-./:;=?@_~]|[^\x00-\x7f\ufdd0-\ufdef\ufffe\uffff]|%[0-9A-Fa-f]{2})"
+_END = r"(?![\s\S])"
+PUBLIC_HTTPS = (
+    rf"^{_any_case('https')}://(?:{_LABEL}+\.)+(?!(?:{_INTERNAL})\.?(?:[:/?#]|{_END}))[A-Za-z]{_LABEL}*\.?"
+    rf"(?::{_PORT})?(?:[/?]{_CODE_POINT}*)?(?:#{_CODE_POINT}*)?{_END}"
+)
+_PUBLIC_HTTPS = re.compile(PUBLIC_HTTPS)
+URL_RULE = "must be a public https URL: no user info, no IP address, no localhost or internal host name"
+
+
+def _public_https(value: Any) -> Any:
+    if isinstance(value, str) and not _PUBLIC_HTTPS.search(value):
+        raise ValueError(URL_RULE)
+    return value  # not a string: the URL type refuses it
+
+
+def _host_name(url: HttpUrl) -> HttpUrl:
+    """After parsing, again on the parsed URL: no user info, no address (a second look, in case
+    the parser's normalisation made an address out of what the pattern took for a name)."""
+    host = (url.host or "").strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not (url.username or url.password) and url.scheme == "https":
+            return url
+    raise ValueError(URL_RULE)
+
+
+Url = Annotated[
+    HttpUrl,
+    BeforeValidator(_public_https),
+    AfterValidator(_host_name),
+    Field(json_schema_extra={"pattern": PUBLIC_HTTPS}),
+]
 
 # On every int field, after its constraints (so the published schema keeps them as JSON Schema's).
 INTEGRAL = BeforeValidator(_integral)

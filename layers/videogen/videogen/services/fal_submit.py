@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from urllib.parse import urlencode
 
 from videogen import crash
 from videogen.domain.endings import DEADLINE_EXCEEDED
@@ -15,13 +14,6 @@ from videogen.domain.timing import past_deadline
 from videogen.observability import count, logger
 from videogen.ports import FalGateway, JobStore
 from videogen.services.completion import JobFinisher
-
-
-def webhook_url(base_url: str, token: str, job_id: str) -> str | None:
-    """Where fal reports back: our webhook, with the deployment token and the job id."""
-    if not base_url:
-        return None  # no public URL (local run against the real fal): the poll loop finishes jobs
-    return f"{base_url.rstrip('/')}/webhooks/fal?{urlencode({'token': token, 'job_id': job_id})}"
 
 
 class SubmitToFal:
