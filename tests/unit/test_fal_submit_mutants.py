@@ -10,17 +10,18 @@ from tests.fakes import fal_request
 from tests.fakes.system import System
 from videogen.domain.errors import FalRejectedError, FalTransientError
 from videogen.domain.models import JobStatus, Progress
-from videogen.services.fal_submit import webhook_url
+from videogen.services.webhook_link import WebhookLinks
 
 Counted = Callable[[str], int]
 Logged = Callable[..., list[tuple[Any, ...]]]
 
 
 def test_the_webhook_url_drops_only_trailing_slashes_of_the_base() -> None:
-    assert webhook_url("https://api.test/stageX//", "t&k", "vid_1") == (
-        "https://api.test/stageX/webhooks/fal?token=t%26k&job_id=vid_1"
-    )
-    assert webhook_url("", "t", "vid_1") is None
+    links = WebhookLinks(lambda: "s")
+    url = links.url("https://api.test/stageX//", "vid_1")
+    assert url is not None and url.startswith("https://api.test/stageX/webhooks/fal?token=")
+    assert "&job_id=vid_1&mac=" in url
+    assert links.url("", "vid_1") is None
 
 
 def test_a_stored_request_is_counted(system: System, counted: Counted) -> None:
