@@ -61,6 +61,9 @@ scan: $(STAMP) $(SCAN_STAMP) ## checkov + cfn-lint on template.yaml; fails on an
 	$(BIN)/cfn-lint template.yaml
 	@echo "cfn-lint: 0 errors, 0 warnings"
 
+iam-report: $(STAMP) ## the integration + e2e tests, then every AWS call per function against its role and each unused grant (devstack/iam.py)
+	IAM_REPORT=1 $(BIN)/pytest -q tests/integration tests/e2e
+
 browser-check: $(STAMP) ## CORS from outside: headless Chromium calls the local stack from allowed and refused origins (apt: chromium chromium-driver)
 	$(BIN)/pytest -q -m browser --timeout 120 tests/browser
 
