@@ -38,6 +38,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import botocore.session
@@ -76,7 +77,7 @@ def _translated_roles(path: str) -> dict[str, dict[str, Any]]:
     """Function logical id -> its translated ``AWS::IAM::Role`` properties (intrinsics unresolved)."""
     from samtranslator.translator.transform import transform
 
-    template = SamTemplate.load(path)
+    template = SamTemplate.load(Path(path))
     data = copy.deepcopy(template.data)
     for res in data["Resources"].values():
         props = res.get("Properties") or {}
@@ -109,17 +110,26 @@ def function_policies(template: SamTemplate, refs: Mapping[str, Any]) -> dict[st
     out: dict[str, list[dict[str, Any]]] = {}
     for logical_id, role in _translated_roles(str(template.path)).items():
         statements: list[dict[str, Any]] = []
-        for policy in role.get("Policies") or []:
-            doc = template.resolve(policy["PolicyDocument"], refs)
-            found = doc["Statement"]
+        documents = [policy["PolicyDocument"] for policy in role.get("Policies") or []]
+        documents += [template.resources[name]["Properties"]["PolicyDocument"] for name in _own_managed(template, role)]
+        for document in documents:
+            found = template.resolve(document, refs)["Statement"]
             statements.extend(found if isinstance(found, list) else [found])
         out[logical_id] = statements
     return out
 
 
+def _own_managed(template: SamTemplate, role: Mapping[str, Any]) -> list[str]:
+    """Logical ids of the template's own ``AWS::IAM::ManagedPolicy`` resources attached to ``role``."""
+    managed = template.resources_of_type("AWS::IAM::ManagedPolicy")
+    refs = [arn.get("Ref") for arn in role.get("ManagedPolicyArns") or [] if isinstance(arn, Mapping)]
+    return [str(name) for name in refs if name in managed]
+
+
 def managed_policy_arns(template: SamTemplate) -> dict[str, list[str]]:
+    """Function logical id -> the AWS managed policies (ARNs) of its role; the template's own are statements."""
     return {
-        logical_id: [str(arn) for arn in role.get("ManagedPolicyArns") or []]
+        logical_id: [str(arn) for arn in role.get("ManagedPolicyArns") or [] if isinstance(arn, str)]
         for logical_id, role in _translated_roles(str(template.path)).items()
     }
 

@@ -151,6 +151,7 @@ def test_function_policies_are_the_translated_sam_roles() -> None:
     template = SamTemplate.load()
     refs = {
         "JobsTable": "jobs",
+        "JobsTable.Arn": TABLE,
         "FalKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:fal-AbC123",
         "AWS::StackName": "stk",
     }
@@ -166,3 +167,9 @@ def test_function_policies_are_the_translated_sam_roles() -> None:
     )
     assert not iam.is_allowed(submit, "secretsmanager:GetSecretValue", refs["FalKeySecretArn"])
     assert iam.is_allowed(policies["ApiFunction"], "secretsmanager:GetSecretValue", refs["FalKeySecretArn"])
+    # the table through the template's own managed policy: items and indexes, no Scan or DeleteItem
+    assert iam.is_allowed(submit, "dynamodb:UpdateItem", TABLE)
+    assert iam.is_allowed(submit, "dynamodb:Query", f"{TABLE}/index/ByUser")
+    assert not iam.is_allowed(submit, "dynamodb:Scan", TABLE)
+    assert not iam.is_allowed(submit, "dynamodb:DeleteItem", TABLE)
+    assert "JobsTableAccess" not in str(iam.managed_policy_arns(template))
