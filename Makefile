@@ -6,11 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTRACT_VENV := .venv-contract
 CONTRACT_STAMP := $(CONTRACT_VENV)/.installed
+SCAN_VENV := .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
 NODE_STAMP := clients/ts/node_modules/.installed
 export PYTHONPATH := layers/videogen:.
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run test test-fast mutate lint browser-check chaos chaos-small contract-check fuzz bench build validate deploy-dev deploy-prod clean
+.PHONY: help run test test-fast mutate lint browser-check chaos chaos-small contract-check fuzz scan iam-report bench build validate deploy-dev deploy-prod clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,6 +28,12 @@ $(CONTRACT_STAMP): requirements-contract.txt
 	$(CONTRACT_VENV)/bin/pip install --quiet --upgrade pip
 	$(CONTRACT_VENV)/bin/pip install --quiet -r requirements-contract.txt
 	touch $(CONTRACT_STAMP)
+
+$(SCAN_STAMP): requirements-scan.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/pip install --quiet -r requirements-scan.txt
+	touch $(SCAN_STAMP)
 
 $(NODE_STAMP): clients/ts/package.json clients/ts/package-lock.json
 	cd clients/ts && npm ci --no-audit --no-fund
@@ -50,6 +58,14 @@ lint: $(STAMP) ## ruff, mypy (the package, and the test fakes against its ports)
 	MYPYPATH=. $(BIN)/mypy -p tests.fakes
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint
+
+scan: $(STAMP) $(SCAN_STAMP) ## checkov + cfn-lint on template.yaml; fails on any failed check (suppressions live beside their resource, with the reason)
+	$(SCAN_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet --output cli
+	$(BIN)/cfn-lint template.yaml
+	@echo "cfn-lint: 0 errors, 0 warnings"
+
+iam-report: $(STAMP) ## the integration + e2e tests, then every AWS call per function against its role and each unused grant (devstack/iam.py)
+	IAM_REPORT=1 $(BIN)/pytest -q tests/integration tests/e2e
 
 browser-check: $(STAMP) ## CORS from outside: headless Chromium calls the local stack from allowed and refused origins (apt: chromium chromium-driver)
 	$(BIN)/pytest -q -m browser --timeout 120 tests/browser

@@ -31,6 +31,7 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 
+from devstack import iam
 from devstack.provision import LocalResources
 from devstack.template import ROOT, FunctionDef, SamTemplate
 
@@ -81,6 +82,7 @@ class LocalLambdas:
         self._lock = threading.RLock()
         self._installed: list[Any] = []  # event emitters we registered on
         self._unique_id = f"videogen-local-lambdas-{id(self)}"
+        self._roles: dict[str, iam.RoleContext] | None = None  # each function's deployed role (devstack.iam)
         self._names: dict[str, str] = {}
         for logical_id in self.functions:
             self._names[logical_id] = logical_id
@@ -181,7 +183,14 @@ class LocalLambdas:
     def invoke(self, function_name_or_arn: str, event: dict[str, Any]) -> Any:
         """Run the function's handler on ``event`` with a fake context; its exceptions propagate."""
         logical_id = self.logical_id_for(function_name_or_arn)
-        return self.handler(logical_id)(event, self.context_for(logical_id))
+        handler = self.handler(logical_id)
+        context = self.context_for(logical_id)
+        if iam.active_recorder() is None:
+            return handler(event, context)
+        if self._roles is None:
+            self._roles = iam.roles_for(self.template, self.resources.refs)
+        with iam.acting_as(self._roles[logical_id]):  # its AWS calls are checked against its role
+            return handler(event, context)
 
     # -- boto3 integration --
 

@@ -23,6 +23,8 @@ from botocore.exceptions import ClientError
 from devstack.template import PSEUDO_PARAMETER_DEFAULTS, SamTemplate
 
 ACCOUNT_ID = "123456789012"
+FAL_KEY_SECRET_PARAMETER = "FalKeySecretArn"
+"""The template parameter naming the fal key's secret; provision creates a local one for it."""
 
 _STATES_TRUST_POLICY = {
     "Version": "2012-10-17",
@@ -141,6 +143,12 @@ def provision(
             continue
         props = template.resolve(res.get("Properties") or {}, refs)
         secret_arns[logical_id] = refs[logical_id] = _create_secret(secretsmanager, f"{prefix}/{logical_id}", props)
+    # The fal key's secret is a required parameter (deployed stacks never run without it): locally
+    # a stand-in secret takes its place, so the functions' env and IAM grants name a real ARN.
+    if FAL_KEY_SECRET_PARAMETER in template.parameters and FAL_KEY_SECRET_PARAMETER not in ref_overrides:
+        refs[FAL_KEY_SECRET_PARAMETER] = _create_secret(
+            secretsmanager, f"{prefix}/fal-key", {"SecretString": "local-simulator-key"}
+        )
 
     machines = template.resources_of_type("AWS::Serverless::StateMachine")
     if not machines:

@@ -214,3 +214,44 @@ def stack() -> Iterator[Harness]:
 def stack_sfn() -> Iterator[Harness]:
     """The whole system: the real state machine executes, fal is the simulator."""
     yield from _start(True, dict(FAST_SIM))
+
+
+# --- least privilege, proven (devstack.iam) ---------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Record every AWS call the in-process functions make, from the first client on."""
+    from devstack import iam
+
+    config.stash[_IAM_RECORDER] = iam.install_recorder()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    from devstack import iam
+
+    recorder = config.stash.get(_IAM_RECORDER, None)
+    if recorder is None or not recorder.calls:
+        return
+    if recorder.denied() or config.getoption("verbose") > 0 or _IAM_REPORT_ENV in __import__("os").environ:
+        terminalreporter.write_sep("-", "IAM: the functions' AWS calls against their roles (devstack.iam)")
+        terminalreporter.write_line(iam.report(recorder, _template()))
+    else:
+        denied = len(recorder.denied())
+        terminalreporter.write_line(f"IAM check: {sum(recorder.calls.values())} AWS calls, {denied} not allowed")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A call a function's role does not allow fails the run (moto itself never refuses one)."""
+    recorder = session.config.stash.get(_IAM_RECORDER, None)
+    if recorder is not None and recorder.denied() and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _template() -> Any:
+    from devstack.template import SamTemplate
+
+    return SamTemplate.load()
+
+
+_IAM_RECORDER = pytest.StashKey[Any]()
+_IAM_REPORT_ENV = "IAM_REPORT"

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videogen.api.http import build_resolver
 from videogen.api.routes import reads
-from videogen.observability import logger, metrics, tracer
+from videogen.observability import logger, metrics, trace_handler
 
 app = build_resolver(validate=True)
 app.include_router(reads)
@@ -18,6 +18,6 @@ app.include_router(reads)
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@trace_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

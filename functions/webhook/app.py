@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from videogen import wiring
 from videogen.api.http import build_resolver, json_response, raw_body
 from videogen.domain.errors import MediaTransferError, ServiceUnavailable
-from videogen.observability import logger, metrics, tracer
+from videogen.observability import logger, metrics, trace_handler
 
 app = build_resolver()
 
@@ -31,6 +31,6 @@ def fal_webhook() -> Response:
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@trace_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

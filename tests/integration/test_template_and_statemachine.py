@@ -8,6 +8,7 @@ behaviour (loop, retry, catch, deadline) independently of the handlers.
 from __future__ import annotations
 
 import json
+import re
 import string
 import sys
 import time
@@ -23,7 +24,7 @@ from moto import mock_aws
 
 from devstack.lambdas import LambdaContext, LocalLambdas
 from devstack.provision import LocalResources, provision
-from devstack.template import ROOT, SamTemplate
+from devstack.template import ROOT, SamTemplate, UnresolvedReference
 
 REGION = "us-east-1"
 PREFIX = "vg-test"
@@ -133,8 +134,11 @@ def test_routes_match_the_public_contract() -> None:
     }
 
 
+FAL_KEY_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:videogen/fal-key-AbC123"
+
+
 def test_functions_have_globals_merged_and_code_on_disk() -> None:
-    functions = SamTemplate.load().functions()
+    functions = SamTemplate.load().functions({"FalKeySecretArn": FAL_KEY_ARN})
 
     assert set(functions) == {
         "SubmitFunction",
@@ -150,6 +154,12 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
         assert fn.handler == "app.lambda_handler"
         assert fn.environment["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
         assert fn.environment["MAX_ACTIVE_JOBS"] == "10"
+        assert fn.environment["FAL_KEY_PARAMETER"] == FAL_KEY_ARN
+        # X-Ray records neither a response (presigned URLs) nor an exception's text
+        assert fn.environment["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+        assert fn.environment["POWERTOOLS_TRACER_CAPTURE_ERROR"] == "false"
+        app_source = (fn.code_dir / "app.py").read_text()
+        assert "@trace_handler\n" in app_source and "capture_lambda_handler" not in app_source, fn
     assert (functions["WebhookFunction"].timeout, functions["WebhookFunction"].memory) == (29, 1024)
     assert (functions["FalCheckFunction"].timeout, functions["FalCheckFunction"].memory) == (300, 1024)
     assert (functions["SubmitFunction"].timeout, functions["SubmitFunction"].memory) == (30, 512)
@@ -165,11 +175,92 @@ def test_conditions_follow_parameters() -> None:
     # Given an issuer, the parameters are used
     given = template.resolve(auth, {"JwtIssuer": "https://idp.example", "JwtAudience": "a,b"})
     assert given == {"issuer": "https://idp.example", "audience": ["a", "b"]}
-    # The FAL secret read policy only exists with a secret ARN
-    policies = template.resources["ApiFunction"]["Properties"]["Policies"]
-    assert not any("AWSSecretsManagerGetSecretValuePolicy" in p for p in template.resolve(policies, {}))
-    with_secret = template.resolve(policies, {"FalKeySecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:k"})
-    assert any("AWSSecretsManagerGetSecretValuePolicy" in p for p in with_secret)
+    # An issuer without audience never becomes [""] (and the rule refuses that deploy)
+    empty = template.resolve(auth, {"JwtIssuer": "https://idp.example", "JwtAudience": ""})
+    assert empty == {"issuer": "https://idp.example"}
+    rule = template.data["Rules"]["JwtAudienceWithIssuer"]
+    assert template.resolve(rule["RuleCondition"], {"JwtIssuer": "https://idp.example"}) is True
+    assert template.resolve(rule["Assertions"][0]["Assert"], {"JwtAudience": ""}) is False
+    assert template.resolve(rule["Assertions"][0]["Assert"], {"JwtAudience": "a"}) is True
+
+
+def test_the_fal_key_secret_is_a_required_full_arn() -> None:
+    template = SamTemplate.load()
+    spec = template.parameters["FalKeySecretArn"]
+    # No default: `sam deploy` without it is refused by CloudFormation ("Parameters:
+    # [FalKeySecretArn] must have values"), and the local resolver refuses it too
+    assert "Default" not in spec
+    with pytest.raises(UnresolvedReference):
+        template.functions()
+    pattern = re.compile(spec["AllowedPattern"])
+    for arn in (
+        FAL_KEY_ARN,
+        "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:fal_key.v2-Zz9Zz9",
+        "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:team/fal+key=@-aaaaaa",
+    ):
+        assert pattern.fullmatch(arn), arn
+    for arn in (
+        "",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:videogen/fal-key",  # no suffix
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:fal-key-AbC12",  # 5-char suffix
+        "arn:aws:secretsmanager:us-east-1:1234:secret:fal-key-AbC123",  # short account
+        "arn:aws:ssm:us-east-1:123456789012:parameter/fal-key-AbC123",  # another service
+        "arn:aws-iso:secretsmanager:us-iso-east-1:123456789012:secret:fal-key-AbC123",
+        "fal-key-AbC123",
+    ):
+        assert not pattern.fullmatch(arn), arn
+    # Every function that reads the key (all but submit, which never calls fal) is granted that ARN
+    readers = set(template.resources_of_type("AWS::Serverless::Function")) - {"SubmitFunction"}
+    for logical_id in readers:
+        policies = template.resolve(
+            template.resources[logical_id]["Properties"]["Policies"], {"FalKeySecretArn": FAL_KEY_ARN}
+        )
+        assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": FAL_KEY_ARN}} in policies, logical_id
+
+
+_ACCESS_LOG_FIELDS = {
+    "$context.requestId",
+    "$context.requestTime",
+    "$context.identity.sourceIp",
+    "$context.routeKey",
+    "$context.status",
+    "$context.protocol",
+    "$context.responseLength",
+    "$context.integrationLatency",
+    "$context.integrationStatus",
+    "$context.integrationErrorMessage",
+    "$context.authorizer.error",
+    "$context.error.message",
+}
+
+
+def test_deploy_logs_have_retention_and_the_access_log_no_credentials() -> None:
+    template = SamTemplate.load()
+    resources = template.resources
+    api = resources["HttpApi"]["Properties"]
+    log_format = json.loads(api["AccessLogSettings"]["Format"])
+    # Only these $context variables: never a header (Authorization), the path or a query string
+    assert set(log_format.values()) <= _ACCESS_LOG_FIELDS
+    assert api["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    log_groups = template.resources_of_type("AWS::Logs::LogGroup")
+    for stage, days in (("dev", 14), ("prod", 90)):
+        for logical_id, res in log_groups.items():
+            assert template.resolve(res["Properties"]["RetentionInDays"], {"Stage": stage}) == days, logical_id
+    for logical_id, res in template.resources_of_type("AWS::Serverless::Function").items():
+        assert res["Properties"]["LoggingConfig"] == {"LogGroup": {"Ref": f"{logical_id}LogGroup"}}
+        assert f"{logical_id}LogGroup" in log_groups
+    # Names other stacks of the same stage cannot take
+    assert resources["EventBus"]["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-events"}
+    # The reconciler's schedule: retried, then dead-lettered; so are failed runs
+    reconcile = resources["ReconcileFunction"]["Properties"]
+    schedule = reconcile["Events"]["Reconcile"]["Properties"]
+    queue_arn = {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "Arn"]}
+    assert schedule["DeadLetterConfig"] == {"Arn": queue_arn}
+    assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert reconcile["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": queue_arn}
+    statement = resources["ReconcileDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    rule_arn = template.resolve(statement["Condition"]["ArnEquals"]["aws:SourceArn"], {})
+    assert rule_arn.endswith(":rule/" + template.resolve(schedule["Name"], {}))
 
 
 # --- provisioning -------------------------------------------------------------------------
@@ -219,7 +310,11 @@ def test_provision_creates_table_bucket_bus_secret_and_state_machine(stack: Stac
     assert res.env["EVENT_BUS_NAME"] == res.event_bus_name
     assert res.env["STATE_MACHINE_ARN"] == res.state_machine_arn
     assert res.env["WEBHOOK_TOKEN_PARAMETER"] == token_arn
-    assert res.env["FAL_KEY_PARAMETER"] == ""
+    # The required fal key parameter names a local stand-in secret
+    fal_key_arn = res.env["FAL_KEY_PARAMETER"]
+    fal_key = boto3.client("secretsmanager", region_name=REGION).get_secret_value(SecretId=fal_key_arn)
+    assert fal_key["SecretString"] == "local-simulator-key"
+    assert re.fullmatch(stack.template.parameters["FalKeySecretArn"]["AllowedPattern"], fal_key_arn)
 
 
 def test_provision_overrides_parameters_and_env_and_is_idempotent(stack: Stack) -> None:

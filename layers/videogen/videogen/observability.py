@@ -89,7 +89,12 @@ logger = _Logger(service="videogen", utc=True)
 metrics = Metrics(namespace="videogen")
 tracer = Tracer(service="videogen")
 
-__all__ = ["MetricUnit", "count", "keys_per_thread", "logger", "metrics", "quiet_empty_metrics", "tracer"]
+trace_handler = functools.partial(tracer.capture_lambda_handler, capture_response=False, capture_error=False)
+"""The handlers' X-Ray decorator: a segment per invocation that never records the response
+(presigned video URLs) nor the exception text (an HTTP error can carry a fal or S3 URL). The
+template's Globals say the same (POWERTOOLS_TRACER_CAPTURE_RESPONSE/ERROR=false)."""
+
+__all__ = ["MetricUnit", "count", "keys_per_thread", "logger", "metrics", "quiet_empty_metrics", "trace_handler", "tracer"]
 
 
 def keys_per_thread() -> None:
