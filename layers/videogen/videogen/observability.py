@@ -94,7 +94,16 @@ trace_handler = functools.partial(tracer.capture_lambda_handler, capture_respons
 (presigned video URLs) nor the exception text (an HTTP error can carry a fal or S3 URL). The
 template's Globals say the same (POWERTOOLS_TRACER_CAPTURE_RESPONSE/ERROR=false)."""
 
-__all__ = ["MetricUnit", "count", "keys_per_thread", "logger", "metrics", "quiet_empty_metrics", "trace_handler", "tracer"]
+__all__ = [
+    "MetricUnit",
+    "count",
+    "keys_per_thread",
+    "logger",
+    "metrics",
+    "quiet_empty_metrics",
+    "trace_handler",
+    "tracer",
+]
 
 
 def keys_per_thread() -> None:
