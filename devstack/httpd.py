@@ -11,6 +11,7 @@ the status line.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -132,7 +133,9 @@ class HttpServer:
             self._close(server, self._workers)
         else:
             self._stopping.set()
-            server.pull_trigger()  # wake the loop now
+            # wake the loop now; OSError: the loop saw the flag first and closed its trigger, it is ending
+            with contextlib.suppress(OSError):
+                server.pull_trigger()
             thread.join(timeout=5)
         self._server, self._workers, self._thread = None, None, None
 

@@ -150,6 +150,17 @@ class Harness:
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} never reached {statuses}: {self.store.get_job(job_id)}")
 
+    def wait_event_out(self, job_id: str, timeout_s: float = 10) -> None:
+        """Until the terminal job's outbox has run (its flag cleared): the transition is written
+        before its event is published, so a test that saw the status may be ahead of the event."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = self.store.get_job(job_id)
+            if job is not None and job.is_terminal and not job.event_pending:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} still owes its event: {self.store.get_job(job_id)}")
+
     def event_tap(self) -> EventTap:
         """From now on, every event on the project's bus is also kept for the test to read."""
         return EventTap(self.stack.resources.event_bus_name)

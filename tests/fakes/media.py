@@ -75,9 +75,13 @@ class FakeVideoStore:
         self.objects: dict[str, tuple[bytes, StoredVideo]] = {}
         self.deleted: list[str] = []
         self._put_failures: list[BaseException] = []
+        self._delete_failures: list[BaseException] = []
 
     def fail_puts(self, error: BaseException, times: int = 1) -> None:
         self._put_failures.extend([error] * times)
+
+    def fail_deletes(self, error: BaseException, times: int = 1) -> None:
+        self._delete_failures.extend([error] * times)
 
     def put_stream(self, key: str, stream: MediaStream) -> StoredVideo:
         try:
@@ -109,12 +113,17 @@ class FakeVideoStore:
     def find(self, prefix: str) -> StoredVideo | None:
         return next((video for key, (_, video) in sorted(self.objects.items()) if key.startswith(prefix)), None)
 
+    def list_keys(self, prefix: str) -> list[str]:
+        return sorted(key for key in self.objects if key.startswith(prefix))
+
     def delete(self, key: str) -> None:
+        if self._delete_failures:
+            raise self._delete_failures.pop(0)
         self.deleted.append(key)
         self.objects.pop(key, None)
 
     def keys(self) -> list[str]:
-        return sorted(self.objects)
+        return self.list_keys("")
 
     # the one S3 call the invariant audit makes (it re-hashes completed jobs' videos)
     def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # boto3 names

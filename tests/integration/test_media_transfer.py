@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
@@ -366,6 +367,36 @@ def test_given_a_good_video_at_the_key_when_a_later_transfer_fails_then_the_good
 
     assert store.head(KEY) == good
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == [KEY]
+
+
+def test_list_keys_names_every_object_under_the_prefix_over_pages(store: S3VideoStore, s3: Any) -> None:
+    mine = [f"videos/job_1/{n}.mp4" for n in range(3)]
+    for key in [*mine, "videos/job_10/x.mp4", "videos/job_2/y.mp4", "_staging/z"]:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")  # no sha256 metadata: listed all the same
+    pages = count_calls(s3, "ListObjectsV2")
+
+    def two_per_page(params: dict[str, Any], **_: Any) -> None:
+        params["MaxKeys"] = 2
+
+    s3.meta.events.register("provide-client-params.s3.ListObjectsV2", two_per_page)
+    try:
+        assert store.list_keys("videos/job_1/") == mine
+        assert len(pages) == 2  # followed the continuation token
+        assert store.list_keys("videos/job_3/") == []
+    finally:
+        s3.meta.events.unregister("provide-client-params.s3.ListObjectsV2", two_per_page)
+
+
+def test_given_s3_fails_when_listing_then_transfer_error(store: S3VideoStore, s3: Any) -> None:
+    def fail(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="http://s3.test")  # what botocore raises on a lost line
+
+    s3.meta.events.register("before-call.s3.ListObjectsV2", fail)
+    try:
+        with pytest.raises(MediaTransferError):
+            store.list_keys("videos/job_1/")
+    finally:
+        s3.meta.events.unregister("before-call.s3.ListObjectsV2", fail)
 
 
 def test_given_http_while_https_is_required_then_rejected_without_a_request(cdn: _Server) -> None:

@@ -8,6 +8,7 @@ import time
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from videogen import crash, wiring
 from videogen.domain.models import FalRequest, JobStatus, Progress
@@ -242,3 +243,37 @@ def test_active_index_holds_only_unfinished_jobs(stack):
             ExpressionAttributeValues={":p": {"S": f"ACTIVE#{shard}"}},
         )["Items"]
     assert [i["id"]["S"] for i in items] == [keep]
+
+
+@pytest.mark.parametrize("delete_fails_once", [False, True])
+def test_crash_after_s3_upload_then_the_job_fails_the_outbox_removes_the_video(stack, monkeypatch, delete_fails_once):
+    """The poll loop stored fal's video and died before its ``completed`` write; the job then
+    failed another way (as after an OK webhook without payload). The terminal event's outbox
+    removes the object no job owns; if S3 refuses, the event stays owed and the reconciler retries."""
+    token = stack.user(credits=20)
+    job_id = _submitted_without_execution(stack, monkeypatch, token)
+    time.sleep(0.5)  # fal finished
+    crash.arm(crash.AFTER_S3_UPLOAD)
+    with pytest.raises(crash.CrashPointReached):
+        wiring.check_job().run(job_id, 0, {})
+    assert len(stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])) == 1
+    deletes: list[int] = []
+
+    def s3_refuses_once(**_: object) -> None:
+        deletes.append(1)
+        if delete_fails_once and len(deletes) == 1:
+            raise EndpointConnectionError(endpoint_url="http://s3.test")  # what botocore raises on a lost line
+
+    wiring.client("s3").meta.events.register("before-call.s3.DeleteObject", s3_refuses_once)
+    try:
+        wiring.finisher().fail(stack.job(job_id), "generation_failed", "the provider returned no result")
+        assert stack.job(job_id).event_pending == delete_fails_once
+        if delete_fails_once:
+            assert len(stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])) == 1
+            assert _reconcile_later()["event_published"] == 1
+    finally:
+        wiring.client("s3").meta.events.unregister("before-call.s3.DeleteObject", s3_refuses_once)
+    job = stack.job(job_id)
+    assert job.status == JobStatus.FAILED and not job.event_pending
+    assert stack.s3.list_objects_v2(Bucket=stack.bucket).get("KeyCount") == 0
+    assert _ledger_types(stack, token) == ["refund", "charge", "grant"]

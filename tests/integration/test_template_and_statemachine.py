@@ -165,6 +165,26 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
     assert (functions["SubmitFunction"].timeout, functions["SubmitFunction"].memory) == (30, 512)
 
 
+def test_every_function_that_ends_jobs_may_list_and_delete_videos() -> None:
+    """JobFinisher.publish lists the job's video prefix and removes what a failed or canceled job
+    left (an actor died after storing it): without both rights a function's outbox keeps failing."""
+    template = SamTemplate.load()
+
+    def rights(name: str) -> set[str]:
+        policies = template.resolve(
+            template.resources[name]["Properties"]["Policies"], {"FalKeySecretArn": FAL_KEY_ARN}
+        )
+        found = {"s3:ListBucket"} if any(isinstance(p, dict) and "S3ReadPolicy" in p for p in policies) else set()
+        for st in (st for p in policies if isinstance(p, dict) for st in p.get("Statement", [])):
+            found |= {st["Action"]} if isinstance(st["Action"], str) else set(st["Action"])
+        return found
+
+    enders = ["ApiFunction", "WebhookFunction", "FalSubmitFunction", "FalCheckFunction", "JobFailFunction"]
+    missing = {name: {"s3:ListBucket", "s3:DeleteObject"} - rights(name) for name in [*enders, "ReconcileFunction"]}
+    assert {name: lacks for name, lacks in missing.items() if lacks} == {}
+    assert "s3:DeleteObject" not in rights("SubmitFunction")
+
+
 def test_conditions_follow_parameters() -> None:
     template = SamTemplate.load()
     auth = template.resources["HttpApi"]["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]

@@ -55,6 +55,7 @@ def test_webhook_path_completes_into_s3_and_check_then_stops_without_calling_fal
     assert job.video.s3_key == f"videos/{job_id}/{job.video.sha256}.mp4"  # content-addressed
     assert _objects(stack_sfn) == [job.video.s3_key]
     assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
+    stack_sfn.wait_event_out(job_id)
     assert events.types(job_id) == ["Job Completed"]
     assert stack_sfn.sim.stats()["webhooks_sent"] >= 1
     # the webhook won: the first Check found a terminal job and the loop ended there, without a
@@ -80,6 +81,7 @@ def test_poll_only_path_with_every_webhook_dropped(stack_sfn, events):
     assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
     assert "PollWait" in _history_states(job_id)
     assert stack_sfn.sim.requests[job.fal.request_id]["status_calls"] >= 2  # the loop did ask fal
+    stack_sfn.wait_event_out(job_id)
     assert events.types() == ["Job Completed"]
 
 
@@ -104,6 +106,7 @@ def test_fal_failure_fails_the_job_and_refunds_once(stack_sfn, events):
     ledger = stack_sfn.request("GET", "/v1/credits", token=token).json["ledger"]
     assert [e["type"] for e in ledger] == ["refund", "charge", "grant"]
     assert _objects(stack_sfn) == []
+    stack_sfn.wait_event_out(job_id)
     assert events.types() == ["Job Failed"]
 
 
@@ -132,4 +135,5 @@ def test_deadline_cancels_at_fal_fails_and_refunds(stack_sfn, events):
     assert stack_sfn.store.get_balance(job.user_id).balance == 10
     assert "Expire" in _history_states(job_id)
     assert stack_sfn.sim.stats()["cancelled"] == 1
+    stack_sfn.wait_event_out(job_id)
     assert events.types() == ["Job Failed"]

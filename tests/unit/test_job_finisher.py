@@ -140,3 +140,53 @@ def test_error_messages_are_capped(system: System) -> None:
     job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
     failed = system.finisher.settle(job, FalResult(error="x" * 2000))
     assert failed.error and len(failed.error.message) == 500
+
+
+# --- the outbox removes what a job that did not complete left in the bucket ---------------------
+
+
+def _crash_after_upload(system: System, job_id: str) -> str:
+    crash.arm(crash.AFTER_S3_UPLOAD)
+    with pytest.raises(crash.CrashPointReached):
+        system.finisher.complete_from_url(system.job(job_id), URL)
+    [stored] = system.videos.keys()
+    return stored
+
+
+def test_given_a_crash_after_the_upload_then_a_cancel_removes_the_object_when_it_publishes(system: System) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    stored = _crash_after_upload(system, job.id)
+    canceled = system.cancel.run(system.job(job.id))
+    assert canceled.status == JobStatus.CANCELED and system.videos.keys() == [] and system.videos.deleted == [stored]
+    assert system.events.types_for(job.id) == ["Job Canceled"] and not system.job(job.id).event_pending
+
+
+def test_given_a_crash_after_the_upload_then_a_failure_removes_the_object(system: System) -> None:
+    job = system.given_job(JobStatus.IN_PROGRESS, request_id="req-1")
+    _crash_after_upload(system, job.id)
+    failed = system.finisher.settle(system.job(job.id), FalResult(error="boom"))
+    assert failed.status == JobStatus.FAILED and system.videos.keys() == []
+    assert system.events.types_for(job.id) == ["Job Failed"]
+
+
+def test_given_the_removal_fails_then_the_event_stays_owed_and_the_reconciler_removes_it(system: System) -> None:
+    job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
+    stored = _crash_after_upload(system, job.id)
+    system.videos.fail_deletes(MediaTransferError("s3 down"))
+    canceled = system.cancel.run(system.job(job.id))
+    assert canceled.status == JobStatus.CANCELED and system.store.refunds(job.id) == 1
+    assert system.job(job.id).event_pending and system.events.types_for(job.id) == []  # not published, not cleared
+    assert system.videos.keys() == [stored]
+    assert system.reconciler.run(now=10**10)["event_published"] == 1
+    assert system.videos.keys() == [] and system.events.types_for(job.id) == ["Job Canceled"]
+    assert not system.job(job.id).event_pending
+
+
+def test_a_completed_jobs_video_is_never_deleted_even_when_its_event_is_published_again(system: System) -> None:
+    job = system.given_job(JobStatus.IN_PROGRESS, request_id="req-1")
+    done = system.finisher.complete_from_url(job, URL)
+    assert done.video is not None
+    stray = system.videos.put(video_key(done), b"a lost generation's bytes").s3_key  # stored, then its actor died
+    system.finisher.publish(system.job(job.id))  # the reconciler's republish
+    assert system.videos.keys() == [done.video.s3_key] and system.videos.deleted == [stray]
+    assert system.events.types_for(job.id) == ["Job Completed", "Job Completed"]

@@ -271,6 +271,10 @@ class VideoStore(Protocol):
 
     def find(self, prefix: str) -> StoredVideo | None: ...
 
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every object key under ``prefix``, complete or not."""
+        ...
+
     def delete(self, key: str) -> None: ...
 
 

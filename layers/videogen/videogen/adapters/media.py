@@ -511,6 +511,13 @@ class S3VideoStore:
                 return found
         return None
 
+    def list_keys(self, prefix: str) -> list[str]:
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix)
+            return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise MediaTransferError(f"list s3://{self._bucket}/{prefix} failed: {exc}") from exc
+
     def delete(self, key: str) -> None:
         try:
             self._s3.delete_object(Bucket=self._bucket, Key=key)

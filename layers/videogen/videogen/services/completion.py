@@ -16,7 +16,7 @@ from typing import Any
 
 from videogen import crash
 from videogen.domain.endings import Ending, provider_failure_ending
-from videogen.domain.errors import MediaRejected, StoreBusy, TransitionRejected
+from videogen.domain.errors import MediaRejected, MediaTransferError, StoreBusy, TransitionRejected
 from videogen.domain.models import Job, JobError, JobStatus, StoredVideo
 from videogen.observability import count, logger
 from videogen.ports import SHA256_PLACEHOLDER, EventPublisher, FalResult, JobStore, MediaSource, VideoStore
@@ -138,7 +138,19 @@ class JobFinisher:
         return done
 
     def publish(self, job: Job) -> None:
-        """Emit the job's terminal event (at least once) and clear its outbox flag."""
+        """Remove the objects the job does not own, emit its terminal event (at least once) and
+        clear its outbox flag. Every ending passes here, and the reconciler calls it again while
+        the flag is set, so a video stored by an actor that died before its ``completed`` write
+        (the job then failed or was canceled) is removed here; if that fails, nothing is
+        published and the flag stays set for the reconciler."""
+        try:
+            self._remove_unowned_videos(job)
+        except MediaTransferError:
+            logger.warning(
+                "removing the job's unowned videos failed; the reconciler will retry", extra={"job_id": job.id}
+            )
+            count("VideoCleanupFailed")
+            return
         detail: dict[str, Any] = {
             "job_id": job.id,
             "user_id": job.user_id,
@@ -168,3 +180,12 @@ class JobFinisher:
             # kept conflicting). The reconciler publishes it again (events are at least once).
             logger.warning("the outbox flag could not be cleared; the reconciler will", extra={"job_id": job.id})
             count("EventPendingClearFailed")
+
+    def _remove_unowned_videos(self, job: Job) -> None:
+        """Delete every object under the job's prefix but the video a completed job points to."""
+        owned = job.video.s3_key if job.status == JobStatus.COMPLETED and job.video else None
+        for key in self._videos.list_keys(video_prefix(job)):
+            if key != owned:
+                self._videos.delete(key)
+                count("UnownedVideosDeleted")
+                logger.info("unowned video deleted", extra={"job_id": job.id, "s3_key": key})
