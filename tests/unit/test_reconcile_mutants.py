@@ -110,11 +110,19 @@ def test_an_unsubmitted_job_left_to_its_execution_goes_to_the_back(system: Syste
     assert system.job(job.id).updated_at == at(TOUCHED)
 
 
-def test_a_job_fal_still_holds_goes_to_the_back(system: System) -> None:
+def test_a_job_fal_still_holds_goes_to_the_back(system: System, monkeypatch: pytest.MonkeyPatch) -> None:
     job = stale(system, JobStatus.SUBMITTED, request_id="req-1")
     system.fal.script_status("req-1", in_queue(3))
+    touched: list[str] = []
+    touch = system.store.touch
+
+    def recorded_touch(job_id: str) -> None:
+        touched.append(job_id)
+        touch(job_id)
+
+    monkeypatch.setattr(system.store, "touch", recorded_touch)
     assert run(system) == {"found": 1, "polled_orphan": 1}
-    assert system.job(job.id).updated_at == at(TOUCHED)
+    assert touched == [job.id] and system.job(job.id).updated_at == at(TOUCHED)
 
 
 def test_an_unsubmitted_job_whose_execution_ended_stores_why_it_failed(system: System) -> None:
