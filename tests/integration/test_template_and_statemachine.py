@@ -229,13 +229,15 @@ def test_the_fal_key_secret_is_a_required_full_arn() -> None:
         "fal-key-AbC123",
     ):
         assert not pattern.fullmatch(arn), arn
-    # Every function that reads the key (all but submit, which never calls fal) is granted that ARN
-    readers = set(template.resources_of_type("AWS::Serverless::Function")) - {"SubmitFunction"}
-    for logical_id in readers:
+    # Every function that calls fal is granted that ARN; submit and the webhook never call fal, so
+    # neither may read the key (the webhook is the one public unauthenticated function)
+    never_call_fal = {"SubmitFunction", "WebhookFunction"}
+    grant = {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": FAL_KEY_ARN}}
+    for logical_id in template.resources_of_type("AWS::Serverless::Function"):
         policies = template.resolve(
             template.resources[logical_id]["Properties"]["Policies"], {"FalKeySecretArn": FAL_KEY_ARN}
         )
-        assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": FAL_KEY_ARN}} in policies, logical_id
+        assert (grant in policies) == (logical_id not in never_call_fal), logical_id
 
 
 _ACCESS_LOG_FIELDS = {

@@ -192,6 +192,17 @@ def test_stale_timestamp_is_rejected_in_both_directions(key: Ed25519PrivateKey, 
     assert reason(exc) == "stale timestamp"
 
 
+@pytest.mark.parametrize("digits", [13, 309, 5000])
+def test_a_timestamp_too_long_to_be_a_time_is_refused_not_a_crash(
+    key: Ed25519PrivateKey, clock: Clock, digits: int
+) -> None:
+    headers = signed_headers(key)
+    headers["X-Fal-Webhook-Timestamp"] = "9" * digits  # 309+ digits overflowed a float: a 500 before
+    with pytest.raises(InvalidSignature) as exc:
+        make_verifier(JwksServer(key), clock).verify(headers, BODY)
+    assert reason(exc) == "bad timestamp"
+
+
 @pytest.mark.parametrize("skew", [-300, 300])
 def test_timestamp_at_the_tolerance_edge_is_accepted(key: Ed25519PrivateKey, clock: Clock, skew: int) -> None:
     make_verifier(JwksServer(key), clock).verify(signed_headers(key, timestamp=NOW + skew), BODY)

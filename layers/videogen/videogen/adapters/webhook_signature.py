@@ -43,6 +43,7 @@ HEADER_REQUEST_ID = "x-fal-webhook-request-id"
 HEADER_USER_ID = "x-fal-webhook-user-id"
 HEADER_TIMESTAMP = "x-fal-webhook-timestamp"
 HEADER_SIGNATURE = "x-fal-webhook-signature"
+MAX_TIMESTAMP_DIGITS = 12  # epoch seconds until the year 33658; longer is no time (and would overflow a float)
 REQUIRED_HEADERS = (HEADER_REQUEST_ID, HEADER_USER_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE)
 
 MAX_CACHE_S = 24 * 3600
@@ -124,7 +125,7 @@ class WebhookVerifier:
             values[name] = value
 
         timestamp = values[HEADER_TIMESTAMP]
-        if not timestamp.isascii() or not timestamp.isdigit():
+        if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > MAX_TIMESTAMP_DIGITS:
             raise InvalidSignature("bad timestamp")
         if abs(self._clock() - int(timestamp)) > self._tolerance_s:
             raise InvalidSignature("stale timestamp")
