@@ -112,3 +112,24 @@ def test_response_bodies_send_what_they_declare_required(doc):
     assert job["additionalProperties"] is False
     for name in ("SubmitAccepted", "JobPage", "CreditsPage", "LedgerEntry", "ModelInfo", "Video", "Progress"):
         assert set(schemas[name]["required"]) == set(schemas[name]["properties"]), name
+
+
+def test_no_schema_carries_pydantic_keywords_json_schema_does_not_know(doc):
+    """A pydantic constraint that reaches the document unconverted (``ge``/``le`` where JSON Schema
+    says ``minimum``/``maximum``) is silently ignored by every client and validator; Redocly refuses it."""
+    found: list[str] = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if node.get("type") in ("integer", "number", "string", "array") or "schema" in path:
+                found.extend(f"{path}/{k}" for k in ("ge", "le", "gt", "lt", "min_length", "max_length") if k in node)
+            for key, value in node.items():
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}/{i}")
+
+    walk(doc, "#")
+    assert found == []
+    limit = next(p for p in doc["paths"]["/v1/videos"]["get"]["parameters"] if p["name"] == "limit")
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 100)

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BeforeValidator
 
 from videogen import contract, wiring
 from videogen.api.http import caller
@@ -25,15 +24,16 @@ JobId = Annotated[str, Path(description="The job's id")]
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
-def _decimal(value: Any) -> Any:
-    """The query's integer as the contract's schema writes one: decimal digits only (pydantic
-    alone also takes "05", "+5" and " 5")."""
-    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
-        raise ValueError("expected a whole number in decimal digits")
-    return value
+def _decimal_limit() -> None:
+    """The query's ``limit`` as the contract's schema writes an integer: decimal digits only
+    (pydantic alone also takes "05", "+5" and " 5"). Checked on the raw parameter: a validator on
+    the annotated type would drop its bounds from the published schema."""
+    raw = (router.current_event.query_string_parameters or {}).get("limit")
+    if raw is not None and not _DECIMAL.fullmatch(raw):
+        raise errors.BadRequest("limit: expected a whole number in decimal digits")
 
 
-Limit = Annotated[int, BeforeValidator(_decimal), Query(ge=1, le=100, description="Page size")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 _PAGE = (errors.BadRequest, errors.InvalidCursor)
 
@@ -65,6 +65,7 @@ def list_videos(
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> contract.JobPage:
+    _decimal_limit()
     s = wiring.settings()
     return queries.list_jobs(wiring.store(), wiring.videos(), caller(router), status, limit, cursor, s.video_url_ttl_s)
 
@@ -100,6 +101,7 @@ def cancel_video(id: JobId) -> contract.Job:
     },
 )
 def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPage:
+    _decimal_limit()
     return queries.credits(wiring.store(), caller(router), limit, cursor)
 
 
