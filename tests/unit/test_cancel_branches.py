@@ -50,6 +50,10 @@ def test_a_job_generating_or_ended_is_409_without_calling_fal_or_moving_credits(
 ) -> None:
     job = system.given_job(status, request_id=request_id)
     before = credits(system, job)
+    system.store.calls.clear()
+    with pytest.raises(NotCancelable) as refused:  # refused with its status, before any store call
+        system.cancel.run(job)
+    assert refused.value.detail == f"The job is {status.value}" and system.store.calls == []
     assert answer(system, job) == (409, "not_cancelable")
     assert system.fal.calls == [] and credits(system, job) == before and system.job(job.id) == job
 

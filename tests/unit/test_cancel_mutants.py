@@ -27,24 +27,6 @@ def refusal(system: System, job: Job) -> tuple[type[DomainError], str]:
     return type(caught.value), caught.value.detail
 
 
-@pytest.mark.parametrize(
-    ("status", "request_id"),
-    [
-        (JobStatus.IN_PROGRESS, "req-1"),
-        (JobStatus.COMPLETED, "req-1"),
-        (JobStatus.FAILED, "req-1"),
-        (JobStatus.FAILED, None),
-    ],
-)
-def test_a_job_generating_or_ended_is_refused_with_its_status_before_any_store_call(
-    system: System, status: JobStatus, request_id: str | None
-) -> None:
-    job = system.given_job(status, request_id=request_id)
-    system.store.calls.clear()
-    assert refusal(system, job) == (NotCancelable, f"The job is {status.value}")
-    assert system.store.calls == [] and system.fal.calls == []
-
-
 def test_a_job_the_deadline_is_canceling_is_refused_as_past_its_deadline(system: System) -> None:
     job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
     job = system.store.request_cancel(job.id, CancelIntent.DEADLINE)
