@@ -67,11 +67,8 @@ def api() -> Iterator[str]:
         reconcile_grace_s=10,
         log_path=ROOT / ".local" / "browser-check-stack.log",
     )
-    try:
-        stack.start(timeout_s=90)
+    with stack:
         yield stack.api
-    finally:
-        stack.stop()
 
 
 class _QuietPages(SimpleHTTPRequestHandler):

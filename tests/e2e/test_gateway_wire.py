@@ -39,11 +39,8 @@ def host_stack(host: str, log_path: Path) -> StackProcess:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     running = host_stack("127.0.0.1", tmp_path_factory.mktemp("gateway") / "stack.log")
-    try:
-        running.start()
+    with running:
         yield running
-    finally:
-        running.stop()
     log = running.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-4000:]
 
@@ -250,9 +247,7 @@ def _refused(host: str, port: int) -> bool:
 
 def test_host_binds_every_server_there_and_signs_the_video_url_for_it(tmp_path: Path) -> None:
     """127.0.0.2 is loopback too (all of 127/8 on Linux) yet another address than 127.0.0.1."""
-    other = host_stack("127.0.0.2", tmp_path / "stack.log")
-    try:
-        other.start()
+    with host_stack("127.0.0.2", tmp_path / "stack.log") as other:
         for port in (other.port, other.sim_port, other.moto_port):
             assert _refused("127.0.0.1", port)  # bound to HOST only
         token = _user(other.api)
@@ -273,5 +268,3 @@ def test_host_binds_every_server_there_and_signs_the_video_url_for_it(tmp_path: 
         assert url.startswith(f"http://127.0.0.2:{other.moto_port}/")  # signed for HOST
         video = requests.get(url, timeout=10)
         assert video.status_code == 200 and len(video.content) == job["video"]["size_bytes"]
-    finally:
-        other.stop()
