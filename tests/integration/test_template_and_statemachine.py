@@ -203,6 +203,17 @@ def test_conditions_follow_parameters() -> None:
     assert template.resolve(rule["Assertions"][0]["Assert"], {"JwtAudience": "a"}) is True
 
 
+def test_a_prod_deploy_without_the_fal_account_is_refused() -> None:
+    """Without FalWebhookUserId a delivery signed for ANY fal account passes the signature check
+    (docs/fal.md): the rule refuses such a prod change set, dev may deploy without it."""
+    template = SamTemplate.load()
+    rule = template.data["Rules"]["FalWebhookUserIdInProd"]
+    assert template.resolve(rule["RuleCondition"], {"Stage": "prod"}) is True
+    assert template.resolve(rule["RuleCondition"], {"Stage": "dev"}) is False
+    assert template.resolve(rule["Assertions"][0]["Assert"], {"FalWebhookUserId": ""}) is False
+    assert template.resolve(rule["Assertions"][0]["Assert"], {"FalWebhookUserId": "user-1"}) is True
+
+
 def test_the_fal_key_secret_is_a_required_full_arn() -> None:
     template = SamTemplate.load()
     spec = template.parameters["FalKeySecretArn"]
