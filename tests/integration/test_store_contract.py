@@ -21,6 +21,7 @@ from devstack.invariants import audit
 from devstack.provision import provision
 from devstack.template import SamTemplate
 from tests.fakes import FakeStore, fal_request, make_job
+from tests.fakes.jobs import next_usage
 from videogen.adapters.dynamo import DynamoStore
 from videogen.domain.errors import (
     BalanceChanged,
@@ -88,7 +89,14 @@ def _create(store: JobStore, user: str, key: str = "k1", cost: int = 5) -> Job:
     job = make_job(user_id=user, credits=cost)
     seen, _ = store.read_for_submit(user, key)
     store.create_job(
-        job, idempotency_key=key, fingerprint="fp", answer={"a": 1}, seen=seen, max_active=2, idem_ttl_s=86400
+        job,
+        idempotency_key=key,
+        fingerprint="fp",
+        answer={"a": 1},
+        seen=seen,
+        usage=next_usage(seen),
+        max_active=2,
+        idem_ttl_s=86400,
     )
     return job
 
@@ -130,7 +138,14 @@ def test_submit_charges_once_replays_the_key_and_refuses_a_moved_balance(subject
     stale = Balance(12, 0)
     with pytest.raises(BalanceChanged):
         store.create_job(
-            other, idempotency_key="k2", fingerprint="f", answer={}, seen=stale, max_active=2, idem_ttl_s=86400
+            other,
+            idempotency_key="k2",
+            fingerprint="f",
+            answer={},
+            seen=stale,
+            usage=next_usage(stale),
+            max_active=2,
+            idem_ttl_s=86400,
         )
     _create(store, user, key="k3", cost=1)
     with pytest.raises(BalanceChanged):  # the active-job cap (2) is a condition on the balance item too

@@ -41,18 +41,21 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "ValidationFailed": (422, "validation_failed"),
     "IdempotencyKeyReused": (422, "idempotency_key_reused"),
     "TooManyActiveJobs": (429, "too_many_active_jobs"),
+    "RateLimited": (429, "rate_limited"),
     "ConcurrentUpdate": (429, "concurrent_update"),
     "ServiceUnavailable": (503, "service_unavailable"),
     "StoreBusy": (503, "service_unavailable"),
 }
 # docs/api.md: every 429 and 503 says when to come back
-RETRY_AFTER = {"too_many_active_jobs": "30", "concurrent_update": "1", "service_unavailable": "1"}
+RETRY_AFTER = {"too_many_active_jobs": "30", "rate_limited": "7", "concurrent_update": "1", "service_unavailable": "1"}
 
 
 def _instance(name: str) -> DomainError:
     cls = getattr(errors, name)
     if name == "ValidationFailed":
         return cls([{"loc": "input.prompt", "msg": "field required"}])  # type: ignore[no-any-return]
+    if name == "RateLimited":
+        return cls(f"detail of {name}", retry_after_s=7)  # type: ignore[no-any-return]
     return cls(f"detail of {name}")  # type: ignore[no-any-return]
 
 
