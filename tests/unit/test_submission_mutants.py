@@ -5,7 +5,6 @@ fingerprint's canonical form, the job and answer a submit stores, its metrics an
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable

@@ -194,7 +194,7 @@ def submit_limits() -> SubmitLimits:
     s = settings()
     return SubmitLimits(
         max_active_jobs=s.max_active_jobs,
-        user=user_limits(),
+        per_user=user_limits(),
         idempotency_ttl_s=s.idempotency_ttl_hours * 3600,
         time_scale=s.time_scale,
     )

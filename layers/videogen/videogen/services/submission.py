@@ -46,7 +46,7 @@ class SubmitLimits:
     every route (videogen.api.http.Resolver)."""
 
     max_active_jobs: int = 10
-    user: UserLimits = field(default_factory=UserLimits)
+    per_user: UserLimits = field(default_factory=UserLimits)
     idempotency_ttl_s: int = 48 * 3600
     time_scale: float = 1.0
 
@@ -180,7 +180,7 @@ def submit_video(
             raise InsufficientCredits(f"This video costs {cost} credits; the balance is {seen.balance}")
         if seen.active_jobs >= limits.max_active_jobs:
             raise TooManyActiveJobs(f"At most {limits.max_active_jobs} jobs may be unfinished at once")
-        usage = admit(limits.user, seen, int(clock() * 1000), charge=cost)  # RateLimited: not counted
+        usage = admit(limits.per_user, seen, int(clock() * 1000), charge=cost)  # RateLimited: not counted
         now = rfc3339()
         job = Job(
             id=new_id("vid"),
