@@ -103,6 +103,11 @@ def lan_address() -> str:
             return "127.0.0.1"
 
 
+# The per-user limits (videogen/domain/limits.py) a run may set in its environment, e.g.
+# `USER_REQUEST_BURST=3 make run`; otherwise the template's parameter defaults apply.
+LIMIT_ENV = ("USER_REQUESTS_PER_MINUTE", "USER_REQUEST_BURST", "DAILY_CREDIT_CAP")
+
+
 @dataclass
 class StackConfig:
     host: str = "127.0.0.1"
@@ -139,7 +144,7 @@ class StackConfig:
             fal_key=env.get("FAL_KEY", ""),
             public_url=env.get("PUBLIC_URL", ""),
             sim_seed=_env_number("FALSIM_SEED", None, int, 0, 2**63),
-            extra_env={k: env[k] for k in ("CRASH_POINTS", "CRASH_RATE") if k in env},
+            extra_env={k: env[k] for k in ("CRASH_POINTS", "CRASH_RATE", *LIMIT_ENV) if k in env},
             key_file=Path(env.get("JWT_KEY_FILE") or KEY_FILE),
         )
 

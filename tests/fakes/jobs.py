@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from tests.fakes.fal import fal_request
-from videogen.domain.models import FalRequest, Job, JobStatus, Progress, new_id, rfc3339
+from videogen.domain.limits import Usage
+from videogen.domain.models import Balance, FalRequest, Job, JobStatus, Progress, new_id, rfc3339
 
 MODEL = "minimax-video-01"  # expected_s 180, max_s 1800, 5 credits
 
@@ -43,3 +44,8 @@ def make_job(
     if status.is_terminal:
         values["completed_at"] = now
     return Job.model_validate({**values, **fields})
+
+
+def next_usage(seen: Balance) -> Usage:
+    """A valid next limit state after ``seen`` (a test writing jobs without the submit path's limits)."""
+    return Usage(rl_tat_ms=(seen.rl_tat_ms or 0) + 1)

@@ -43,6 +43,7 @@ from videogen.domain.errors import (
     StoreBusy,
     TransitionRejected,
 )
+from videogen.domain.limits import Usage
 from videogen.domain.models import (
     ACTIVE,
     ALLOWED_FROM,
@@ -71,6 +72,8 @@ CONFLICTING = frozenset(
     {
         "read_for_submit",
         "create_job",
+        "read_for_cancel",
+        "request_user_cancel",
         "grant",
         "record_submit_attempt",
         "record_submit_refused",
@@ -89,10 +92,33 @@ class _Conflict(Exception):
     """One DynamoDB call lost to a concurrent transaction (nothing written)."""
 
 
+def _snapshot(account: _Account) -> Balance:
+    return Balance(account.balance, account.active_jobs, account.rl_tat_ms, account.spend_day, account.spend_credits)
+
+
+def _usage_holds(account: _Account, seen: Balance, usage: Usage) -> bool:
+    """The adapter's condition on the limit state: still the one the decision read."""
+    rate_same = account.rl_tat_ms == seen.rl_tat_ms
+    spend_same = usage.spend_day is None or (account.spend_day, account.spend_credits) == (
+        seen.spend_day,
+        seen.spend_credits if seen.spend_day is not None else account.spend_credits,
+    )
+    return rate_same and spend_same
+
+
+def _write_usage(account: _Account, usage: Usage) -> None:
+    account.rl_tat_ms = usage.rl_tat_ms
+    if usage.spend_day is not None:
+        account.spend_day, account.spend_credits = usage.spend_day, usage.spend_credits
+
+
 @dataclass
 class _Account:
     balance: int = 0
     active_jobs: int = 0
+    rl_tat_ms: int | None = None
+    spend_day: str | None = None
+    spend_credits: int = 0
     ledger: list[LedgerEntry] = field(default_factory=list)
     grants: dict[str, int] = field(default_factory=dict)
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)
@@ -208,8 +234,7 @@ class FakeStore:
 
     def get_balance(self, user_id: str) -> Balance:
         self._enter("get_balance")
-        account = self._accounts[user_id]
-        return Balance(account.balance, account.active_jobs)
+        return _snapshot(self._accounts[user_id])
 
     def grant(self, user_id: str, amount: int, grant_id: str) -> bool:
         self._enter("grant")
@@ -252,7 +277,7 @@ class FakeStore:
     def read_for_submit(self, user_id: str, key: str) -> tuple[Balance, IdempotencyRecord | None]:
         self._enter("read_for_submit")
         account = self._accounts[user_id]
-        return Balance(account.balance, account.active_jobs), account.idempotency.get(key)
+        return _snapshot(account), account.idempotency.get(key)
 
     def create_job(
         self,
@@ -262,17 +287,24 @@ class FakeStore:
         fingerprint: str,
         answer: dict[str, Any],
         seen: Balance,
+        usage: Usage,
         max_active: int,
         idem_ttl_s: int,
     ) -> None:
-        """Charge, job, idempotency record and ledger entry: all of them or none (one transaction)."""
+        """Charge, job, idempotency record, ledger entry and the limit state: all of them or none."""
         self._enter("create_job")
         account = self._accounts[job.user_id]
         if idempotency_key in account.idempotency:
             raise IdempotencyKeyTaken(account.idempotency[idempotency_key])
         cost = job.credits_charged
-        if account.balance != seen.balance or account.balance < cost or account.active_jobs >= max_active:
+        if (
+            account.balance != seen.balance
+            or account.balance < cost
+            or account.active_jobs >= max_active
+            or not _usage_holds(account, seen, usage)
+        ):
             raise BalanceChanged()
+        _write_usage(account, usage)
         account.balance -= cost
         account.active_jobs += 1
         account.idempotency[idempotency_key] = IdempotencyRecord(fingerprint, job.id, 202, answer)
@@ -337,6 +369,29 @@ class FakeStore:
         if job is None or job.cancel_requested not in {None, intent, *CANCEL_INTENT_REPLACES[intent]}:
             raise TransitionRejected(job_id)
         return self._update(job_id, CANCEL_INTENT_FROM[intent], cancel_requested=intent)
+
+    def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
+        self._enter("read_for_cancel")
+        job = self._jobs.get(job_id)
+        return (job.model_copy(deep=True) if job else None), _snapshot(self._accounts[user_id])
+
+    def request_user_cancel(self, job: Job, seen: Balance, usage: Usage) -> Job:
+        """The intent and the rate state: both or neither (the job's condition is checked first)."""
+        self._enter("request_user_cancel")
+        current = self._jobs.get(job.id)
+        intent = CancelIntent.USER
+        if (
+            current is None
+            or current.status not in CANCEL_INTENT_FROM[intent]
+            or current.cancel_requested not in {None, intent, *CANCEL_INTENT_REPLACES[intent]}
+        ):
+            raise TransitionRejected(job.id)
+        account = self._accounts[job.user_id]
+        if not _usage_holds(account, seen, usage):
+            raise BalanceChanged()
+        _write_usage(account, usage)
+        self._update(job.id, CANCEL_INTENT_FROM[intent], cancel_requested=intent)
+        return job.model_copy(update={"cancel_requested": intent}, deep=True)
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
         self._enter("mark_submitted")

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bench.bench_reads import QueryMeter
-from tests.fakes.jobs import make_job
+from tests.fakes.jobs import make_job, next_usage
 from videogen import wiring
 from videogen.domain.models import Job, JobError, JobStatus
 
@@ -74,7 +74,14 @@ def _seed_jobs(stack, user_id: str, count: int) -> list[Job]:
         job = make_job(user_id=user_id, input={"prompt": f"job {i}"})
         seen, _ = store.read_for_submit(user_id, f"seed-{i}")
         store.create_job(
-            job, idempotency_key=f"seed-{i}", fingerprint="fp", answer={}, seen=seen, max_active=10**6, idem_ttl_s=60
+            job,
+            idempotency_key=f"seed-{i}",
+            fingerprint="fp",
+            answer={},
+            seen=seen,
+            usage=next_usage(seen),
+            max_active=10**6,
+            idem_ttl_s=60,
         )
         jobs.append(job)
     return jobs

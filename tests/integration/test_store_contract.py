@@ -21,6 +21,7 @@ from devstack.invariants import audit
 from devstack.provision import provision
 from devstack.template import SamTemplate
 from tests.fakes import FakeStore, fal_request, make_job
+from tests.fakes.jobs import next_usage
 from videogen.adapters.dynamo import DynamoStore
 from videogen.domain.errors import (
     BalanceChanged,
@@ -44,7 +45,14 @@ AWS_OPERATION = {
     "grant": "TransactWriteItems",
     "record_submit_attempt": "UpdateItem",
     "finish_with_refund": "TransactWriteItems",
+    "read_for_cancel": "TransactGetItems",
+    "request_user_cancel": "TransactWriteItems",
 }
+
+
+def _money(balance: Balance) -> Balance:
+    """The credits and the active count of a balance item (its limit state left out)."""
+    return Balance(balance.balance, balance.active_jobs)
 
 
 class Subject:
@@ -88,7 +96,14 @@ def _create(store: JobStore, user: str, key: str = "k1", cost: int = 5) -> Job:
     job = make_job(user_id=user, credits=cost)
     seen, _ = store.read_for_submit(user, key)
     store.create_job(
-        job, idempotency_key=key, fingerprint="fp", answer={"a": 1}, seen=seen, max_active=2, idem_ttl_s=86400
+        job,
+        idempotency_key=key,
+        fingerprint="fp",
+        answer={"a": 1},
+        seen=seen,
+        usage=next_usage(seen),
+        max_active=2,
+        idem_ttl_s=86400,
     )
     return job
 
@@ -120,17 +135,24 @@ def test_submit_charges_once_replays_the_key_and_refuses_a_moved_balance(subject
     with pytest.raises(GrantConflict):
         store.grant(user, 99, "welcome")
     job = _create(store, user)
-    assert store.get_balance(user) == Balance(7, 1)
+    assert _money(store.get_balance(user)) == Balance(7, 1)
     with pytest.raises(IdempotencyKeyTaken) as taken:
         _create(store, user)
     assert taken.value.record.job_id == job.id and taken.value.record.body == {"a": 1}
     balance, record = store.read_for_submit(user, "k1")
-    assert balance == Balance(7, 1) and record is not None and record.fingerprint == "fp"
+    assert _money(balance) == Balance(7, 1) and record is not None and record.fingerprint == "fp"
     other = make_job(user_id=user)
     stale = Balance(12, 0)
     with pytest.raises(BalanceChanged):
         store.create_job(
-            other, idempotency_key="k2", fingerprint="f", answer={}, seen=stale, max_active=2, idem_ttl_s=86400
+            other,
+            idempotency_key="k2",
+            fingerprint="f",
+            answer={},
+            seen=stale,
+            usage=next_usage(stale),
+            max_active=2,
+            idem_ttl_s=86400,
         )
     _create(store, user, key="k3", cost=1)
     with pytest.raises(BalanceChanged):  # the active-job cap (2) is a condition on the balance item too
@@ -148,7 +170,7 @@ def test_a_refund_happens_once_and_frees_the_slot(subject: Subject, user: str) -
         store.finish_with_refund(job, JobStatus.FAILED, JobError(code="a", message="b"))
     with pytest.raises(ValueError):
         store.finish_with_refund(job, JobStatus.COMPLETED, None)
-    assert store.get_balance(user) == Balance(5, 0)
+    assert _money(store.get_balance(user)) == Balance(5, 0)
     assert [e.type for e in store.list_ledger(user, 10, None)[0]].count(LedgerType.REFUND) == 1
     assert subject.audit().ok
 
@@ -253,7 +275,7 @@ def test_a_credits_snapshot_is_a_balance_and_its_ledger(subject: Subject, user: 
     job = _create(store, user)
     store.finish_with_refund(job, JobStatus.CANCELED, None, unsubmitted=True)
     balance, entries, cursor = store.credits_snapshot(user, 10, None)
-    assert balance == store.get_balance(user) == Balance(12, 0) and cursor is None
+    assert balance == store.get_balance(user) and _money(balance) == Balance(12, 0) and cursor is None
     assert sorted(e.type for e in entries) == sorted([LedgerType.REFUND, LedgerType.CHARGE, LedgerType.GRANT])
 
 
@@ -268,6 +290,10 @@ def test_contention_is_retried_then_store_busy_and_changes_nothing(subject: Subj
         "grant": lambda: store.grant(user, 1, f"g-{uuid.uuid4().hex[:6]}"),
         "record_submit_attempt": lambda: store.record_submit_attempt(job.id),
         "finish_with_refund": lambda: store.finish_with_refund(store.get_job(job.id), JobStatus.FAILED, None),
+        "read_for_cancel": lambda: store.read_for_cancel(user, job.id),
+        "request_user_cancel": lambda: store.request_user_cancel(
+            job, (seen := store.get_balance(user)), next_usage(seen)
+        ),
     }
     before = (store.get_balance(user), store.ledger_totals(user), store.get_job(job.id))
     subject.conflict(operation, CONFLICT_ATTEMPTS)

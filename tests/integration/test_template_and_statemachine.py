@@ -295,6 +295,28 @@ def test_deploy_logs_have_retention_and_the_access_log_no_credentials() -> None:
     assert rule_arn.endswith(":rule/" + template.resolve(schedule["Name"], {}))
 
 
+def test_the_fal_webhook_route_has_a_throttle_of_its_own_and_the_limits_reach_every_function() -> None:
+    """API Gateway's throttles are per route: the webhook's own RouteSettings (keyed by a route the
+    template declares) keep the app routes' traffic from ever spending fal's deliveries' budget."""
+    template = SamTemplate.load()
+    api = template.resources["HttpApi"]["Properties"]
+    route_keys = {f"{r.method} {r.path}" for r in template.routes()}
+    assert set(api["RouteSettings"]) == {"POST /webhooks/fal"} <= route_keys
+    for stage in ("dev", "prod"):
+        webhook = {
+            k: template.resolve(v, {"Stage": stage}) for k, v in api["RouteSettings"]["POST /webhooks/fal"].items()
+        }
+        default = {k: template.resolve(v, {"Stage": stage}) for k, v in api["DefaultRouteSettings"].items()}
+        assert set(webhook) == set(default) == {"ThrottlingBurstLimit", "ThrottlingRateLimit"}
+        assert all(isinstance(v, int) and v > 0 for v in (*webhook.values(), *default.values()))
+        assert webhook["ThrottlingBurstLimit"] >= webhook["ThrottlingRateLimit"]
+    env = template.data["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["USER_REQUESTS_PER_MINUTE"] == {"Ref": "UserRequestsPerMinute"}
+    assert env["USER_REQUEST_BURST"] == {"Ref": "UserRequestBurst"}
+    assert env["DAILY_CREDIT_CAP"] == {"Ref": "DailyCreditCap"}
+    assert template.parameters["DailyCreditCap"]["Default"] == 0  # off unless the operator sets it
+
+
 # --- provisioning -------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tests.fakes.jobs import next_usage
 from videogen.adapters.dynamo import DynamoStore, job_key
 from videogen.domain.errors import TransitionRejected
 from videogen.domain.models import (
@@ -137,6 +138,13 @@ WRITES = [
         False,
         lambda h, j: h.store.request_cancel(j.id, CancelIntent.DEADLINE),
     ),
+    Write(
+        "request_user_cancel",
+        CANCEL_INTENT_FROM[CancelIntent.USER],
+        None,
+        False,
+        lambda h, j: h.store.request_user_cancel(j, (seen := h.store.get_balance(j.user_id)), next_usage(seen)),
+    ),
 ]
 
 # How a job reaches each state, through the adapter's own writes (so the invariants hold).
@@ -168,7 +176,8 @@ def _new_job(store: DynamoStore, user_id: str) -> Job:
         idempotency_key=job.id,
         fingerprint="f",
         answer={"job": {"id": job.id}},
-        seen=store.get_balance(user_id),
+        seen=(seen := store.get_balance(user_id)),
+        usage=next_usage(seen),
         max_active=1000,
         idem_ttl_s=3600,
     )

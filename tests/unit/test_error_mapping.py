@@ -41,18 +41,21 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "ValidationFailed": (422, "validation_failed"),
     "IdempotencyKeyReused": (422, "idempotency_key_reused"),
     "TooManyActiveJobs": (429, "too_many_active_jobs"),
+    "RateLimited": (429, "rate_limited"),
     "ConcurrentUpdate": (429, "concurrent_update"),
     "ServiceUnavailable": (503, "service_unavailable"),
     "StoreBusy": (503, "service_unavailable"),
 }
 # docs/api.md: every 429 and 503 says when to come back
-RETRY_AFTER = {"too_many_active_jobs": "30", "concurrent_update": "1", "service_unavailable": "1"}
+RETRY_AFTER = {"too_many_active_jobs": "30", "rate_limited": "7", "concurrent_update": "1", "service_unavailable": "1"}
 
 
 def _instance(name: str) -> DomainError:
     cls = getattr(errors, name)
     if name == "ValidationFailed":
         return cls([{"loc": "input.prompt", "msg": "field required"}])  # type: ignore[no-any-return]
+    if name == "RateLimited":
+        return cls(f"detail of {name}", retry_after_s=7)  # type: ignore[no-any-return]
     return cls(f"detail of {name}")  # type: ignore[no-any-return]
 
 
@@ -205,3 +208,42 @@ def test_a_request_without_an_authorizer_is_401() -> None:
     status, headers, body = _call(_app(), _event("/me", None))
     assert (status, body["code"]) == (401, "unauthorized")
     assert "Cache-Control" not in headers  # a public answer: no claims, no private header
+
+
+# --- the body cap, for every route of every resolver (videogen.api.http.Resolver) -------------------
+
+
+@pytest.mark.parametrize("base64_body", [False, True])
+def test_a_body_over_the_cap_is_413_before_any_route_runs_and_one_at_the_cap_is_served(base64_body: bool) -> None:
+    import base64
+
+    from videogen import wiring
+
+    limit = wiring.settings().max_body_bytes
+    called: list[str] = []
+    app = build_resolver()
+
+    @app.get("/me")
+    def me() -> dict[str, Any]:
+        called.append("me")
+        return {"user": caller(app)}
+
+    def with_body(size: int) -> dict[str, Any]:
+        event = _event("/me", {"sub": "user-1"})
+        raw = b"x" * size
+        event["body"] = base64.b64encode(raw).decode() if base64_body else raw.decode()
+        event["isBase64Encoded"] = base64_body
+        return event
+
+    status, headers, body = _call(app, with_body(limit + 1))
+    assert status == 413 and body["code"] == "payload_too_large" and called == []
+    assert body["detail"] == f"The body is {limit + 1} bytes; the limit is {limit}"
+    assert headers["Content-Type"] == "application/problem+json" and headers["Cache-Control"] == "no-store"
+    assert _call(app, with_body(limit))[0] == 200 and called == ["me"]
+
+
+def test_rate_limited_carries_its_own_retry_after() -> None:
+    from videogen.domain.errors import RateLimited
+
+    status, headers, body = _call(_app(RateLimited("slow down", retry_after_s=42)), _event("/boom", {"sub": "u"}))
+    assert (status, body["code"], headers["Retry-After"]) == (429, "rate_limited", "42")

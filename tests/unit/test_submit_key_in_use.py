@@ -17,6 +17,7 @@ from tests.fakes.workflow import FakeWorkflow
 from videogen.adapters.dynamo import DynamoStore
 from videogen.api.http import problem
 from videogen.domain.errors import BalanceChanged, IdempotencyKeyInUse, IdempotencyKeyTaken, StoreBusy
+from videogen.domain.limits import Usage
 from videogen.domain.models import Balance, Job, JobStatus, rfc3339
 from videogen.domain.registry import Registry
 from videogen.retry import CONFLICT_ATTEMPTS
@@ -90,7 +91,14 @@ def store_over(client: StubDynamo) -> DynamoStore:
 
 def create(store: DynamoStore) -> None:
     store.create_job(
-        job(), idempotency_key="k1", fingerprint="fp", answer={}, seen=Balance(10, 0), max_active=10, idem_ttl_s=60
+        job(),
+        idempotency_key="k1",
+        fingerprint="fp",
+        answer={},
+        seen=Balance(10, 0),
+        usage=Usage(1),
+        max_active=10,
+        idem_ttl_s=60,
     )
 
 

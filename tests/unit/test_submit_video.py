@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ def submit(
     system: System, key: str = "k1", body: dict[str, Any] = BODY, user: str = "u1", **limits: Any
 ) -> SubmitAnswer:
     pauses = limits.pop("pauses", [])
+    clock = limits.pop("clock", time.time)
     return submit_video(
         user_id=user,
         idempotency_key=key,
@@ -35,6 +37,7 @@ def submit(
         workflow=system.workflow,
         limits=SubmitLimits(**limits),
         pause=pauses.append,
+        clock=clock,
     )
 
 

@@ -30,7 +30,12 @@ class Settings(BaseSettings):
     max_active_jobs: int = Field(10, ge=1)
     idempotency_ttl_hours: int = Field(48, ge=24)
     disabled_models: str = Field("", description="comma-separated registry ids taken off sale")
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = Field(64 * 1024, ge=1, description="the request body cap of every route (413)")
+    # per-user limits (videogen/domain/limits.py): submits and cancels that would write share one
+    # GCRA budget of `user_request_burst` at once, then `user_requests_per_minute`; 429 rate_limited
+    user_requests_per_minute: int = Field(30, ge=1, le=60_000)
+    user_request_burst: int = Field(10, ge=1, le=10_000)
+    daily_credit_cap: int | None = Field(None, ge=0, description="credits per user per UTC day; 0/None: no cap")
 
     # fal.ai
     fal_queue_url: str = "https://queue.fal.run"

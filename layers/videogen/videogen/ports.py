@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from videogen.domain.limits import Usage
 from videogen.domain.models import (
     Balance,
     CancelIntent,
@@ -76,13 +77,26 @@ class JobStore(Protocol):
         fingerprint: str,
         answer: dict[str, Any],
         seen: Balance,
+        usage: Usage,
         max_active: int,
         idem_ttl_s: int,
     ) -> None:
-        """Charge + job + idempotency record + ledger entry, all or nothing, while the balance is
-        still ``seen.balance``, covers the cost and the active count is under ``max_active``.
+        """Charge + job + idempotency record + ledger entry + the user's new limit state ``usage``,
+        all or nothing, while the balance is still ``seen.balance``, covers the cost, the active
+        count is under ``max_active`` and the limit state (rate, daily spend) is still ``seen``'s.
         Raises ``IdempotencyKeyTaken(record)``, ``BalanceChanged``, or on persistent contention
         ``IdempotencyKeyInUse`` (the key's record was in conflict) or ``StoreBusy``."""
+        ...
+
+    # cancel
+    def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
+        """The job and the user's balance item (its limit state) in one read (``StoreBusy``)."""
+        ...
+
+    def request_user_cancel(self, job: Job, seen: Balance, usage: Usage) -> Job:
+        """:meth:`request_cancel` with intent USER and the user's new rate state, all or nothing:
+        ``TransitionRejected`` (the job's condition), ``BalanceChanged`` (the rate state is no
+        longer ``seen``'s). Returns ``job`` with the intent set."""
         ...
 
     # jobs: reads

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.adapters.fal import FalClient
     from videogen.adapters.media import GuardedMediaSource, S3VideoStore
     from videogen.adapters.workflow import StepFunctionsWorkflow
+    from videogen.domain.limits import UserLimits
     from videogen.domain.registry import Registry
     from videogen.services.cancel import CancelJob
     from videogen.services.completion import JobFinisher
@@ -171,7 +172,19 @@ def expire_job() -> ExpireJob:
 def cancel_job() -> CancelJob:
     from videogen.services.cancel import CancelJob
 
-    return CancelJob(store(), fal_poller(), finisher())
+    return CancelJob(store(), fal_poller(), finisher(), user_limits())
+
+
+@lru_cache(maxsize=1)
+def user_limits() -> UserLimits:
+    from videogen.domain.limits import UserLimits
+
+    s = settings()
+    return UserLimits(
+        requests_per_minute=s.user_requests_per_minute,
+        burst=s.user_request_burst,
+        daily_credit_cap=s.daily_credit_cap or 0,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -180,8 +193,8 @@ def submit_limits() -> SubmitLimits:
 
     s = settings()
     return SubmitLimits(
-        max_body_bytes=s.max_body_bytes,
         max_active_jobs=s.max_active_jobs,
+        per_user=user_limits(),
         idempotency_ttl_s=s.idempotency_ttl_hours * 3600,
         time_scale=s.time_scale,
     )
@@ -242,6 +255,7 @@ def reset() -> None:
         expire_job,
         cancel_job,
         submit_limits,
+        user_limits,
         webhooks,
         webhook_links,
         reconciler,

@@ -6,7 +6,9 @@ Item layout (one table, ``pk``/``sk``):
 pk                     sk                      what
 =====================  ======================  ==============================================
 ``USER#<uid>``         ``BALANCE``             balance, active_jobs (the per-user cap counter),
-                                               rev (+1 on every write: see credits_snapshot)
+                                               rev (+1 on every write: see credits_snapshot),
+                                               the user's limits (domain/limits.py): rl_tat_ms,
+                                               spend_day, spend_credits
 ``USER#<uid>``         ``LEDGER#<entry id>``   one ledger entry (ids are time ordered)
 ``USER#<uid>``         ``GRANT#<grant id>``    marks a grant as applied (idempotent grants)
 ``USER#<uid>``         ``IDEM#<key>``          idempotency record: fingerprint + stored answer (TTL)
@@ -56,6 +58,7 @@ from videogen.domain.errors import (
     StoreBusy,
     TransitionRejected,
 )
+from videogen.domain.limits import Usage
 from videogen.domain.models import (
     ACTIVE,
     ALLOWED_FROM,
@@ -136,6 +139,40 @@ def status_fields(status: JobStatus, job_id: str) -> dict[str, str]:
 
 def active_shard(job_id: str) -> str:
     return f"ACTIVE#{zlib.crc32(job_id.encode()) % ACTIVE_SHARDS}"
+
+
+def _balance_from(data: Mapping[str, Any]) -> Balance:
+    """The balance item's plain values as the domain sees them (an absent item: all zero)."""
+    tat = data.get("rl_tat_ms")
+    return Balance(
+        balance=int(data.get("balance", 0)),
+        active_jobs=int(data.get("active_jobs", 0)),
+        rl_tat_ms=None if tat is None else int(tat),
+        spend_day=data.get("spend_day"),
+        spend_credits=int(data.get("spend_credits", 0)),
+    )
+
+
+def _usage_write(seen: Balance, usage: Usage) -> tuple[list[str], str, dict[str, Any]]:
+    """The SET clauses, the condition and the values that write a request's new limit state on
+    the balance item only while it still holds the state the decision read (``seen``): two
+    requests decided on one snapshot cannot both write (domain/limits.py)."""
+    sets = ["rl_tat_ms = :tat"]
+    values: dict[str, Any] = {":tat": usage.rl_tat_ms}
+    if seen.rl_tat_ms is None:
+        conditions = ["attribute_not_exists(rl_tat_ms)"]
+    else:
+        conditions = ["rl_tat_ms = :seen_tat"]
+        values[":seen_tat"] = seen.rl_tat_ms
+    if usage.spend_day is not None:
+        sets += ["spend_day = :day", "spend_credits = :spent"]
+        values |= {":day": usage.spend_day, ":spent": usage.spend_credits}
+        if seen.spend_day is None:
+            conditions.append("attribute_not_exists(spend_day)")
+        else:
+            conditions.append("spend_day = :seen_day AND spend_credits = :seen_spent")
+            values |= {":seen_day": seen.spend_day, ":seen_spent": seen.spend_credits}
+    return sets, " AND ".join(conditions), values
 
 
 def _reasons(exc: ClientError) -> list[str]:
@@ -230,7 +267,7 @@ class DynamoStore:
         """The balance item, strongly consistent, and its revision (0 before its first write)."""
         item = self._db.get_item(TableName=self._table, Key=balance_key(user_id), ConsistentRead=True).get("Item")
         data = _unitem(item) if item else {}
-        return Balance(int(data.get("balance", 0)), int(data.get("active_jobs", 0))), int(data.get("rev", 0))
+        return _balance_from(data), int(data.get("rev", 0))
 
     def credits_snapshot(
         self, user_id: str, limit: int, cursor: str | None, attempts: int = 5
@@ -379,9 +416,22 @@ class DynamoStore:
             ],
         )["Responses"]
         bal_item, idem_item = got[0].get("Item"), got[1].get("Item")
-        bal = _unitem(bal_item) if bal_item else {}
-        balance = Balance(int(bal.get("balance", 0)), int(bal.get("active_jobs", 0)))
+        balance = _balance_from(_unitem(bal_item) if bal_item else {})
         return balance, (self._idem_record(idem_item) if idem_item else None)
+
+    def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
+        """The job and the caller's balance item (its limit state), one TransactGetItems: the
+        cancel route's one read (``StoreBusy`` on persistent contention, as read_for_submit)."""
+        got = self._call(
+            "transact_get_items",
+            "read_for_cancel",
+            TransactItems=[
+                {"Get": {"TableName": self._table, "Key": job_key(job_id)}},
+                {"Get": {"TableName": self._table, "Key": balance_key(user_id)}},
+            ],
+        )["Responses"]
+        job_item, bal_item = got[0].get("Item"), got[1].get("Item")
+        return (self._job(job_item) if job_item else None), _balance_from(_unitem(bal_item) if bal_item else {})
 
     def create_job(
         self,
@@ -391,34 +441,39 @@ class DynamoStore:
         fingerprint: str,
         answer: dict[str, Any],
         seen: Balance,
+        usage: Usage,
         max_active: int,
         idem_ttl_s: int,
     ) -> None:
-        """Charge, job, idempotency record and ledger entry as ONE transaction.
+        """Charge, job, idempotency record and ledger entry as ONE transaction, with the user's
+        new limit state (``usage``: rate and daily spend, decided on ``seen``).
 
         Conditions: the balance is still exactly ``seen.balance`` (so the answer's
         balance is exact) and covers the cost, the active-job count is under the cap,
-        and the key is unused. Raises :class:`IdempotencyKeyTaken` with the stored
-        record, :class:`BalanceChanged` to re-read and retry. A transaction cancelled by a
-        conflict wrote nothing and is sent again (a concurrent submit with the key has then
-        stored its record: a replay); when the conflicts persist, :class:`IdempotencyKeyInUse`
-        if the key's own record was the one in conflict (another request with the key is in
-        flight), else :class:`StoreBusy`.
+        the limit state is still the one seen, and the key is unused. Raises
+        :class:`IdempotencyKeyTaken` with the stored record, :class:`BalanceChanged` to re-read
+        and retry. A transaction cancelled by a conflict wrote nothing and is sent again (a
+        concurrent submit with the key has then stored its record: a replay); when the conflicts
+        persist, :class:`IdempotencyKeyInUse` if the key's own record was the one in conflict
+        (another request with the key is in flight), else :class:`StoreBusy`.
         """
         now = job.created_at
         cost = job.credits_charged
         entry_id = new_id("le")
+        usage_sets, usage_condition, usage_values = _usage_write(seen, usage)
         items = [
             {
                 "Update": {
                     "TableName": self._table,
                     "Key": balance_key(job.user_id),
-                    "UpdateExpression": "SET balance = balance - :cost, updated_at = :now "
-                    "ADD active_jobs :one, rev :one",
+                    "UpdateExpression": "SET balance = balance - :cost, updated_at = :now, "
+                    + ", ".join(usage_sets)
+                    + " ADD active_jobs :one, rev :one",
                     "ConditionExpression": "balance = :seen AND balance >= :cost "
-                    "AND (attribute_not_exists(active_jobs) OR active_jobs < :cap)",
+                    "AND (attribute_not_exists(active_jobs) OR active_jobs < :cap) AND " + usage_condition,
                     "ExpressionAttributeValues": _values(
                         {":cost": cost, ":now": now, ":one": 1, ":seen": seen.balance, ":cap": max_active}
+                        | usage_values
                     ),
                 }
             },
@@ -608,8 +663,12 @@ class DynamoStore:
 
     # --- job transitions (each a conditional write) ----------------------------------------------
 
-    def _update_job(
-        self,
+    def _update_job(self, job_id: str, sets: Mapping[str, Any], allowed_from: Iterable[JobStatus], **how: Any) -> Job:
+        """One conditional UpdateItem of a job (:meth:`_job_write`)."""
+        return self._conditional_update(job_id, **self._job_write(job_id, sets, allowed_from, **how))
+
+    @staticmethod
+    def _job_write(
         job_id: str,
         sets: Mapping[str, Any],
         allowed_from: Iterable[JobStatus],
@@ -617,11 +676,12 @@ class DynamoStore:
         add: Mapping[str, int] | None = None,
         unsubmitted: bool = False,
         also: tuple[str, Mapping[str, Any]] | None = None,
-    ) -> Job:
-        """Set ``sets`` (and ``add`` to counters) on a job still in one of ``allowed_from`` (and,
-        with ``unsubmitted``, still without a fal request; with ``also``, a further condition and
-        its values, written with the ``#name`` of a set/added field); its place in the stale index
-        (``active_sk``) moves to now with ``updated_at``."""
+    ) -> dict[str, Any]:
+        """The update of a job that sets ``sets`` (and ``add`` to counters) on a job still in one
+        of ``allowed_from`` (and, with ``unsubmitted``, still without a fal request; with ``also``,
+        a further condition and its values, written with the ``#name`` of a set/added field); its
+        place in the stale index (``active_sk``) moves to now with ``updated_at``. Returns
+        UpdateItem's expression arguments."""
         now = rfc3339()
         sets = {**sets, "updated_at": now, "active_sk": now}
         add = dict(add or {})
@@ -634,13 +694,12 @@ class DynamoStore:
         update = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
         if add:
             update += " ADD " + ", ".join(f"#{k} :{k}" for k in add)
-        return self._conditional_update(
-            job_id,
-            UpdateExpression=update,
-            ConditionExpression="attribute_exists(pk) AND " + condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        return {
+            "UpdateExpression": update,
+            "ConditionExpression": "attribute_exists(pk) AND " + condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
     def _conditional_update(self, job_id: str, **update: Any) -> Job:
         """One conditional UpdateItem of a job; a failed condition is :class:`TransitionRejected`."""
@@ -678,13 +737,10 @@ class DynamoStore:
             also=("#submit_attempts > :none", {":none": 0}),
         )
 
-    def request_cancel(self, job_id: str, intent: CancelIntent) -> Job:
-        """Record why we are about to ask fal to cancel, before the call (see CancelIntent): while
-        the job is in CANCEL_INTENT_FROM[intent] and its intent is unset or one ``intent`` may hold
-        or replace."""
+    def _cancel_intent_write(self, job_id: str, intent: CancelIntent) -> dict[str, Any]:
         keep = sorted(i.value for i in CANCEL_INTENT_REPLACES[intent] | {intent})
         placeholders = {f":intent{i}": value for i, value in enumerate(keep)}
-        return self._update_job(
+        return self._job_write(
             job_id,
             {"cancel_requested": intent.value},
             CANCEL_INTENT_FROM[intent],
@@ -693,6 +749,52 @@ class DynamoStore:
                 placeholders,
             ),
         )
+
+    def request_cancel(self, job_id: str, intent: CancelIntent) -> Job:
+        """Record why we are about to ask fal to cancel, before the call (see CancelIntent): while
+        the job is in CANCEL_INTENT_FROM[intent] and its intent is unset or one ``intent`` may hold
+        or replace."""
+        return self._conditional_update(job_id, **self._cancel_intent_write(job_id, intent))
+
+    def request_user_cancel(self, job: Job, seen: Balance, usage: Usage) -> Job:
+        """:meth:`request_cancel` (intent USER) and the user's new rate state (``usage``, decided on
+        ``seen``) as ONE TransactWriteItems: a cancel that will reach fal counts against the user's
+        request rate. :class:`TransitionRejected` when the job's condition failed,
+        :class:`BalanceChanged` when the limit state moved since ``seen`` (re-read and decide again).
+
+        Returns ``job`` with the intent set (a transaction returns no item): the condition held, so
+        the stored job is still cancelable, and its fal request, once stored, never changes."""
+        sets, condition, values = _usage_write(seen, usage)
+        items = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": job_key(job.id),
+                    **self._cancel_intent_write(job.id, CancelIntent.USER),
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": balance_key(job.user_id),
+                    "UpdateExpression": "SET " + ", ".join(sets) + " ADD rev :one",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeValues": _values(values | {":one": 1}),
+                }
+            },
+        ]
+        try:
+            self._call("transact_write_items", f"cancel {job.id}", TransactItems=items)
+        except ClientError as exc:
+            if not _is(exc, "TransactionCanceledException"):
+                raise
+            reasons = _reasons(exc)
+            if reasons[0] == "ConditionalCheckFailed":
+                raise TransitionRejected(job.id) from None
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                raise BalanceChanged() from None
+            raise
+        return job.model_copy(update={"cancel_requested": CancelIntent.USER})
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
         return self._update_job(

@@ -24,13 +24,21 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videogen import contract
-from videogen.domain.errors import BadRequest, DomainError, RouteNotFound, Unauthorized, ValidationFailed
+from videogen.domain.errors import (
+    BadRequest,
+    DomainError,
+    PayloadTooLarge,
+    RouteNotFound,
+    Unauthorized,
+    ValidationFailed,
+)
 from videogen.observability import count, logger
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
 # Every 429, and a 503 service_unavailable, tells the app when to try again (docs/api.md).
-# Seconds, by problem code (a 429 not listed: 1).
+# Seconds: the error's own ``retry_after_s`` (rate_limited computes it), else by problem code (a 429
+# not listed: 1).
 RETRY_AFTER_S = {"too_many_active_jobs": 30, "concurrent_update": 1, "service_unavailable": 1}
 # An answer to an authenticated caller is private and changes fast (a polled job, a balance): no
 # cache on the way (iOS's URL cache included) may keep it or answer a later request with it.
@@ -53,7 +61,8 @@ def problem(error: DomainError) -> Response:
         else contract.Problem(**fields)
     )
     retry = error.status == 429 or error.code in RETRY_AFTER_S
-    headers = {"Retry-After": str(RETRY_AFTER_S.get(error.code, 1))} if retry else {}
+    seconds = error.retry_after_s if error.retry_after_s is not None else RETRY_AFTER_S.get(error.code, 1)
+    headers = {"Retry-After": str(seconds)} if retry else {}
     return Response(status_code=error.status, content_type=PROBLEM, body=body.model_dump_json(), headers=headers)
 
 
@@ -125,10 +134,26 @@ class Resolver(APIGatewayHttpResolver):
             self._build_routes()
         self.current_event = cast(APIGatewayProxyEventV2, self._to_proxy_event(dict(event)))
         self.lambda_context = context
-        answer = super().resolve(event, context)
+        too_large = _over_body_cap(self.current_event)
+        if too_large is not None:  # every route, before routing: nothing read, nothing changed
+            count(f"Problem_{too_large.code}")
+            answer = self._response_builder_class(problem(too_large), serializer=self._serializer).build(
+                self.current_event, self._cors
+            )
+        else:
+            answer = super().resolve(event, context)
         if _claims(self.current_event):
             answer["headers"] = {**(answer.get("headers") or {}), **NO_STORE}
         return answer
+
+
+def _over_body_cap(event: APIGatewayProxyEventV2) -> PayloadTooLarge | None:
+    """The body cap of every route (``max_body_bytes``, 64 KiB): API Gateway lets up to 10 MB in."""
+    from videogen import wiring  # settings are read on first use, never at import
+
+    limit = wiring.settings().max_body_bytes
+    size = len(_raw(event))  # the bytes as sent (a base64 body decoded)
+    return PayloadTooLarge(f"The body is {size} bytes; the limit is {limit}") if size > limit else None
 
 
 def build_resolver(*, validate: bool = False) -> APIGatewayHttpResolver:
@@ -200,7 +225,11 @@ def caller(app: _HasEvent) -> str:
 
 def raw_body(app: _HasEvent) -> bytes:
     """The request body exactly as received (webhook signatures are over these bytes)."""
-    body = app.current_event.body
+    return _raw(app.current_event)
+
+
+def _raw(event: APIGatewayProxyEventV2) -> bytes:
+    body = event.body
     if body is None:
         return b""
-    return base64.b64decode(body) if app.current_event.is_base64_encoded else body.encode()
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode()

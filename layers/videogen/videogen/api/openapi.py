@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from videogen import contract
 from videogen.api.http import JSON, PROBLEM, Resolver
-from videogen.domain.errors import DomainError, ValidationFailed
+from videogen.domain.errors import DomainError, PayloadTooLarge, ValidationFailed
 
 TITLE, VERSION = "videogen", "1.0.0"
 DESCRIPTION = "Turn a prompt and an image into an AI video, paid for in credits."
@@ -44,10 +44,11 @@ def ok(model: type, description: str, *, private: bool = True, **extra: Any) -> 
 
 
 def problems(*errors: type[DomainError], authorized: bool = True) -> dict[int, OpenAPIResponse]:
-    """The error answers of a route: its domain errors by status, 500 (and 503 if listed),
-    API Gateway's own 413 (a request over its 10 MB limit, every route) and 429 (throttling, every
-    route) and, on an authorized route, its 401."""
-    by_status: dict[int, list[type[DomainError]]] = {413: [], 429: []}
+    """The error answers of a route: its domain errors by status, 500 (and 503 if listed), our
+    413 (the body cap, every route: videogen.api.http.Resolver), API Gateway's own 413 (a request
+    over its 10 MB limit, every route) and 429 (throttling, every route) and, on an authorized
+    route, its 401."""
+    by_status: dict[int, list[type[DomainError]]] = {413: [PayloadTooLarge], 429: []}  # the body cap: every route
     error: type[DomainError]
     for error in (*errors, DomainError):  # every route may answer 500
         by_status.setdefault(error.status, []).append(error)

@@ -27,6 +27,7 @@ class DomainError(Exception):
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+    retry_after_s: int | None = None  # set by an error that knows when to retry (Retry-After)
 
     def __init__(self, detail: str = "", **extra: Any) -> None:
         super().__init__(detail or self.title)
@@ -106,6 +107,17 @@ class IdempotencyKeyReused(DomainError):
 
 class TooManyActiveJobs(DomainError):
     code, status, title = "too_many_active_jobs", 429, "Too many active jobs"
+
+
+class RateLimited(DomainError):
+    """A user's own limit (videogen.domain.limits): the request rate of submits and cancels, or the
+    daily credit-spend cap. Carries the seconds until a request would be allowed (Retry-After)."""
+
+    code, status, title = "rate_limited", 429, "Rate limited"
+
+    def __init__(self, detail: str = "", *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = max(1, int(retry_after_s))
 
 
 class ConcurrentUpdate(DomainError):

@@ -138,10 +138,15 @@ class Job(BaseModel):
 
 @dataclass(frozen=True)
 class Balance:
-    """A user's credit balance and the number of their unfinished jobs (the per-user cap)."""
+    """A user's balance item: credits, the number of their unfinished jobs (the per-user cap) and
+    the state of their own limits (videogen.domain.limits): the request rate's theoretical arrival
+    time (epoch ms; None before the first counted request) and the credits charged on ``spend_day``."""
 
     balance: int = 0
     active_jobs: int = 0
+    rl_tat_ms: int | None = None
+    spend_day: str | None = None
+    spend_credits: int = 0
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from videogen import contract
 from videogen.domain.errors import JobNotFound, shown
-from videogen.domain.models import Job, JobStatus
+from videogen.domain.models import Balance, Job, JobStatus
 from videogen.domain.registry import Registry
 from videogen.ports import JobStore, VideoStore
 from videogen.services.views import job_view, ledger_view, model_view
@@ -13,12 +13,28 @@ from videogen.services.views import job_view, ledger_view, model_view
 PAGE_MAX_BYTES = 5_000_000
 
 
-def owned_job(store: JobStore, user_id: str, job_id: str) -> Job:
-    """The caller's job; another user's job is indistinguishable from a missing one."""
-    job = store.get_job(job_id) if job_id and len(job_id) <= 64 else None
+def _plausible(job_id: str) -> bool:
+    return bool(job_id) and len(job_id) <= 64
+
+
+def _owned(job: Job | None, user_id: str, job_id: str) -> Job:
+    """Another user's job is indistinguishable from a missing one."""
     if job is None or job.user_id != user_id:
         raise JobNotFound(f"No job {shown(job_id)}")
     return job
+
+
+def owned_job(store: JobStore, user_id: str, job_id: str) -> Job:
+    """The caller's job."""
+    return _owned(store.get_job(job_id) if _plausible(job_id) else None, user_id, job_id)
+
+
+def cancel_target(store: JobStore, user_id: str, job_id: str) -> tuple[Job, Balance]:
+    """The caller's job and their balance item (its rate state, for a cancel that counts), one read."""
+    if not _plausible(job_id):
+        raise JobNotFound(f"No job {shown(job_id)}")
+    job, seen = store.read_for_cancel(user_id, job_id)
+    return _owned(job, user_id, job_id), seen
 
 
 def get_job(store: JobStore, videos: VideoStore, user_id: str, job_id: str, url_ttl_s: int) -> contract.Job:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from videogen import contract, crash, jsonbody
@@ -20,11 +21,11 @@ from videogen.domain.errors import (
     IdempotencyKeyTaken,
     InsufficientCredits,
     ModelNotFound,
-    PayloadTooLarge,
     TooManyActiveJobs,
     ValidationFailed,
     shown,
 )
+from videogen.domain.limits import UserLimits, admit
 from videogen.domain.models import IdempotencyRecord, Job, JobStatus, Progress, new_id, rfc3339
 from videogen.domain.registry import ModelInput, ModelSpec, Registry
 from videogen.domain.timing import deadline_for, execution_input
@@ -41,10 +42,11 @@ MAX_OPTIMISTIC_ATTEMPTS = 30
 
 @dataclass(frozen=True)
 class SubmitLimits:
-    """The tunables of a submit (from Settings, built in wiring)."""
+    """The tunables of a submit (from Settings, built in wiring). The body cap is the API's, on
+    every route (videogen.api.http.Resolver)."""
 
-    max_body_bytes: int = 64 * 1024
     max_active_jobs: int = 10
+    per_user: UserLimits = field(default_factory=UserLimits)
     idempotency_ttl_s: int = 48 * 3600
     time_scale: float = 1.0
 
@@ -68,9 +70,7 @@ def check_key(key: str | None) -> str:
     return key
 
 
-def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"The body is {len(raw)} bytes; the limit is {max_bytes}")
+def parse_body(raw: bytes) -> dict[str, Any]:
     try:
         body = jsonbody.loads(raw or b"null")
     except jsonbody.JsonRejected as exc:
@@ -154,11 +154,17 @@ def submit_video(
     workflow: Workflow,
     limits: SubmitLimits,
     pause: Callable[[int], None] = backoff,
+    clock: Callable[[], float] = time.time,
 ) -> SubmitAnswer:
     """Charge and record a new job (or replay the key's first answer), then start its execution.
-    ``pause(attempt)`` runs between optimistic retries of a balance that moved meanwhile."""
+    ``pause(attempt)`` runs between optimistic retries of a balance that moved meanwhile.
+
+    The user's limits (videogen.domain.limits) are decided on the same snapshot as the balance
+    and written in the same transaction, so they cost no extra call: a replay is never counted
+    nor refused by them, and neither is a request refused before the write (400/402/404/422,
+    too_many_active_jobs) — the limit counts the requests that would charge."""
     key = check_key(idempotency_key)
-    request = _read_request(parse_body(raw_body, limits.max_body_bytes), registry)
+    request = _read_request(parse_body(raw_body), registry)
     spec: ModelSpec | None = None
 
     for attempt in range(MAX_OPTIMISTIC_ATTEMPTS):
@@ -174,6 +180,7 @@ def submit_video(
             raise InsufficientCredits(f"This video costs {cost} credits; the balance is {seen.balance}")
         if seen.active_jobs >= limits.max_active_jobs:
             raise TooManyActiveJobs(f"At most {limits.max_active_jobs} jobs may be unfinished at once")
+        usage = admit(limits.per_user, seen, int(clock() * 1000), charge=cost)  # RateLimited: not counted
         now = rfc3339()
         job = Job(
             id=new_id("vid"),
@@ -197,6 +204,7 @@ def submit_video(
                 fingerprint=request.fingerprints[0],
                 answer=answer,
                 seen=seen,
+                usage=usage,
                 max_active=limits.max_active_jobs,
                 idem_ttl_s=limits.idempotency_ttl_s,
             )

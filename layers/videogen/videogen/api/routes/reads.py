@@ -79,13 +79,20 @@ def list_videos(
     security=SECURED,
     responses={
         **ok(contract.Job, "the canceled job"),
-        **problems(errors.JobNotFound, errors.NotCancelable, errors.ServiceUnavailable),
+        **problems(
+            errors.JobNotFound,
+            errors.NotCancelable,
+            errors.RateLimited,
+            errors.ConcurrentUpdate,
+            errors.ServiceUnavailable,
+            errors.StoreBusy,
+        ),
     },
 )
 def cancel_video(id: JobId) -> contract.Job:
     logger.set_correlation_id(id)
-    job = queries.owned_job(wiring.store(), caller(router), id)
-    done = wiring.cancel_job().run(job)
+    job, seen = queries.cancel_target(wiring.store(), caller(router), id)
+    done = wiring.cancel_job().run(job, seen)
     return job_view(done, wiring.videos(), wiring.settings().video_url_ttl_s)
 
 

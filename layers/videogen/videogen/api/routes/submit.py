@@ -54,6 +54,7 @@ _ACCEPTED = {
             errors.ValidationFailed,
             errors.IdempotencyKeyReused,
             errors.TooManyActiveJobs,
+            errors.RateLimited,
             errors.ConcurrentUpdate,
             errors.StoreBusy,
         ),

@@ -1,0 +1,188 @@
+"""Per-user limits through the real handlers on moto (the DynamoDB conditions are the adapter's):
+the request rate shared by submits and cancels, the daily credit cap, their 429 rate_limited with
+Retry-After, concurrency (never more accepted than the budget), and the body cap on every route."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.fakes.jobs import make_job, next_usage
+from videogen import wiring
+from videogen.domain.errors import BalanceChanged, TransitionRejected
+from videogen.domain.limits import Usage
+from videogen.domain.models import Balance, CancelIntent, JobStatus
+
+
+@pytest.fixture
+def limits(monkeypatch):
+    """Set the limits the handlers use from now on (as the template's parameters would)."""
+
+    def set_limits(per_minute: int = 30, burst: int = 10, cap: int = 0) -> None:
+        monkeypatch.setenv("USER_REQUESTS_PER_MINUTE", str(per_minute))
+        monkeypatch.setenv("USER_REQUEST_BURST", str(burst))
+        monkeypatch.setenv("DAILY_CREDIT_CAP", str(cap))
+        wiring.reset()
+
+    return set_limits
+
+
+def _cancel_ready_jobs(stack, n: int) -> tuple[str, str, list[str]]:
+    """One user's ``n`` jobs waiting in the simulator's queue (a cancel reaches fal)."""
+    stack.sim.set_config(queue_s=60, run_s=0.1, webhook_drop_rate=1)
+    user_id = f"user-{uuid.uuid4().hex[:8]}"
+    token = stack.user(credits=5 * n, user_id=user_id)
+    ids = []
+    for _ in range(n):
+        job_id = stack.submit(token).json["job"]["id"]
+        assert wiring.submit_to_fal().run(job_id) == {"done": False}
+        ids.append(job_id)
+    return user_id, token, ids
+
+
+# --- submit ------------------------------------------------------------------------------------
+
+
+def test_a_burst_from_one_user_is_429_rate_limited_with_retry_after_while_another_user_is_served(stack, limits):
+    limits(per_minute=1, burst=4)
+    alice, bob = stack.user(credits=500), stack.user(credits=500)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        replies = list(pool.map(lambda _: stack.submit(alice), range(12)))
+    statuses = sorted(r.status for r in replies)
+    accepted = statuses.count(202)
+    refused = [r for r in replies if r.status == 429]
+    print(f"\n12 concurrent submits, budget 4: accepted {accepted}, 429 rate_limited {len(refused)}")
+    assert accepted == 4 and len(refused) == 8 and set(statuses) == {202, 429}
+    for r in refused:
+        assert r.json["code"] == "rate_limited" and r.headers["content-type"] == "application/problem+json"
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert stack.request("GET", "/v1/credits", token=alice).json["balance"] == 500 - 4 * 5
+    assert stack.submit(bob).status == 202  # another user's own budget
+
+
+def test_a_replay_is_never_refused_by_the_limit(stack, limits):
+    limits(per_minute=1, burst=1)
+    token = stack.user(credits=50)
+    first = stack.submit(token, key="only")
+    assert stack.submit(token, key="second").status == 429
+    again = stack.submit(token, key="only")
+    assert again.status == 202 and again.headers["idempotent-replayed"] == "true" and again.json == first.json
+
+
+def test_the_daily_cap_refuses_a_charge_over_it_until_midnight_utc(stack, limits):
+    limits(cap=10)
+    token = stack.user(credits=100)
+    assert [stack.submit(token).status for _ in range(2)] == [202, 202]  # 5 + 5
+    over = stack.submit(token)
+    assert over.status == 429 and over.json["code"] == "rate_limited"
+    assert "daily spending cap of 10 credits" in over.json["detail"]
+    now = datetime.now(UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    assert abs(int(over.headers["retry-after"]) - (midnight - now).total_seconds()) <= 5
+    assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 90
+
+
+# --- cancel ------------------------------------------------------------------------------------
+
+
+def test_concurrent_cancels_that_reach_fal_share_the_budget(stack, limits):
+    limits(per_minute=60_000, burst=100)  # make the jobs freely
+    _, token, ids = _cancel_ready_jobs(stack, 6)
+    limits(per_minute=1, burst=2)  # then two counted requests left
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        replies = list(pool.map(lambda i: stack.request("POST", f"/v1/videos/{i}/cancel", token=token), ids))
+    statuses = [r.status for r in replies]
+    print(f"\n6 concurrent cancels reaching fal, budget 2: 200 {statuses.count(200)}, 429 {statuses.count(429)}")
+    assert statuses.count(200) == 2 and statuses.count(429) == 4
+    assert all(r.json["code"] == "rate_limited" and "retry-after" in r.headers for r in replies if r.status == 429)
+    intents = [stack.job(i).cancel_requested for i in ids]
+    assert intents.count(CancelIntent.USER) == 2 and intents.count(None) == 4
+    assert stack.sim.stats()["cancelled"] == 2
+    assert stack.submit(token).status == 429  # the submits' budget is the same one
+
+
+def test_cancels_answered_from_the_job_are_not_counted(stack, limits):
+    limits(per_minute=1, burst=1)
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]  # the budget is spent
+    for _ in range(3):  # never submitted: refunded at once; then 200 from the stored job
+        reply = stack.request("POST", f"/v1/videos/{job_id}/cancel", token=token)
+        assert reply.status == 200 and reply.json["status"] == "canceled"
+    assert stack.request("POST", f"/v1/videos/vid_{'0' * 26}/cancel", token=token).status == 404
+
+
+# --- the adapter's conditions ------------------------------------------------------------------
+
+
+def _create(store, job, key: str, seen: Balance, usage: Usage) -> None:
+    store.create_job(
+        job, idempotency_key=key, fingerprint="f", answer={}, seen=seen, usage=usage, max_active=10, idem_ttl_s=60
+    )
+
+
+def test_create_job_refuses_a_limit_state_that_moved_since_it_was_read(stack):
+    store, user = stack.store, "u-cond"
+    store.grant(user, 100, "g")
+    seen = store.get_balance(user)
+    job = make_job(user_id=user)
+    _create(store, job, "a", seen, Usage(5, "2027-01-01", 5))
+    moved = store.get_balance(user)
+    assert (moved.rl_tat_ms, moved.spend_day, moved.spend_credits) == (5, "2027-01-01", 5)
+    stale = Balance(moved.balance, moved.active_jobs, 4, moved.spend_day, moved.spend_credits)
+    with pytest.raises(BalanceChanged):
+        _create(store, make_job(user_id=user), "b", stale, Usage(6, "2027-01-01", 10))
+    stale_spend = Balance(moved.balance, moved.active_jobs, 5, moved.spend_day, 0)
+    with pytest.raises(BalanceChanged):
+        _create(store, make_job(user_id=user), "c", stale_spend, Usage(6, "2027-01-01", 5))
+    assert store.get_balance(user) == moved and store.get_idempotency(user, "b") is None
+
+
+def test_request_user_cancel_writes_both_or_neither(stack):
+    store, user = stack.store, "u-cancel"
+    store.grant(user, 100, "g")
+    seen = store.get_balance(user)
+    job = make_job(user_id=user)
+    _create(store, job, "a", seen, next_usage(seen))
+    read_job, seen = store.read_for_cancel(user, job.id)
+    assert read_job is not None and read_job.id == job.id and seen.rl_tat_ms == 1
+    with pytest.raises(BalanceChanged):  # a stale rate state: the intent is not written either
+        store.request_user_cancel(read_job, Balance(seen.balance, seen.active_jobs, 0), Usage(9))
+    assert store.get_job(job.id).cancel_requested is None
+    done = store.request_user_cancel(read_job, seen, Usage(9))
+    assert done.cancel_requested == CancelIntent.USER == store.get_job(job.id).cancel_requested
+    assert store.get_balance(user).rl_tat_ms == 9
+    stack.pass_deadline(job.id)
+    store.request_cancel(job.id, CancelIntent.DEADLINE)
+    with pytest.raises(TransitionRejected):  # the job's condition: the rate state is not written either
+        store.request_user_cancel(read_job, store.get_balance(user), Usage(10))
+    assert store.get_balance(user).rl_tat_ms == 9
+    assert store.read_for_cancel(user, "vid_missing")[0] is None
+    finished = store.finish_with_refund(store.get_job(job.id), JobStatus.FAILED, None)
+    assert finished.status == JobStatus.FAILED
+
+
+# --- the body cap on every route ---------------------------------------------------------------
+
+OVER = b'{"x": "' + b"a" * (64 * 1024) + b'"}'
+
+
+def test_an_oversize_body_is_413_on_every_route_family_and_changes_nothing(stack):
+    token = stack.user(credits=10)
+    job_id = stack.submit(token).json["job"]["id"]
+    before = (stack.request("GET", "/v1/credits", token=token).json, stack.job(job_id))
+    routes = [
+        ("POST", "/v1/videos", {"idempotency-key": "big"}),
+        ("POST", f"/v1/videos/{job_id}/cancel", {}),
+        ("GET", "/v1/credits", {}),
+        ("GET", f"/v1/videos/{job_id}", {}),
+        ("GET", "/v1/models", {}),
+        ("POST", f"/webhooks/fal?job_id={job_id}", {}),
+    ]
+    for method, path, headers in routes:
+        reply = stack.request(method, path, token=token, raw=OVER, headers=headers)
+        assert reply.status == 413, (path, reply.status, reply.body)
+        assert reply.json["code"] == "payload_too_large" and reply.headers["content-type"] == "application/problem+json"
+    assert (stack.request("GET", "/v1/credits", token=token).json, stack.job(job_id)) == before

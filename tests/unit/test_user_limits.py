@@ -1,0 +1,208 @@
+"""The per-user limits inside submit's and cancel's own writes, on fakes: what counts, what is
+refused (429 rate_limited with its own Retry-After), that nothing else changes when refused, and
+that a decision on a stale snapshot is decided again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.fakes import in_queue
+from tests.fakes.system import System
+from tests.unit.test_submit_video import submit as submit_with
+from videogen.domain.errors import ConcurrentUpdate, InsufficientCredits, NotCancelable, RateLimited, TooManyActiveJobs
+from videogen.domain.limits import UserLimits
+from videogen.domain.models import JobStatus, LedgerType
+from videogen.services.cancel import CancelJob
+from videogen.services.submission import SubmitAnswer
+
+BODY = {"model": "minimax-video-01", "input": {"prompt": "a cat surfing"}}  # 5 credits
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+class Clock:
+    def __init__(self, t: float = NOW) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def submit(system: System, key: str, clock: Clock, uid: str = "u1", **limits: Any) -> SubmitAnswer:
+    return submit_with(system, key, BODY, uid, clock=clock, pauses=[], **{"max_active_jobs": 100, **limits})
+
+
+@pytest.fixture
+def rich(system: System) -> System:
+    system.store.grant("u1", 1000, "welcome")
+    system.store.grant("u2", 1000, "welcome")
+    return system
+
+
+def charges(system: System, user: str = "u1") -> int:
+    return sum(1 for e in system.store.ledger(user) if e.type == LedgerType.CHARGE)
+
+
+# --- submit ------------------------------------------------------------------------------------
+
+
+def test_a_burst_over_the_budget_is_rate_limited_with_the_real_wait_and_nothing_written(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=6, burst=3)  # one per 10 s
+    for i in range(3):
+        assert submit(rich, f"k{i}", clock, **_limits(limits)).status_code == 202
+    before = (rich.store.get_balance("u1"), charges(rich), list(rich.workflow.starts))
+    clock.t += 3.5  # 6.5 s until the next one is allowed
+    with pytest.raises(RateLimited) as refused:
+        submit(rich, "k3", clock, **_limits(limits))
+    assert refused.value.retry_after_s == 7 and refused.value.status == 429
+    assert (rich.store.get_balance("u1"), charges(rich), list(rich.workflow.starts)) == before
+    assert rich.store.get_idempotency("u1", "k3") is None  # the same key works later
+    clock.t += 6.5
+    assert submit(rich, "k3", clock, **_limits(limits)).status_code == 202
+
+
+def _limits(user: UserLimits) -> dict[str, Any]:
+    return {"per_user": user}
+
+
+def test_a_replay_is_answered_without_counting_and_never_refused(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
+    first = submit(rich, "k0", clock, **_limits(limits))
+    tat = rich.store.get_balance("u1").rl_tat_ms
+    for _ in range(5):  # over the budget, but a replay
+        again = submit(rich, "k0", clock, **_limits(limits))
+        assert again.replayed and again.body == first.body
+    assert rich.store.get_balance("u1").rl_tat_ms == tat
+    with pytest.raises(RateLimited):
+        submit(rich, "k1", clock, **_limits(limits))
+
+
+def test_requests_refused_before_the_write_are_not_counted(system: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
+    with pytest.raises(InsufficientCredits):  # 402: no write, no count
+        submit(system, "k0", clock, **_limits(limits))
+    system.store.grant("u1", 10, "g")
+    assert system.store.get_balance("u1").rl_tat_ms is None
+    assert submit(system, "k1", clock, **_limits(limits)).status_code == 202
+    with pytest.raises(TooManyActiveJobs):  # checked before the rate: not counted either
+        submit(system, "k2", clock, max_active_jobs=1, **_limits(UserLimits(requests_per_minute=1, burst=5)))
+
+
+def test_another_user_has_a_budget_of_their_own(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=2)
+    for i in range(2):
+        submit(rich, f"k{i}", clock, **_limits(limits))
+    with pytest.raises(RateLimited):
+        submit(rich, "k2", clock, **_limits(limits))
+    assert submit(rich, "k0", clock, uid="u2", **_limits(limits)).status_code == 202
+
+
+def test_a_request_that_counted_meanwhile_makes_the_submit_decide_again_and_refuse(rich: System) -> None:
+    """Two submits decided on one snapshot: the store's condition on the seen rate state lets one
+    write; the other re-reads and is over the budget now."""
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
+    rich.store.before("create_job", lambda: submit(rich, "other", clock, **_limits(limits)))
+    with pytest.raises(RateLimited):
+        submit(rich, "k0", clock, **_limits(limits))
+    assert charges(rich) == 1 and rich.store.calls.count("read_for_submit") == 3
+
+
+def test_the_daily_cap_refuses_a_charge_over_it_until_midnight_and_names_the_cap(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(daily_credit_cap=12)  # 08:00 UTC
+    submit(rich, "k0", clock, **_limits(limits))
+    submit(rich, "k1", clock, **_limits(limits))  # 10 spent
+    with pytest.raises(RateLimited) as over:
+        submit(rich, "k2", clock, **_limits(limits))
+    assert over.value.retry_after_s == 16 * 3600 and "daily spending cap of 12 credits" in over.value.detail
+    assert charges(rich) == 2
+    clock.t += 16 * 3600  # the next UTC day
+    assert submit(rich, "k2", clock, **_limits(limits)).status_code == 202
+    assert rich.store.get_balance("u1").spend_credits == 5
+
+
+def test_a_refund_does_not_give_the_days_budget_back(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(daily_credit_cap=5)
+    job_id = submit(rich, "k0", clock, **_limits(limits)).body["job"]["id"]
+    CancelJob(rich.store, rich.poller, rich.finisher, limits, clock).run(rich.job(job_id))  # refunded
+    assert rich.store.get_balance("u1").spend_credits == 5
+    with pytest.raises(RateLimited):
+        submit(rich, "k1", clock, **_limits(limits))
+
+
+# --- cancel ------------------------------------------------------------------------------------
+
+
+def cancel_job(system: System, limits: UserLimits, clock: Clock) -> CancelJob:
+    return CancelJob(system.store, system.poller, system.finisher, limits, clock)
+
+
+def test_a_cancel_that_reaches_fal_counts_in_the_same_budget_as_submits(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=2)
+    submit(rich, "k0", clock, **_limits(limits))
+    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
+    rich.fal.script_status("req-1", in_queue(3))
+    job, seen = rich.store.read_for_cancel("u1", job.id)
+    assert job is not None
+    rich.store.calls.clear()
+    done = cancel_job(rich, limits, clock).run(job, seen)
+    assert done.status == JobStatus.CANCELED
+    assert rich.store.calls[0] == "request_user_cancel" and "get_balance" not in rich.store.calls
+    with pytest.raises(RateLimited):  # the budget of 2: one submit + one cancel
+        submit(rich, "k1", clock, **_limits(limits))
+
+
+def test_a_cancel_over_the_budget_is_refused_before_anything_is_written_or_fal_is_called(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
+    submit(rich, "k0", clock, **_limits(limits))
+    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
+    with pytest.raises(RateLimited) as refused:
+        cancel_job(rich, limits, clock).run(*_read(rich, job.id))
+    assert refused.value.retry_after_s == 60
+    assert rich.fal.calls == [] and rich.job(job.id).cancel_requested is None
+
+
+def _read(system: System, job_id: str) -> tuple[Any, Any]:
+    job, seen = system.store.read_for_cancel("u1", job_id)
+    return job, seen
+
+
+def test_cancels_answered_from_the_stored_job_or_without_fal_are_not_counted(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
+    submit(rich, "k0", clock, **_limits(limits))  # the budget is spent
+    queued = rich.given_job(user_id="u1")  # never submitted: refunded at once, no fal call
+    generating = rich.given_job(JobStatus.IN_PROGRESS, request_id="req-2", user_id="u1")
+    service = cancel_job(rich, limits, clock)
+    assert service.run(*_read(rich, queued.id)).status == JobStatus.CANCELED
+    assert service.run(*_read(rich, queued.id)).status == JobStatus.CANCELED  # again: 200 from the job
+    with pytest.raises(NotCancelable):
+        service.run(*_read(rich, generating.id))
+    assert "request_user_cancel" not in rich.store.calls
+
+
+def test_a_cancel_whose_rate_state_moved_decides_again_on_a_fresh_read(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
+    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
+    job_read, seen = _read(rich, job.id)
+    rich.store.before("request_user_cancel", lambda: submit(rich, "k0", clock, **_limits(limits)))
+    with pytest.raises(RateLimited):
+        cancel_job(rich, limits, clock).run(job_read, seen)
+    assert rich.store.calls.count("get_balance") == 1 and rich.job(job.id).cancel_requested is None
+
+
+def test_a_cancel_whose_rate_state_keeps_moving_is_concurrent_update(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=60_000, burst=10_000)
+    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
+    for i in range(10):
+        rich.store.before("request_user_cancel", lambda i=i: submit(rich, f"x{i}", clock, **_limits(limits)))
+    with pytest.raises(ConcurrentUpdate):
+        cancel_job(rich, limits, clock).run(*_read(rich, job.id))
+    assert rich.job(job.id).cancel_requested is None and rich.fal.calls == []
+
+
+def test_a_cancel_without_the_read_balance_reads_it_once_when_it_counts(rich: System) -> None:
+    clock, limits = Clock(), UserLimits()
+    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
+    rich.fal.script_status("req-1", in_queue(1))
+    assert cancel_job(rich, limits, clock).run(job).status == JobStatus.CANCELED
+    assert rich.store.calls.count("get_balance") == 1
