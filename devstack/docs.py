@@ -61,6 +61,12 @@ ADVICE: dict[str, str] = {
     "the SAME request after `Retry-After` seconds (for a submit, with the SAME key). Nothing changed.",
     "grant_conflict": "Operators only (`python -m videogen.admin grant`): the grant id was already used with "
     "another amount; pick a new grant id.",
+    "purchase_invalid": "The store's proof did not verify, is not for this app, or is not one consumable "
+    "bought once: nothing was granted. Do not retry unchanged; a genuine purchase refused so is a setup bug "
+    "(bundle id, app id, product type) to report.",
+    "purchase_revoked": "The store refunded or revoked this purchase: nothing is granted; finish the "
+    "transaction and refresh `GET /v1/credits`.",
+    "product_unknown": "The product is not a credit pack on sale: refresh `GET /v1/products`; nothing was granted.",
     "internal_error": "Retry the SAME request with backoff (a submit with the SAME key: a replay answers if the "
     "first one went through); report it if it persists.",
 }

@@ -45,6 +45,9 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "ConcurrentUpdate": (429, "concurrent_update"),
     "ServiceUnavailable": (503, "service_unavailable"),
     "StoreBusy": (503, "service_unavailable"),
+    "PurchaseInvalid": (422, "purchase_invalid"),
+    "PurchaseRevoked": (422, "purchase_revoked"),
+    "ProductUnknown": (422, "product_unknown"),
 }
 # docs/api.md: every 429 and 503 says when to come back
 RETRY_AFTER = {"too_many_active_jobs": "30", "rate_limited": "7", "concurrent_update": "1", "service_unavailable": "1"}

@@ -15,6 +15,8 @@ METHODS = {"get", "post", "put", "delete", "patch"}
 # Codes that never reach an app through a documented operation: the webhook's, the admin
 # grant's, the handler's own guard behind the authorizer, and an unknown route.
 NOT_OPERATION_CODES = {"invalid_signature", "grant_conflict", "unauthorized", "not_found"}
+# The purchase codes (issue 12) until POST /v1/purchases is routed; that step empties this set.
+NOT_YET_ROUTED_CODES = {"purchase_invalid", "purchase_revoked", "product_unknown"}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_problem_responses_are_problem_json_with_their_codes_and_429_has_retry_a
             assert response[CODES] and set(response[CODES]) <= set(problem_codes())
             documented |= set(response[CODES])
     # a new domain error code is either answered by a documented operation or listed above
-    assert set(problem_codes()) - documented == NOT_OPERATION_CODES
+    assert set(problem_codes()) - documented == NOT_OPERATION_CODES | NOT_YET_ROUTED_CODES
 
 
 def test_the_submit_body_is_a_union_on_model_with_each_models_own_input_schema(doc):

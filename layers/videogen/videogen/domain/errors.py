@@ -217,3 +217,22 @@ class FalRejectedError(Exception):
         self.status = status
         self.error_type = error_type
         self.detail = detail
+
+
+# --- store purchases (POST /v1/purchases, the store webhooks) ---------------------------------
+# DomainErrors like those above (error_classes() finds them wherever they are defined).
+
+
+class PurchaseInvalid(DomainError):
+    """The store's proof does not verify (signature, certificate chain, bundle id / package name,
+    environment), or it is not a purchase we credit (not a consumable, quantity not 1)."""
+
+    code, status, title = "purchase_invalid", 422, "The purchase could not be verified"
+
+
+class PurchaseRevoked(DomainError):
+    code, status, title = "purchase_revoked", 422, "The purchase was refunded or revoked"
+
+
+class ProductUnknown(DomainError):
+    code, status, title = "product_unknown", 422, "Not a credit pack on sale"

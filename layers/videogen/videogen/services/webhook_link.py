@@ -23,14 +23,11 @@ import hmac
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
+from videogen.domain.keys import expand as _expand
+
 _URL_TOKEN = b"videogen/fal-webhook/url-token/v1"
 _JOB_MAC = b"videogen/fal-webhook/job-mac/v1"
 MAX_JOB_ID = 64
-
-
-def _expand(key: bytes, info: bytes) -> bytes:
-    """One HKDF-Expand block: ``HMAC(key, info || 0x01)``."""
-    return hmac.new(key, info + b"\x01", hashlib.sha256).digest()
 
 
 def _b64(raw: bytes) -> str:

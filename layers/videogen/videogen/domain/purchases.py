@@ -1,0 +1,102 @@
+"""What a verified store purchase says, in our terms, and which ones we credit.
+
+The store adapters (adapters/app_store.py) verify the store's signature and map the store's
+payload to these types; the rules of what is credited are here, pure:
+
+* :func:`claimable`: a transaction is credited when it is a consumable bought once (quantity 1),
+  not revoked, of a pack on sale; else :class:`PurchaseInvalid`, :class:`PurchaseRevoked` or
+  :class:`ProductUnknown`;
+* :attr:`AppStoreNotification.action`: what a verified server notification asks of us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from videogen.domain.errors import ProductUnknown, PurchaseInvalid, PurchaseRevoked, shown
+from videogen.domain.products import Catalog, CreditPack
+
+StoreEnvironment = Literal["production", "sandbox"]
+NotificationAction = Literal["clawback", "regrant", "consumption_request", "ignore"]
+
+CONSUMABLE = "Consumable"  # Apple's ``type`` of a consumable in-app purchase
+_CLAWBACK = frozenset({"REFUND", "REVOKE"})
+_REGRANT = "REFUND_REVERSED"
+_CONSUMPTION_REQUEST = "CONSUMPTION_REQUEST"
+
+
+@dataclass(frozen=True)
+class AppStoreTransaction:
+    """A StoreKit 2 transaction whose signature, bundle id and environment were verified."""
+
+    transaction_id: str
+    original_transaction_id: str
+    product_id: str
+    app_account_token: str | None  # lower-case UUID, None when the app set none
+    environment: StoreEnvironment
+    product_type: str  # Apple's raw ``type`` ("Consumable", "Non-Consumable", ...)
+    quantity: int
+    signed_at: datetime
+    purchased_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revocation_reason: int | None = None
+    price_milli: int | None = None  # price in milliunits of ``currency``; revenue only in production
+    currency: str | None = None
+
+    @property
+    def consumable(self) -> bool:
+        return self.product_type == CONSUMABLE
+
+
+@dataclass(frozen=True)
+class AppStoreNotification:
+    """An App Store Server Notification V2 whose signature, bundle id, app id and environment were
+    verified, with its transaction (verified the same way) when it carries one."""
+
+    notification_id: str  # notificationUUID: the same for every retry of one notification
+    notification_type: str  # Apple's raw ``notificationType``
+    subtype: str | None
+    environment: StoreEnvironment
+    signed_at: datetime
+    transaction: AppStoreTransaction | None = None
+    consumption_request_reason: str | None = None
+
+    @property
+    def action(self) -> NotificationAction:
+        """REFUND and REVOKE claw a consumable's credits back, REFUND_REVERSED grants them again,
+        CONSUMPTION_REQUEST wants our consumption information; anything else is acknowledged only."""
+        tx = self.transaction
+        if tx is None or not tx.consumable:
+            return "ignore"
+        if self.notification_type in _CLAWBACK:
+            return "clawback"
+        if self.notification_type == _REGRANT:
+            return "regrant"
+        if self.notification_type == _CONSUMPTION_REQUEST:
+            return "consumption_request"
+        return "ignore"
+
+
+def claimable(tx: AppStoreTransaction, catalog: Catalog) -> CreditPack:
+    """The pack ``tx`` buys, when it is one we credit."""
+    if not tx.consumable:
+        kind = shown(tx.product_type, quote=False) if tx.product_type else "purchase of unknown type"
+        raise PurchaseInvalid(f"product {shown(tx.product_id)} is a {kind}, not a consumable")
+    if tx.quantity != 1:
+        raise PurchaseInvalid(f"quantity must be 1, the transaction has {tx.quantity}")
+    if tx.revoked_at is not None:
+        raise PurchaseRevoked(f"transaction {tx.transaction_id} was revoked at {tx.revoked_at.isoformat()}")
+    pack = catalog.by_app_store(tx.product_id)
+    if pack is None:
+        raise ProductUnknown(f"App Store product {shown(tx.product_id)} is not a credit pack on sale")
+    return pack
+
+
+@dataclass(frozen=True)
+class AppStorePurchase:
+    """A verified transaction we credit, and the pack it buys."""
+
+    transaction: AppStoreTransaction
+    pack: CreditPack
