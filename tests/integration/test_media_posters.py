@@ -33,9 +33,7 @@ from videogen.domain.models import JobStatus, StoredVideo
 from videogen.services.poster import PosterMaker
 
 MIB = 1024 * 1024
-BLACK_THEN_PATTERN = (
-    "color=c=black:s=640x360:r=25:d=0.5[b];testsrc=s=640x360:r=25:d=1.5[t];[b][t]concat=n=2:v=1:a=0"
-)
+BLACK_THEN_PATTERN = "color=c=black:s=640x360:r=25:d=0.5[b];testsrc=s=640x360:r=25:d=1.5[t];[b][t]concat=n=2:v=1:a=0"
 
 
 def _ffmpeg(target: Path, *args: str) -> bytes:
