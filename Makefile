@@ -85,8 +85,9 @@ fuzz: $(STAMP) $(CONTRACT_STAMP) ## schemathesis, all checks + stateful, bounded
 bench: $(STAMP) ## benchmarks, printed as ratios against baselines measured in the same run
 	$(BIN)/python -m bench
 
-build: $(STAMP) ## sam build (needs python3.13 on PATH; pyenv provides it)
+build: $(STAMP) ## sam build (needs python3.13 on PATH; pyenv provides it), then every .so of the built layers checked aarch64 with `file`, and their sizes
 	PATH="$$(dirname $$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13)):$$PATH" $(BIN)/sam build
+	$(BIN)/python -m devstack.layer_check .aws-sam/build
 
 deploy-dev: build ## deploy the dev stack (AWS credentials required)
 	$(BIN)/sam deploy --config-env dev

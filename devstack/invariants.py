@@ -21,6 +21,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from videogen.domain.media import poster_key
+
 _de = TypeDeserializer()
 TERMINAL = {"completed", "failed", "canceled"}
 LEDGER_TYPES = {"grant", "charge", "refund"}
@@ -251,7 +253,7 @@ def audit_items(
                 result.fail("terminal jobs whose event never reached the bus", f"job {job_id}: {status}, no event")
         key = (job.get("video") or {}).get("s3_key")
         if status == "completed" and bucket is not None:
-            owned_keys.add(str(key))
+            owned_keys.update({str(key), poster_key(str(key))})  # its poster, once the media function made it
             _check_video(result, job_id, job, bucket)
     for job_id in sorted((set(charges) | set(refunds)) - set(jobs)):
         result.fail("charges or refunds for a job that does not exist", f"ledger entries for a missing job {job_id}")

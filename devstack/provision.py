@@ -171,6 +171,13 @@ def provision(
     sm_arn = _ensure_state_machine(sfn, sm_name, definition, role_arn, sm_type)
 
     functions = template.functions(refs)
+    for rule in template.event_rules(refs):  # delivered to the in-process handler (devstack.event_targets)
+        events.put_rule(Name=rule.rule_name, EventBusName=rule.bus, EventPattern=json.dumps(rule.pattern))
+        events.put_targets(
+            Rule=rule.rule_name,
+            EventBusName=rule.bus,
+            Targets=[{"Id": rule.function, "Arn": str(refs[f"{rule.function}.Arn"])}],
+        )
     env: dict[str, str] = {}
     for fn in functions.values():
         env.update(fn.environment)

@@ -279,6 +279,10 @@ class LocalStack:
 
         self.lambdas = LocalLambdas(self.template, self.resources)
         self.lambdas.install()
+        from devstack import event_targets
+
+        event_targets.apply()  # the template's EventBridgeRule events run their functions here
+        event_targets.deliver_with(self.lambdas.invoke)
         cors = Cors.from_template(self.template, [api_url])  # its own origin, plus any localhost one
         self.server.api = LocalApi(self.template.routes(), self._invoke, self.authority, self._local_routes(), cors)
         self.server.start()
@@ -326,6 +330,10 @@ class LocalStack:
         if self.server:
             self.server.stop()
         if self.lambdas:
+            from devstack import event_targets
+
+            event_targets.deliver_with(None)
+            event_targets.drain()
             self.lambdas.uninstall()
         if self.sim:
             self.sim.stop()

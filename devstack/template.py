@@ -133,6 +133,17 @@ class FunctionDef:
     memory: int
 
 
+@dataclass(frozen=True)
+class EventRule:
+    """A function's ``EventBridgeRule`` event: a rule on a bus whose target is the function."""
+
+    function: str
+    event: str
+    bus: str  # the bus name ("default" when the event names none)
+    rule_name: str  # its ``RuleName``, or a name made from the function and event
+    pattern: dict[str, Any]
+
+
 class SamTemplate:
     """A parsed SAM template plus the views the local stack needs."""
 
@@ -238,6 +249,26 @@ class SamTemplate:
                 memory=int(self.resolve(props.get("MemorySize", 128), refs)),
             )
         return out
+
+    def event_rules(self, refs: Mapping[str, Any] | None = None) -> list[EventRule]:
+        """Every ``EventBridgeRule`` event of every function, in template order, resolved through ``refs``."""
+        refs = refs or {}
+        rules: list[EventRule] = []
+        for logical_id, res in self.resources_of_type("AWS::Serverless::Function").items():
+            for name, event in ((res.get("Properties") or {}).get("Events") or {}).items():
+                if event.get("Type") != "EventBridgeRule":
+                    continue
+                props = self.resolve(event.get("Properties") or {}, refs) or {}
+                rules.append(
+                    EventRule(
+                        function=logical_id,
+                        event=name,
+                        bus=str(props.get("EventBusName") or "default"),
+                        rule_name=str(props.get("RuleName") or f"{logical_id}-{name}"),
+                        pattern=dict(props.get("Pattern") or {}),
+                    )
+                )
+        return rules
 
     def table_specs(self) -> dict[str, dict[str, Any]]:
         """Logical id -> ``dynamodb.create_table`` kwargs (no ``TableName``) plus ``TimeToLiveAttribute``.

@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING
 
 from tests.fakes.fal import FakeFal, completed, fal_request, in_progress, in_queue, video_url
 from tests.fakes.jobs import make_job
-from tests.fakes.media import FakeMediaSource, FakeStream, FakeVideoStore
+from tests.fakes.media import FakeClip, FakeMediaSource, FakeMediaTools, FakeStream, FakeVideoStore
 from tests.fakes.store import FakeStore
 from tests.fakes.workflow import FakeEvents, FakeWorkflow
 
 __all__ = [
+    "FakeClip",
     "FakeEvents",
     "FakeFal",
     "FakeMediaSource",
+    "FakeMediaTools",
     "FakeStore",
     "FakeStream",
     "FakeVideoStore",
@@ -39,5 +41,6 @@ if TYPE_CHECKING:
     _media: ports.MediaSource = FakeMediaSource()
     _stream: ports.MediaStream = FakeStream(b"")
     _videos: ports.VideoStore = FakeVideoStore()
+    _media_tools: ports.MediaTools = FakeMediaTools(FakeVideoStore())
     _workflow: ports.Workflow = FakeWorkflow()
     _events: ports.EventPublisher = FakeEvents()

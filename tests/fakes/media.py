@@ -12,11 +12,13 @@ import hashlib
 import io
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from videogen.domain.errors import MediaTransferError
-from videogen.domain.models import StoredVideo
+from videogen.domain.errors import MediaTransferError, MediaUndecodable, VideoMissing
+from videogen.domain.media import pick_poster
+from videogen.domain.models import StoredVideo, VideoMedia
 from videogen.ports import SHA256_PLACEHOLDER, MediaStream, SignedUrl
 
 
@@ -130,3 +132,57 @@ class FakeVideoStore:
         if Key not in self.objects:
             raise KeyError(Key)
         return {"Body": io.BytesIO(self.objects[Key][0])}
+
+
+@dataclass
+class FakeClip:
+    """What a stored video holds, for :class:`FakeMediaTools`: its frames' mean lumas and metadata."""
+
+    lumas: list[float] = field(default_factory=lambda: [120.0])
+    duration_s: float = 5.0
+    width: int = 1280
+    height: int = 720
+    fps: float = 24.0
+    has_audio: bool = False
+    decodable: bool = True
+
+
+class FakeMediaTools:
+    """Implements :class:`videogen.ports.MediaTools` over a :class:`FakeVideoStore`: a video that is
+    not in the store is ``VideoMissing``; its clip (:meth:`clip`, default one bright frame) says what
+    it holds; the poster's frame is chosen by the domain's rule (``pick_poster``) and recorded in
+    ``posters`` (poster key -> frame index)."""
+
+    def __init__(self, videos: FakeVideoStore) -> None:
+        self._videos = videos
+        self._clips: dict[str, FakeClip] = {}
+        self._failures: list[BaseException] = []
+        self.posters: dict[str, int] = {}
+        self.calls: list[str] = []
+
+    def clip(self, video_key: str, clip: FakeClip) -> None:
+        self._clips[video_key] = clip
+
+    def fail(self, error: BaseException, times: int = 1) -> None:
+        """The next ``times`` calls raise ``error`` (e.g. ``MediaTransferError``) and store nothing."""
+        self._failures.extend([error] * times)
+
+    def make_poster(self, video_key: str, poster_key: str) -> VideoMedia:
+        self.calls.append(video_key)
+        if self._failures:
+            raise self._failures.pop(0)
+        if self._videos.head(video_key) is None:
+            raise VideoMissing(video_key)
+        clip = self._clips.get(video_key, FakeClip())
+        chosen = pick_poster(enumerate(clip.lumas)) if clip.decodable else None
+        if chosen is None:
+            raise MediaUndecodable(video_key)
+        self.posters[poster_key] = chosen[0]
+        return VideoMedia(
+            duration_s=clip.duration_s,
+            width=clip.width,
+            height=clip.height,
+            fps=clip.fps,
+            has_audio=clip.has_audio,
+            poster_key=poster_key,
+        )

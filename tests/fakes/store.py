@@ -60,6 +60,7 @@ from videogen.domain.models import (
     LedgerType,
     Progress,
     StoredVideo,
+    VideoMedia,
     new_id,
     progress_allowed_from,
     rfc3339,
@@ -84,6 +85,7 @@ CONFLICTING = frozenset(
         "complete",
         "finish_with_refund",
         "clear_event_pending",
+        "record_media",
     }
 )
 
@@ -451,6 +453,22 @@ class FakeStore:
         job = self._jobs.get(job_id)
         if job is not None and job.event_pending:
             self._save(job.model_copy(update={"event_pending": False}))
+
+    def record_media(self, job_id: str, video_key: str, media: VideoMedia) -> Job:
+        """``video.media`` once, on a completed job still pointing to ``video_key``; nothing else moves."""
+        self._enter("record_media")
+        job = self._jobs.get(job_id)
+        if (
+            job is None
+            or job.status != JobStatus.COMPLETED
+            or job.video is None
+            or job.video.s3_key != video_key
+            or job.video.media is not None
+        ):
+            raise TransitionRejected(job_id)
+        done = job.model_copy(update={"video": job.video.model_copy(update={"media": media})}, deep=True)
+        self._save(done)
+        return done.model_copy(deep=True)
 
     def find_stale_active(self, updated_before: str, limit: int) -> list[Job]:
         self._enter("find_stale_active")

@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.fakes.fal import FakeFal
 from tests.fakes.jobs import make_job
-from tests.fakes.media import FakeMediaSource, FakeVideoStore
+from tests.fakes.media import FakeMediaSource, FakeMediaTools, FakeVideoStore
 from tests.fakes.store import FakeStore
 from tests.fakes.workflow import FakeEvents, FakeWorkflow
 from videogen import jsonbody
@@ -21,6 +21,7 @@ from videogen.services.expiry import ExpireJob
 from videogen.services.fal_check import CheckJob
 from videogen.services.fal_poll import FalPoller
 from videogen.services.fal_submit import SubmitToFal
+from videogen.services.poster import PosterMaker
 from videogen.services.reconcile import Reconciler
 from videogen.services.webhook import WebhookService
 from videogen.services.webhook_link import WebhookLinks
@@ -78,6 +79,7 @@ class System:
         self.events = FakeEvents()
         self.workflow = FakeWorkflow()
         self.verifier = AcceptingVerifier()
+        self.media_tools = FakeMediaTools(self.videos)
         self.registry = Registry()
         self.finisher = JobFinisher(self.store, self.media, self.videos, self.events)
         self.poller = FalPoller(self.store, self.fal, self.finisher)
@@ -92,6 +94,7 @@ class System:
         self.expire = ExpireJob(self.store, self.fal, self.poller, self.finisher)
         self.cancel = CancelJob(self.store, self.poller, self.finisher)
         self.webhooks = WebhookService(self.store, self.finisher, self.verifier, LINKS, parse_delivery)
+        self.posters = PosterMaker(self.store, self.media_tools)
         self.reconciler = Reconciler(
             self.store,
             self.registry,

@@ -42,3 +42,9 @@ def test_every_function_has_a_sample_event():
     functions = {p.parent.name for p in (EVENTS.parent / "functions").glob("*/app.py")}
     named = {p.stem.split("_")[0] if p.stem.startswith("api_") else p.stem for p in EVENTS.glob("*.json")}
     assert functions <= named
+
+
+def test_media_sample_event(stack):
+    """ "Job Completed" for a job this stack does not hold: consumed without a poster, no error."""
+    event = json.loads((EVENTS / "media.json").read_text())
+    assert stack.stack.lambdas.invoke("MediaFunction", event) == {"outcome": "job_missing"}

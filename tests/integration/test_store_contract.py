@@ -31,7 +31,17 @@ from videogen.domain.errors import (
     StoreBusy,
     TransitionRejected,
 )
-from videogen.domain.models import Balance, CancelIntent, Job, JobError, JobStatus, LedgerType, Progress, StoredVideo
+from videogen.domain.models import (
+    Balance,
+    CancelIntent,
+    Job,
+    JobError,
+    JobStatus,
+    LedgerType,
+    Progress,
+    StoredVideo,
+    VideoMedia,
+)
 from videogen.ports import JobStore
 from videogen.retry import CONFLICT_ATTEMPTS
 
@@ -305,4 +315,31 @@ def test_contention_is_retried_then_store_busy_and_changes_nothing(subject: Subj
     if operation == "finish_with_refund":
         assert store.get_job(job.id).status == JobStatus.FAILED  # type: ignore[union-attr]
         assert store.ledger_totals(user)["refund"] == 5
+    assert subject.audit().ok
+
+
+def test_media_is_recorded_once_on_a_completed_job_of_that_video_and_nothing_else_moves(
+    subject: Subject, user: str
+) -> None:
+    store = subject.store
+    media = VideoMedia(
+        duration_s=5.041, width=1280, height=720, fps=23.976, has_audio=True, poster_key=VIDEO.s3_key + ".poster.jpg"
+    )
+    for status in (JobStatus.IN_PROGRESS, JobStatus.FAILED):
+        other = _in_status(store, user, status)
+        with pytest.raises(TransitionRejected):
+            store.record_media(other.id, VIDEO.s3_key, media)
+    job = _in_status(store, user, JobStatus.COMPLETED)
+    assert job.video is not None and job.video.media is None  # complete() leaves no media (not even null)
+    with pytest.raises(TransitionRejected):
+        store.record_media(job.id, "videos/x/another.mp4", media)  # not the job's video
+    with pytest.raises(TransitionRejected):
+        store.record_media("vid_missing", VIDEO.s3_key, media)
+    done = store.record_media(job.id, VIDEO.s3_key, media)
+    assert done.video is not None and done.video.media == media  # floats as they were: 23.976, 5.041
+    assert done.model_dump(exclude={"video"}) == job.model_dump(exclude={"video"})  # status, updated_at, outbox
+    assert store.get_job(job.id) == done
+    with pytest.raises(TransitionRejected):  # once
+        store.record_media(job.id, VIDEO.s3_key, media.model_copy(update={"width": 1}))
+    assert store.get_job(job.id) == done
     assert subject.audit().ok

@@ -149,6 +149,7 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
         "FalCheckFunction",
         "JobFailFunction",
         "ReconcileFunction",
+        "MediaFunction",
     }
     for fn in functions.values():
         assert (fn.code_dir / "app.py").is_file(), fn
@@ -164,6 +165,23 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
     assert (functions["WebhookFunction"].timeout, functions["WebhookFunction"].memory) == (29, 1024)
     assert (functions["FalCheckFunction"].timeout, functions["FalCheckFunction"].memory) == (300, 1024)
     assert (functions["SubmitFunction"].timeout, functions["SubmitFunction"].memory) == (30, 512)
+    assert (functions["MediaFunction"].timeout, functions["MediaFunction"].memory) == (60, 1024)
+
+
+def test_only_the_media_function_has_the_media_layer_and_it_runs_on_job_completed() -> None:
+    """PyAV's layer on one function only: no other cold start loads FFmpeg. Its one event is the
+    bus's "Job Completed" (after the completion: never on the completion's path)."""
+    template = SamTemplate.load()
+    for logical_id, res in template.resources_of_type("AWS::Serverless::Function").items():
+        layers = res["Properties"].get("Layers") or []
+        assert (layers == [{"Ref": "MediaLayer"}]) == (logical_id == "MediaFunction"), logical_id
+    [rule] = [r for r in template.event_rules() if r.function == "MediaFunction"]
+    assert rule.pattern == {"source": ["videogen.job"], "detail-type": ["Job Completed"]}
+    assert rule.bus == "EventBus"  # the project's bus (its Ref, unresolved here)
+    layer = template.resources["MediaLayer"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    requirements = (template.root / layer["Properties"]["ContentUri"] / "requirements.txt").read_text()
+    assert "av==13.1.0" in requirements.split()  # the manylinux2014 aarch64 wheel sam build accepts
 
 
 def test_every_function_that_ends_jobs_may_list_and_delete_videos() -> None:
@@ -241,7 +259,7 @@ def test_the_fal_key_secret_is_a_required_full_arn() -> None:
         assert not pattern.fullmatch(arn), arn
     # Every function that calls fal is granted that ARN; submit and the webhook never call fal, so
     # neither may read the key (the webhook is the one public unauthenticated function)
-    never_call_fal = {"SubmitFunction", "WebhookFunction"}
+    never_call_fal = {"SubmitFunction", "WebhookFunction", "MediaFunction"}
     grant = {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": FAL_KEY_ARN}}
     for logical_id in template.resources_of_type("AWS::Serverless::Function"):
         policies = template.resolve(

@@ -64,6 +64,16 @@ class Video(_Body):
     content_type: str
     size_bytes: int
     sha256: str = Field(description="Hex SHA-256 of the stored file, to check a download")
+    # Measured from the file itself, shortly after the job completed; null until then.
+    duration_s: float | None = Field(description="Length in seconds, read from the file; null until measured")
+    width: int | None = Field(description="Frame width in pixels, read from the file; null until measured")
+    height: int | None = Field(description="Frame height in pixels, read from the file; null until measured")
+    fps: float | None = Field(description="Average frame rate, read from the file; null until measured")
+    has_audio: bool | None = Field(description="Whether the file has an audio track; null until measured")
+    poster_url: str | None = Field(
+        description="Short-lived presigned GET of a JPEG frame near the start that is not black (a poster "
+        "for lists and notifications), signed like url; null until the poster exists (seconds after completion)"
+    )
 
 
 class Job(_Body):

@@ -25,6 +25,7 @@ from videogen.domain.models import (
     LedgerEntry,
     Progress,
     StoredVideo,
+    VideoMedia,
 )
 
 # --- the job and credit store ---------------------------------------------------------------
@@ -162,6 +163,12 @@ class JobStore(Protocol):
         """The job's terminal event is out: it leaves the sparse index (``StoreBusy``)."""
         ...
 
+    def record_media(self, job_id: str, video_key: str, media: VideoMedia) -> Job:
+        """Store what was measured from the video and its poster (``video.media``), once: only while
+        the job is completed, still points to ``video_key`` and has no media yet; status, credits,
+        ``updated_at`` and the outbox are left alone. ``TransitionRejected`` otherwise."""
+        ...
+
 
 # --- fal.ai -----------------------------------------------------------------------------
 
@@ -290,6 +297,20 @@ class VideoStore(Protocol):
         ...
 
     def delete(self, key: str) -> None: ...
+
+
+class MediaTools(Protocol):
+    """The ONE media adapter (PyAV; only the media function loads it): reads a stored video
+    from our bucket, measures it and cuts its poster.
+
+    Raises ``VideoMissing`` (no object at ``video_key``), ``MediaUndecodable`` (not a video it can
+    read; final) or ``MediaTransferError`` (S3 trouble; retry later)."""
+
+    def make_poster(self, video_key: str, poster_key: str) -> VideoMedia:
+        """Measure the video at ``video_key`` from the file itself, store a JPEG of a frame near
+        the start that is not black (:func:`videogen.domain.media.pick_poster`) at ``poster_key``
+        and return both. Writing the same poster again is harmless (same key, same bytes)."""
+        ...
 
 
 # --- workflow and events -----------------------------------------------------------------

@@ -16,6 +16,7 @@ from botocore.config import Config
 from videogen.config import Settings, get_settings
 
 if TYPE_CHECKING:  # imported lazily below so each function loads only the adapters it uses
+    from videogen.adapters.av_media import PyAvMedia
     from videogen.adapters.dynamo import DynamoStore
     from videogen.adapters.events import EventBridgePublisher
     from videogen.adapters.fal import FalClient
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.services.fal_check import CheckJob
     from videogen.services.fal_poll import FalPoller
     from videogen.services.fal_submit import SubmitToFal
+    from videogen.services.poster import PosterMaker
     from videogen.services.reconcile import Reconciler
     from videogen.services.submission import SubmitLimits
     from videogen.services.webhook import WebhookService
@@ -235,6 +237,21 @@ def reconciler() -> Reconciler:
     )
 
 
+@lru_cache(maxsize=1)
+def media_tools() -> PyAvMedia:
+    """PyAV: only the media function has its layer (layers/media), so only it may call this."""
+    from videogen.adapters.av_media import PyAvMedia
+
+    return PyAvMedia(client("s3"), settings().bucket_name)
+
+
+@lru_cache(maxsize=1)
+def poster_maker() -> PosterMaker:
+    from videogen.services.poster import PosterMaker
+
+    return PosterMaker(store(), media_tools())
+
+
 def reset() -> None:
     """Forget every cached adapter and the settings (tests, local stack restarts)."""
     get_settings.cache_clear()
@@ -259,5 +276,7 @@ def reset() -> None:
         webhooks,
         webhook_links,
         reconciler,
+        media_tools,
+        poster_maker,
     ):
         factory.cache_clear()

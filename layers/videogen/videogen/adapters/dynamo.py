@@ -75,6 +75,7 @@ from videogen.domain.models import (
     LedgerType,
     Progress,
     StoredVideo,
+    VideoMedia,
     new_id,
     progress_allowed_from,
     rfc3339,
@@ -98,6 +99,16 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    return value
+
+
+def _numbers(value: Any) -> Any:
+    """Floats as the Decimals DynamoDB's serializer takes (through their shortest repr: 23.976, not
+    23.975999999999999)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
     return value
 
 
@@ -879,7 +890,7 @@ class DynamoStore:
     def complete(self, job: Job, video: StoredVideo) -> Job:
         """Active → completed with the stored video, and free the user's active slot. One transaction."""
         now = rfc3339()
-        fields = {"video": video.model_dump(), "progress": {"message": "completed"}}
+        fields = {"video": video.model_dump(exclude_none=True), "progress": {"message": "completed"}}
         return self._finish(
             job,
             [
@@ -923,6 +934,22 @@ class DynamoStore:
         except ClientError as exc:
             if not _is(exc, "ConditionalCheckFailedException"):
                 raise
+
+    def record_media(self, job_id: str, video_key: str, media: VideoMedia) -> Job:
+        """``video.media`` set once on a completed job still pointing to ``video_key``; nothing else
+        changes (not ``updated_at``, not the stale index: its place there is the outbox's)."""
+        condition, names, values = _status_condition({JobStatus.COMPLETED})
+        return self._conditional_update(
+            job_id,
+            UpdateExpression="SET #video.#media = :media",
+            ConditionExpression=(
+                f"attribute_exists(pk) AND {condition} AND #video.#s3_key = :video_key"
+                " AND attribute_not_exists(#video.#media)"
+            ),
+            ExpressionAttributeNames=names | {"#video": "video", "#media": "media", "#s3_key": "s3_key"},
+            ExpressionAttributeValues=values
+            | _values({":media": _numbers(media.model_dump(exclude_none=True)), ":video_key": video_key}),
+        )
 
     def find_stale_active(self, updated_before: str, limit: int) -> list[Job]:
         """Jobs in the sparse index (not terminal, or terminal with their event unpublished)

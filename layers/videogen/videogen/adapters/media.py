@@ -16,7 +16,6 @@ the response broke a rule; retrying cannot help), :class:`MediaTransferError` me
 from __future__ import annotations
 
 import hashlib
-import io
 import mimetypes
 import uuid
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
+from videogen.adapters.seekable import SeekableReader
 from videogen.domain.errors import MediaRejected, MediaTransferError
 from videogen.domain.models import StoredVideo
 from videogen.observability import logger
@@ -279,7 +279,7 @@ class GuardedMediaStream:
             self._response.close()
 
 
-class _BufferReader(io.RawIOBase):
+class _BufferReader(SeekableReader):
     """A seekable, read-only file over the first ``length`` bytes of a buffer, sharing its memory.
 
     botocore copies a ``bytes``/``bytearray`` body in some set-ups (the CRT signer wraps it
@@ -290,24 +290,9 @@ class _BufferReader(io.RawIOBase):
     def __init__(self, buffer: bytearray, length: int) -> None:
         super().__init__()
         self._view = memoryview(buffer)[:length]
-        self._pos = 0
 
     def __len__(self) -> int:
         return len(self._view)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
 
     def read(self, size: int | None = -1) -> bytes:
         end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)

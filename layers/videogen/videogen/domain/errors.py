@@ -182,6 +182,15 @@ class MediaTransferError(Exception):
     """The result media could not be fetched or stored right now. Retry later."""
 
 
+class VideoMissing(Exception):
+    """The stored video a job points to is not in the bucket (deleted, expired). Final."""
+
+
+class MediaUndecodable(Exception):
+    """The stored video could not be read as a video (no video stream, no decodable frame). Final:
+    the same bytes fail the same way again."""
+
+
 # --- fal.ai outcomes, raised by the FalGateway port ----------------------------------------
 # The class NAMES are part of the state machine: its Retry matches ``FalTransientError``.
 

@@ -94,6 +94,20 @@ class JobError(BaseModel):
     message: str
 
 
+class VideoMedia(BaseModel):
+    """What the media function measured from the stored file itself, and where its poster is.
+
+    Written once, after the job completed, in one conditional write (metadata and poster
+    together): a job's poster exists exactly when its ``video.media`` is set."""
+
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    poster_key: str  # the poster JPEG in our bucket (videogen.domain.media.poster_key)
+
+
 class StoredVideo(BaseModel):
     """Where the finished video lives in our bucket (never the provider's URL)."""
 
@@ -101,6 +115,7 @@ class StoredVideo(BaseModel):
     sha256: str
     size_bytes: int
     content_type: str = "video/mp4"
+    media: VideoMedia | None = None  # set by the media function after completion
 
 
 class FalRequest(BaseModel):

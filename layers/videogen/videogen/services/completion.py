@@ -17,6 +17,7 @@ from typing import Any
 from videogen import crash
 from videogen.domain.endings import Ending, provider_failure_ending
 from videogen.domain.errors import MediaRejected, MediaTransferError, StoreBusy, TransitionRejected
+from videogen.domain.media import poster_key
 from videogen.domain.models import Job, JobError, JobStatus, StoredVideo
 from videogen.observability import count, logger
 from videogen.ports import SHA256_PLACEHOLDER, EventPublisher, FalResult, JobStore, MediaSource, VideoStore
@@ -182,10 +183,15 @@ class JobFinisher:
             count("EventPendingClearFailed")
 
     def _remove_unowned_videos(self, job: Job) -> None:
-        """Delete every object under the job's prefix but the video a completed job points to."""
-        owned = job.video.s3_key if job.status == JobStatus.COMPLETED and job.video else None
+        """Delete every object under the job's prefix but the video a completed job points to and
+        its poster (whose key is the video's: the media function may write it before or after)."""
+        owned = (
+            {job.video.s3_key, poster_key(job.video.s3_key)}
+            if job.status == JobStatus.COMPLETED and job.video
+            else set()
+        )
         for key in self._videos.list_keys(video_prefix(job)):
-            if key != owned:
+            if key not in owned:
                 self._videos.delete(key)
                 count("UnownedVideosDeleted")
                 logger.info("unowned video deleted", extra={"job_id": job.id, "s3_key": key})

@@ -17,12 +17,21 @@ def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) 
     video = None
     if job.video is not None and videos is not None:
         signed = videos.presign(job.video.s3_key, url_ttl_s)
+        media = job.video.media
+        poster = videos.presign(media.poster_key, url_ttl_s) if media is not None else None
+        expires_at = min(signed.expires_at, poster.expires_at) if poster is not None else signed.expires_at
         video = contract.Video(
             url=signed.url,
-            expires_at=rfc3339(signed.expires_at),
+            expires_at=rfc3339(expires_at),  # of both URLs: the earlier
             content_type=job.video.content_type,
             size_bytes=job.video.size_bytes,
             sha256=job.video.sha256,
+            duration_s=media.duration_s if media else None,
+            width=media.width if media else None,
+            height=media.height if media else None,
+            fps=media.fps if media else None,
+            has_audio=media.has_audio if media else None,
+            poster_url=poster.url if poster is not None else None,
         )
     return contract.Job(
         id=job.id,
