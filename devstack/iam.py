@@ -73,6 +73,10 @@ KEPT_UNUSED: dict[tuple[str, str], str] = {
         "ApiFunction",
         "s3:GetObject",
     ): "presigned GETs of finished videos (the e2e stack that serves them runs in a subprocess)",
+    (
+        "NotifierFunction",
+        "sqs:SendMessage",
+    ): "Lambda itself sends a failed asynchronous run to NotifierDeadLetterQueue",
     ("FalSubmitFunction", "events:PutEvents"): "a submit fal rejects fails the job, which emits Job Failed",
     ("WebhookFunction", "dynamodb:Query"): "the ByFalRequest lookup of a delivery whose job id is unknown",
     ("*", "dynamodb:Query"): _TABLE,
@@ -288,6 +292,10 @@ def authorizations(
         return [(f"secretsmanager:{operation}", secret)]
     if service == "sqs":
         return [(f"sqs:{operation}", str(params.get("QueueUrl", "*")))]
+    if service == "sns":  # mobile push: the platform application, or the endpoint, the call names
+        arn = params.get("TargetArn") or params.get("EndpointArn") or params.get("PlatformApplicationArn")
+        arn = arn or params.get("TopicArn") or "*"
+        return [(f"sns:{operation}", str(arn))]
     if service == "lambda":
         name = str(params.get("FunctionName", ""))
         arn = name if name.startswith("arn:") else f"arn:{partition}:lambda:{region}:{account}:function:{name}"
