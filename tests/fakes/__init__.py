@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tests.fakes.devices import FakeDeviceStore, FakePosters, FakePush
 from tests.fakes.fal import FakeFal, completed, fal_request, in_progress, in_queue, video_url
 from tests.fakes.jobs import make_job
 from tests.fakes.media import FakeMediaSource, FakeStream, FakeVideoStore
@@ -16,6 +17,9 @@ from tests.fakes.store import FakeStore
 from tests.fakes.workflow import FakeEvents, FakeWorkflow
 
 __all__ = [
+    "FakeDeviceStore",
+    "FakePosters",
+    "FakePush",
     "FakeEvents",
     "FakeFal",
     "FakeMediaSource",
@@ -41,3 +45,6 @@ if TYPE_CHECKING:
     _videos: ports.VideoStore = FakeVideoStore()
     _workflow: ports.Workflow = FakeWorkflow()
     _events: ports.EventPublisher = FakeEvents()
+    _devices: ports.DeviceStore = FakeDeviceStore()
+    _push: ports.PushGateway = FakePush()
+    _posters: ports.PosterLookup = FakePosters()
