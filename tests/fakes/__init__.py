@@ -18,11 +18,11 @@ from tests.fakes.workflow import FakeEvents, FakeWorkflow
 
 __all__ = [
     "FakeDeviceStore",
-    "FakePosters",
-    "FakePush",
     "FakeEvents",
     "FakeFal",
     "FakeMediaSource",
+    "FakePosters",
+    "FakePush",
     "FakeStore",
     "FakeStream",
     "FakeVideoStore",
