@@ -77,6 +77,11 @@ KEPT_UNUSED: dict[tuple[str, str], str] = {
         "NotifierFunction",
         "sqs:SendMessage",
     ): "Lambda itself sends a failed asynchronous run to NotifierDeadLetterQueue",
+    ("NotifierFunction", "s3:GetObject"): "presigns the poster of a rich notification once the media function stored it",
+    (
+        "NotifierFunction",
+        "sns:SetEndpointAttributes",
+    ): "a token whose endpoint SNS already has (other attributes) is taken over at the first send",
     ("FalSubmitFunction", "events:PutEvents"): "a submit fal rejects fails the job, which emits Job Failed",
     ("WebhookFunction", "dynamodb:Query"): "the ByFalRequest lookup of a delivery whose job id is unknown",
     ("*", "dynamodb:Query"): _TABLE,
