@@ -77,7 +77,7 @@ KEPT_UNUSED: dict[tuple[str, str], str] = {
         "NotifierFunction",
         "sqs:SendMessage",
     ): "Lambda itself sends a failed asynchronous run to NotifierDeadLetterQueue",
-    ("NotifierFunction", "s3:GetObject"): "presigns the poster of a rich notification once the media function stored it",
+    ("NotifierFunction", "s3:GetObject"): "presigns the poster of a rich notification once the media λ stored it",
     (
         "NotifierFunction",
         "sns:SetEndpointAttributes",
