@@ -38,6 +38,10 @@ ADVICE: dict[str, str] = {
     "nothing changed.",
     "insufficient_credits": "Show the price and the balance and offer a top-up; submit again once the balance "
     "covers the price (the same key works: a refused request stores nothing). Nothing was charged.",
+    "device_not_found": "The caller has no device with this id (never registered, removed, or removed because its "
+    "push service reported the token invalid): nothing to delete. Do not retry.",
+    "too_many_devices": "The user has 10 devices: `DELETE /v1/devices/{device_id}` one (e.g. the oldest from "
+    "`GET /v1/devices`), then register again.",
     "job_not_found": "The id is unknown or belongs to another user: drop it from the app's list. Do not retry.",
     "model_not_found": "The model is not (or no longer) on sale: refresh `GET /v1/models` and let the user "
     "choose again. Nothing was charged.",
@@ -82,6 +86,9 @@ ROUTE_SUMMARY: dict[str, str] = {
     "GET /v1/credits": "balance and ledger, newest first, paged",
     "GET /v1/models": "the models on sale, their prices and input schemas",
     "GET /openapi.json": "the OpenAPI document of the app's routes",
+    "PUT /v1/devices/{device_id}": "register or update a push notification target (at most 10)",
+    "GET /v1/devices": "the caller's push notification targets (never their tokens)",
+    "DELETE /v1/devices/{device_id}": "remove a push notification target",
     "POST /webhooks/fal": "fal.ai reports a finished request (operators; not in the OpenAPI document)",
 }
 ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token"}

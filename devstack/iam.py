@@ -73,6 +73,15 @@ KEPT_UNUSED: dict[tuple[str, str], str] = {
         "ApiFunction",
         "s3:GetObject",
     ): "presigned GETs of finished videos (the e2e stack that serves them runs in a subprocess)",
+    (
+        "NotifierFunction",
+        "sqs:SendMessage",
+    ): "Lambda itself sends a failed asynchronous run to NotifierDeadLetterQueue",
+    ("NotifierFunction", "s3:GetObject"): "presigns the poster of a rich notification once the media λ stored it",
+    (
+        "NotifierFunction",
+        "sns:SetEndpointAttributes",
+    ): "a token whose endpoint SNS already has (other attributes) is taken over at the first send",
     ("FalSubmitFunction", "events:PutEvents"): "a submit fal rejects fails the job, which emits Job Failed",
     ("WebhookFunction", "dynamodb:Query"): "the ByFalRequest lookup of a delivery whose job id is unknown",
     ("*", "dynamodb:Query"): _TABLE,
@@ -288,6 +297,10 @@ def authorizations(
         return [(f"secretsmanager:{operation}", secret)]
     if service == "sqs":
         return [(f"sqs:{operation}", str(params.get("QueueUrl", "*")))]
+    if service == "sns":  # mobile push: the platform application, or the endpoint, the call names
+        arn = params.get("TargetArn") or params.get("EndpointArn") or params.get("PlatformApplicationArn")
+        arn = arn or params.get("TopicArn") or "*"
+        return [(f"sns:{operation}", str(arn))]
     if service == "lambda":
         name = str(params.get("FunctionName", ""))
         arn = name if name.startswith("arn:") else f"arn:{partition}:lambda:{region}:{account}:function:{name}"

@@ -150,6 +150,13 @@ def provision(
             secretsmanager, f"{prefix}/fal-key", {"SecretString": "local-simulator-key"}
         )
 
+    # Push is ON locally: moto's SNS plays APNs and FCM, with one local platform application each.
+    from devstack.push_local import PLATFORM_PARAMETERS, create_applications
+
+    if any(p in template.parameters and p not in ref_overrides for p in PLATFORM_PARAMETERS):
+        wanted = [p for p in template.parameters if p in PLATFORM_PARAMETERS and p not in ref_overrides]
+        refs.update(create_applications(boto3.client("sns", region_name=region), prefix, wanted))
+
     machines = template.resources_of_type("AWS::Serverless::StateMachine")
     if not machines:
         raise ValueError("the template defines no AWS::Serverless::StateMachine")

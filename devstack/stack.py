@@ -80,6 +80,19 @@ class LocalUser(BaseModel):
         return cls.model_validate(jsonbody.loads(body or b"{}"))
 
 
+class LocalDevice(BaseModel):
+    """The body of ``POST /_local/push/disable``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=128)
+    device_id: str = Field(min_length=1, max_length=128)
+
+    @classmethod
+    def from_body(cls, body: bytes) -> LocalDevice:
+        return cls.model_validate(jsonbody.loads(body or b"{}"))
+
+
 def _first_line(exc: Exception) -> str:
     """What is wrong with a body, in one short line (pydantic's first error: where, then what)."""
     if isinstance(exc, ValidationError) and exc.errors():
@@ -213,6 +226,7 @@ class LocalStack:
         self.sim: Any = None
         self.server: Any = None
         self.lambdas: Any = None
+        self.push_log: Any = None
         self.resources: Any = None
         self._reconcile_runs = 0
         self._reconcile_totals: dict[str, int] = {}
@@ -283,6 +297,11 @@ class LocalStack:
 
         event_targets.apply()  # the template's EventBridgeRule events run their functions here
         event_targets.deliver_with(self.lambdas.invoke)
+        from devstack.provision import ACCOUNT_ID
+        from devstack.push_local import PushLog
+
+        self.push_log = PushLog(self.resources.table_name, os.environ["AWS_DEFAULT_REGION"], ACCOUNT_ID)
+        self.push_log.install()
         cors = Cors.from_template(self.template, [api_url])  # its own origin, plus any localhost one
         self.server.api = LocalApi(self.template.routes(), self._invoke, self.authority, self._local_routes(), cors)
         self.server.start()
@@ -297,6 +316,8 @@ class LocalStack:
             "ENVIRONMENT": "local",
             "TIME_SCALE": str(cfg.time_scale),
             "RECONCILE_GRACE_S": str(cfg.reconcile_grace_s),
+            # a completed job's notification waits this long for its poster (20 s deployed)
+            "PUSH_POSTER_WAIT_S": os.environ.get("PUSH_POSTER_WAIT_S", "10"),
             "WEBHOOK_TOKEN": secrets.token_urlsafe(24),
             "WEBHOOK_TOKEN_PARAMETER": "",
             "FAL_KEY_PARAMETER": "",
@@ -335,6 +356,8 @@ class LocalStack:
             event_targets.deliver_with(None)
             event_targets.drain()
             self.lambdas.uninstall()
+        if self.push_log:
+            self.push_log.uninstall()
         if self.sim:
             self.sim.stop()
         if self.moto:
@@ -350,7 +373,26 @@ class LocalStack:
             ("GET", "/_local/health"): lambda _: (200 if self.ready.is_set() else 503, {"ok": self.ready.is_set()}),
             ("POST", "/_local/users"): self._create_user,
             ("GET", "/_local/stats"): lambda _: (200, self.stats()),
+            ("GET", "/_local/notifications"): lambda _: (200, {"items": self.push_log.items()}),
+            ("POST", "/_local/push/disable"): self._disable_push,
         }
+
+    def _disable_push(self, body: bytes) -> tuple[int, Any]:
+        """``{"user_id", "device_id"}``: its SNS endpoint becomes disabled, as when APNs or FCM
+        report its token invalid; the next notification finds it so and removes the device."""
+        import boto3
+
+        from videogen import wiring
+
+        try:
+            target = LocalDevice.from_body(body)
+        except ValueError as exc:
+            return 400, {"error": f'send {{"user_id": "...", "device_id": "..."}} ({_first_line(exc)})'}
+        device = wiring.device_store().get_device(target.user_id, target.device_id)
+        if device is None or not device.endpoint_arn:
+            return 404, {"error": "no such device with a push endpoint"}
+        self.push_log.disable(boto3.client("sns"), device.endpoint_arn)
+        return 200, {"disabled": True}
 
     def _create_user(self, body: bytes) -> tuple[int, Any]:
         from videogen import wiring

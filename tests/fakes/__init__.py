@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tests.fakes.devices import FakeDeviceStore, FakePosters, FakePush
 from tests.fakes.fal import FakeFal, completed, fal_request, in_progress, in_queue, video_url
 from tests.fakes.jobs import make_job
 from tests.fakes.media import FakeClip, FakeMediaSource, FakeMediaTools, FakeStream, FakeVideoStore
@@ -17,10 +18,13 @@ from tests.fakes.workflow import FakeEvents, FakeWorkflow
 
 __all__ = [
     "FakeClip",
+    "FakeDeviceStore",
     "FakeEvents",
     "FakeFal",
     "FakeMediaSource",
     "FakeMediaTools",
+    "FakePosters",
+    "FakePush",
     "FakeStore",
     "FakeStream",
     "FakeVideoStore",
@@ -44,3 +48,6 @@ if TYPE_CHECKING:
     _media_tools: ports.MediaTools = FakeMediaTools(FakeVideoStore())
     _workflow: ports.Workflow = FakeWorkflow()
     _events: ports.EventPublisher = FakeEvents()
+    _devices: ports.DeviceStore = FakeDeviceStore()
+    _push: ports.PushGateway = FakePush()
+    _posters: ports.PosterLookup = FakePosters()

@@ -37,6 +37,8 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "IdempotencyKeyInUse": (409, "idempotency_key_in_use"),
     "NotCancelable": (409, "not_cancelable"),
     "GrantConflict": (409, "grant_conflict"),
+    "DeviceNotFound": (404, "device_not_found"),
+    "TooManyDevices": (409, "too_many_devices"),
     "PayloadTooLarge": (413, "payload_too_large"),
     "ValidationFailed": (422, "validation_failed"),
     "IdempotencyKeyReused": (422, "idempotency_key_reused"),

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     reconcile_batch: int = 50
     reconcile_grace_s: int = 120
 
+    # push notifications (SNS mobile push; a platform with an empty ARN is off)
+    push_apns_arn: str = Field("", description="SNS platform application ARN for APNs (production)")
+    push_apns_sandbox_arn: str = Field("", description="SNS platform application ARN for the APNs sandbox")
+    push_fcm_arn: str = Field("", description="SNS platform application ARN for FCM (HTTP v1)")
+    push_poster_wait_s: float = Field(
+        20.0, ge=0, description="a completed job's notification waits this long for its poster"
+    )
+    push_poster_poll_s: float = Field(1.0, gt=0)
+
     # crash points (never honoured outside local/test)
     crash_points: str = ""
     crash_rate: float = 0.0

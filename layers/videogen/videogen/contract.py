@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from videogen.domain.devices import TOKEN_MAX, Platform
 from videogen.domain.errors import error_classes
 from videogen.domain.models import JobStatus, LedgerType
 from videogen.domain.registry import VideoRequest
@@ -19,6 +20,9 @@ from videogen.domain.registry import VideoRequest
 __all__ = [
     "ChargedCredits",
     "CreditsPage",
+    "Device",
+    "DeviceList",
+    "DeviceRequest",
     "FieldError",
     "GatewayMessage",
     "Job",
@@ -133,6 +137,30 @@ class ModelInfo(_Body):
 
 class ModelList(_Body):
     items: list[ModelInfo]
+
+
+class DeviceRequest(_Body):
+    """``PUT /v1/devices/{device_id}``: where this install is reached."""
+
+    platform: Platform = Field(
+        description="apns (App Store and TestFlight builds), apns_sandbox (development builds), fcm (Firebase)"
+    )
+    token: str = Field(
+        min_length=1,
+        max_length=TOKEN_MAX,
+        description="The APNs device token (hex) or FCM registration token; stored, never answered",
+    )
+
+
+class Device(_Body):
+    id: str = Field(description="The app's own install id, as in the path")
+    platform: Platform
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class DeviceList(_Body):
+    items: list[Device] = Field(description="The caller's devices, oldest first (at most 10)")
 
 
 def problem_codes() -> list[str]:

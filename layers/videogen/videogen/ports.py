@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from videogen.domain.devices import Device, Notification, Platform
 from videogen.domain.limits import Usage
 from videogen.domain.models import (
     Balance,
@@ -329,3 +330,72 @@ class Workflow(Protocol):
 
 class EventPublisher(Protocol):
     def publish(self, detail_type: str, detail: dict[str, Any]) -> None: ...
+
+
+# --- devices and push notifications ------------------------------------------------------
+
+
+class DeviceStore(Protocol):
+    """A user's devices (at most ``MAX_DEVICES``, enforced in the same write as the device) and the
+    once-per-job-and-device notification records. Contention is retried inside; when it persists
+    a write raises ``StoreBusy`` and changed nothing."""
+
+    def put_device(self, user_id: str, device_id: str, platform: Platform, token: str) -> tuple[Device, Device | None]:
+        """Create the device (counted) or update its platform and token (not counted again; its
+        endpoint is kept while the platform is unchanged). Returns (the device, what it was before,
+        None when new). ``TooManyDevices`` at the cap."""
+        ...
+
+    def get_device(self, user_id: str, device_id: str) -> Device | None: ...
+
+    def list_devices(self, user_id: str) -> list[Device]:
+        """Every device of the user, oldest first (at most ``MAX_DEVICES``)."""
+        ...
+
+    def set_endpoint(self, device: Device, endpoint_arn: str) -> Device:
+        """Store the device's SNS endpoint while it still holds ``device.token`` (``DeviceChanged``)."""
+        ...
+
+    def delete_device(self, user_id: str, device_id: str, *, token: str | None = None) -> Device:
+        """Remove the device (uncounted); with ``token``: only while it still holds it.
+        ``DeviceNotFound`` when it is not there, ``DeviceChanged`` when its token moved on."""
+        ...
+
+    def claim_notification(self, job_id: str, device_id: str) -> str | None:
+        """Record, before sending, that ``job_id``'s notification to ``device_id`` is being sent.
+        Returns the claim's id, or None when a record exists already (sent, or being sent or lost
+        in a crash: never sent again)."""
+        ...
+
+    def notification_sent(self, job_id: str, device_id: str, claim: str, message_id: str) -> None: ...
+
+    def release_notification(self, job_id: str, device_id: str, claim: str) -> None:
+        """Forget a claim whose message certainly was not sent (a retry may send it)."""
+        ...
+
+
+class PushGateway(Protocol):
+    """SNS mobile push. ``PushEndpointGone`` (never deliverable again) or ``PushUnavailable``
+    (not now) on failure."""
+
+    def enabled(self, platform: Platform) -> bool:
+        """Whether a platform application is configured for ``platform``."""
+        ...
+
+    def ensure_endpoint(self, platform: Platform, token: str, endpoint_arn: str | None) -> str:
+        """The (enabled) endpoint of ``token``: ``endpoint_arn`` brought up to date, or a new one."""
+        ...
+
+    def publish(self, platform: Platform, endpoint_arn: str, notification: Notification) -> str:
+        """Send one notification; the message id."""
+        ...
+
+    def delete_endpoint(self, endpoint_arn: str) -> None:
+        """Best effort: a leftover endpoint only costs a line in SNS."""
+        ...
+
+
+class PosterLookup(Protocol):
+    def poster_url(self, job_id: str) -> str | None:
+        """A presigned GET of the job's poster once it exists, else None."""
+        ...

@@ -17,10 +17,12 @@ from videogen.config import Settings, get_settings
 
 if TYPE_CHECKING:  # imported lazily below so each function loads only the adapters it uses
     from videogen.adapters.av_media import PyAvMedia
+    from videogen.adapters.devices import DynamoDeviceStore
     from videogen.adapters.dynamo import DynamoStore
     from videogen.adapters.events import EventBridgePublisher
     from videogen.adapters.fal import FalClient
     from videogen.adapters.media import GuardedMediaSource, S3VideoStore
+    from videogen.adapters.push import SnsPush
     from videogen.adapters.workflow import StepFunctionsWorkflow
     from videogen.domain.limits import UserLimits
     from videogen.domain.registry import Registry
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.services.fal_check import CheckJob
     from videogen.services.fal_poll import FalPoller
     from videogen.services.fal_submit import SubmitToFal
+    from videogen.services.notify import Notifier
     from videogen.services.poster import PosterMaker
     from videogen.services.reconcile import Reconciler
     from videogen.services.submission import SubmitLimits
@@ -252,6 +255,41 @@ def poster_maker() -> PosterMaker:
     return PosterMaker(store(), media_tools())
 
 
+@lru_cache(maxsize=1)
+def device_store() -> DynamoDeviceStore:
+    from videogen.adapters.devices import DynamoDeviceStore
+
+    return DynamoDeviceStore(client("dynamodb"), settings().table_name)
+
+
+@lru_cache(maxsize=1)
+def push() -> SnsPush:
+    from videogen.adapters.push import SnsPush
+    from videogen.domain.devices import Platform
+
+    s = settings()
+    apps = {
+        Platform.APNS: s.push_apns_arn,
+        Platform.APNS_SANDBOX: s.push_apns_sandbox_arn,
+        Platform.FCM: s.push_fcm_arn,
+    }
+    return SnsPush(client("sns"), apps)
+
+
+@lru_cache(maxsize=1)
+def notifier() -> Notifier:
+    from videogen.services.notify import JobPosters, Notifier
+
+    s = settings()
+    return Notifier(
+        device_store(),
+        push(),
+        JobPosters(store(), videos(), s.video_url_ttl_s),
+        poster_wait_s=s.push_poster_wait_s,
+        poster_poll_s=s.push_poster_poll_s,
+    )
+
+
 def reset() -> None:
     """Forget every cached adapter and the settings (tests, local stack restarts)."""
     get_settings.cache_clear()
@@ -278,5 +316,8 @@ def reset() -> None:
         reconciler,
         media_tools,
         poster_maker,
+        device_store,
+        push,
+        notifier,
     ):
         factory.cache_clear()

@@ -143,6 +143,17 @@ class GrantConflict(DomainError):
     code, status, title = "grant_conflict", 409, "Grant id already used with other values"
 
 
+# --- devices (push notifications) ----------------------------------------------------
+
+
+class DeviceNotFound(DomainError):
+    code, status, title = "device_not_found", 404, "Device not found"
+
+
+class TooManyDevices(DomainError):
+    code, status, title = "too_many_devices", 409, "Too many devices"
+
+
 def error_classes() -> Iterator[type[DomainError]]:
     """Every DomainError class, depth first, the base included: what the API can answer (the
     OpenAPI document's problem codes and docs/api.md's error table are both built from this)."""
@@ -189,6 +200,21 @@ class VideoMissing(Exception):
 class MediaUndecodable(Exception):
     """The stored video could not be read as a video (no video stream, no decodable frame). Final:
     the same bytes fail the same way again."""
+
+
+class DeviceChanged(Exception):
+    """A device write found the device gone, or holding another token than the one it was for
+    (the app re-registered meanwhile): nothing was changed."""
+
+
+class PushEndpointGone(Exception):
+    """The push service will never deliver to this device again: its endpoint is disabled or
+    deleted, or the service rejected its token. The device is removed."""
+
+
+class PushUnavailable(Exception):
+    """The push service did not take the message now (throttling, an outage): nothing was sent;
+    trying again later is right."""
 
 
 # --- fal.ai outcomes, raised by the FalGateway port ----------------------------------------

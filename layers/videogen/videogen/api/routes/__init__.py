@@ -3,7 +3,8 @@ and the OpenAPI document (:mod:`videogen.api.openapi`) is built from all of them
 
 from __future__ import annotations
 
+from videogen.api.routes.devices import router as devices
 from videogen.api.routes.reads import router as reads
 from videogen.api.routes.submit import router as submit
 
-ROUTERS = (submit, reads)
+ROUTERS = (submit, reads, devices)

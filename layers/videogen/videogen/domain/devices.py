@@ -1,0 +1,66 @@
+"""Push notification targets (``/v1/devices``) and what a notification says. No boto3 here.
+
+A device is the app's own install id under one user, with the push service it is reached by and
+its token. The token is a secret of the user's phone: it is stored, never answered, never logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from videogen.domain.models import JobStatus
+
+MAX_DEVICES = 10
+"""At most this many devices per user (409 too_many_devices beyond)."""
+
+DEVICE_ID_MAX = 128
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9._~:@+=-]{1,128}$"
+"""An install id as apps make them (a UUID, an FCM installation id): it becomes part of a DynamoDB key."""
+TOKEN_MAX = 4096  # an APNs token is 64 hex characters, an FCM registration token ~160; room to spare
+
+
+class Platform(StrEnum):
+    APNS = "apns"
+    APNS_SANDBOX = "apns_sandbox"  # development builds talk to Apple's sandbox gateway
+    FCM = "fcm"
+
+
+class Device(BaseModel):
+    """One stored device. ``endpoint_arn`` is the SNS platform endpoint of ``token`` (None while
+    push is off for the platform, or until its endpoint is created)."""
+
+    id: str
+    user_id: str
+    platform: Platform
+    token: str
+    endpoint_arn: str | None = None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What one device is told about one job (the push adapter renders it per platform)."""
+
+    job_id: str
+    status: JobStatus
+    title: str
+    body: str
+    poster_url: str | None = None
+
+
+NOTIFIED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+"""The endings a user is told about (a cancel is the user's own doing: no notification)."""
+
+
+def notification_for(job_id: str, status: JobStatus, poster_url: str | None) -> Notification:
+    """The notification of a job that ended ``completed`` (with its poster when there is one) or
+    ``failed``."""
+    if status == JobStatus.COMPLETED:
+        return Notification(job_id, status, "Your video is ready", "Tap to watch it.", poster_url)
+    if status == JobStatus.FAILED:
+        return Notification(job_id, status, "Your video could not be made", "Your credits were refunded.")
+    raise ValueError(f"no notification for a {status.value} job")
