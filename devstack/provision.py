@@ -170,10 +170,14 @@ def provision(
     sm_type = str(template.resolve((sm_res.get("Properties") or {}).get("Type", "STANDARD"), refs))
     sm_arn = _ensure_state_machine(sfn, sm_name, definition, role_arn, sm_type)
 
+    from devstack import s3_events
+
+    s3_events.configure(s3, template, refs)  # the buckets' S3 event notifications, as deployed
+
     functions = template.functions(refs)
     env: dict[str, str] = {}
-    for fn in functions.values():
-        env.update(fn.environment)
+    for fn in functions.values():  # one process runs them all: a value one function blanks keeps the others'
+        env.update({k: v for k, v in fn.environment.items() if v or k not in env})
     env.update({k: str(v) for k, v in env_overrides.items()})
 
     return LocalResources(

@@ -274,6 +274,9 @@ class LocalStack:
 
         self.lambdas = LocalLambdas(self.template, self.resources)
         self.lambdas.install()
+        from devstack import s3_events
+
+        s3_events.deliver_to(self.lambdas)  # S3 ObjectCreated → the upload validator, in-process
         cors = Cors.from_template(self.template, [api_url])  # its own origin, plus any localhost one
         self.server.api = LocalApi(self.template.routes(), self._invoke, self.authority, self._local_routes(), cors)
         self.server.start()
@@ -321,6 +324,9 @@ class LocalStack:
         if self.server:
             self.server.stop()
         if self.lambdas:
+            from devstack import s3_events
+
+            s3_events.stop_delivery()
             self.lambdas.uninstall()
         if self.sim:
             self.sim.stop()

@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from videogen.api.routes.reads import router as reads
 from videogen.api.routes.submit import router as submit
+from videogen.api.routes.uploads import router as uploads
 
-ROUTERS = (submit, reads)
+ROUTERS = (submit, reads, uploads)

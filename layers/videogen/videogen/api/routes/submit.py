@@ -56,6 +56,9 @@ _ACCEPTED = {
             errors.TooManyActiveJobs,
             errors.ConcurrentUpdate,
             errors.StoreBusy,
+            errors.UploadNotFound,
+            errors.UploadNotReady,
+            errors.UploadRejected,
         ),
     },
 )
