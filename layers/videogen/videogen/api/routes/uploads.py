@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from videogen import contract, wiring
-from videogen.api.http import NO_STORE, caller, json_response
+from videogen.api.http import JSON, NO_STORE, caller
 from videogen.api.openapi import CACHE_CONTROL, SECURED, ok, problems
 from videogen.domain import errors
 from videogen.services import uploads
@@ -40,7 +40,7 @@ UploadId = Annotated[str, Path(description="The upload's id (upl_…)")]
 )
 def create_upload(body: Annotated[contract.UploadRequest, Body()]) -> Response[contract.UploadCreated]:
     created = uploads.create_upload(wiring.store(), wiring.upload_bucket(), caller(router), body)
-    return json_response(201, created.model_dump(mode="json"), dict(NO_STORE))
+    return Response(status_code=201, content_type=JSON, body=created, headers=dict(NO_STORE))
 
 
 @router.get(
