@@ -132,6 +132,8 @@ def test_routes_match_the_public_contract() -> None:
         ("GET", "/v1/models"): ("ApiFunction", False),
         ("GET", "/openapi.json"): ("ApiFunction", False),
         ("POST", "/webhooks/fal"): ("WebhookFunction", False),
+        ("POST", "/v1/uploads"): ("UploadsFunction", True),
+        ("GET", "/v1/uploads/{id}"): ("UploadsFunction", True),
     }
 
 
@@ -149,6 +151,8 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
         "FalCheckFunction",
         "JobFailFunction",
         "ReconcileFunction",
+        "UploadsFunction",
+        "UploadValidatorFunction",
     }
     for fn in functions.values():
         assert (fn.code_dir / "app.py").is_file(), fn
@@ -228,9 +232,10 @@ def test_the_fal_key_secret_is_a_required_full_arn() -> None:
         "fal-key-AbC123",
     ):
         assert not pattern.fullmatch(arn), arn
-    # Every function that calls fal is granted that ARN; submit and the webhook never call fal, so
-    # neither may read the key (the webhook is the one public unauthenticated function)
-    never_call_fal = {"SubmitFunction", "WebhookFunction"}
+    # Every function that calls fal is granted that ARN; submit, the webhook and the two upload
+    # functions never call fal, so none may read the key (the webhook is the one public
+    # unauthenticated function)
+    never_call_fal = {"SubmitFunction", "WebhookFunction", "UploadsFunction", "UploadValidatorFunction"}
     grant = {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": FAL_KEY_ARN}}
     for logical_id in template.resources_of_type("AWS::Serverless::Function"):
         policies = template.resolve(
