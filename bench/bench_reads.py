@@ -66,7 +66,7 @@ def seed(stack: Any, user_id: str, count: int) -> tuple[str, str]:
     first = None
     for i in range(count):
         job = make_job(user_id=user_id, input={"prompt": f"job {i}"})
-        seen, _ = store.read_for_submit(user_id, f"seed-{i}")
+        seen, _, _ = store.read_for_submit(user_id, f"seed-{i}")
         store.create_job(
             job, idempotency_key=f"seed-{i}", fingerprint="fp", answer={}, seen=seen, max_active=10**6, idem_ttl_s=600
         )

@@ -42,6 +42,12 @@ ADVICE: dict[str, str] = {
     "push service reported the token invalid): nothing to delete. Do not retry.",
     "too_many_devices": "The user has 10 devices: `DELETE /v1/devices/{device_id}` one (e.g. the oldest from "
     "`GET /v1/devices`), then register again.",
+    "upload_not_found": "An `upload:<id>` input (422 at submit) or `GET /v1/uploads/{id}` (404) names no upload "
+    "of this user's (unknown, another user's, or older than 7 days): upload the file again. Nothing was charged.",
+    "upload_not_ready": "The upload's bytes are still being checked (seconds after the POST): poll "
+    "`GET /v1/uploads/{id}` until `ready`, then submit again with the same key. Nothing was charged.",
+    "upload_rejected": "The upload is not a valid file of its declared type (its `error` says why), or an image "
+    "given to a video field (or the reverse): pick another file. Nothing was charged.",
     "job_not_found": "The id is unknown or belongs to another user: drop it from the app's list. Do not retry.",
     "model_not_found": "The model is not (or no longer) on sale: refresh `GET /v1/models` and let the user "
     "choose again. Nothing was charged.",
@@ -89,17 +95,21 @@ ROUTE_SUMMARY: dict[str, str] = {
     "PUT /v1/devices/{device_id}": "register or update a push notification target (at most 10)",
     "GET /v1/devices": "the caller's push notification targets (never their tokens)",
     "DELETE /v1/devices/{device_id}": "remove a push notification target",
+    "POST /v1/uploads": "a presigned S3 POST for an input file (the file goes straight to S3)",
+    "GET /v1/uploads/{id}": "one upload of the caller's: pending, ready (use it as `upload:<id>`) or rejected",
     "POST /webhooks/fal": "fal.ai reports a finished request (operators; not in the OpenAPI document)",
 }
 ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token"}
 
 
 def error_rows() -> list[tuple[str, int, str]]:
-    """(code, status, title) per distinct code, by status then code. A subclass that keeps its
-    parent's code (``StoreBusy``) is the same answer to the app, so it is listed once."""
-    rows: dict[str, tuple[str, int, str]] = {}
+    """(code, status, title) per distinct code and status, by status then code. A subclass that
+    keeps its parent's code and status (``StoreBusy``) is the same answer to the app, so it is
+    listed once; one that keeps the code on another route's status (``UnknownUpload``: 404 on
+    GET, 422 at submit) is a row of its own."""
+    rows: dict[tuple[str, int], tuple[str, int, str]] = {}
     for cls in error_classes():
-        rows.setdefault(cls.code, (cls.code, cls.status, cls.title))
+        rows.setdefault((cls.code, cls.status), (cls.code, cls.status, cls.title))
     return sorted(rows.values(), key=lambda r: (r[1], r[0]))
 
 

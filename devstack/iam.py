@@ -83,6 +83,14 @@ KEPT_UNUSED: dict[tuple[str, str], str] = {
         "sns:SetEndpointAttributes",
     ): "a token whose endpoint SNS already has (other attributes) is taken over at the first send",
     ("FalSubmitFunction", "events:PutEvents"): "a submit fal rejects fails the job, which emits Job Failed",
+    (
+        "UploadValidatorFunction",
+        "sqs:SendMessage",
+    ): "Lambda itself sends an S3 event that failed its retries to UploadValidatorDeadLetterQueue",
+    (
+        "UploadsFunction",
+        "s3:PutObject",
+    ): "the app's presigned POST is authorised with this role; signing it (generate_presigned_post) makes no call",
     ("WebhookFunction", "dynamodb:Query"): "the ByFalRequest lookup of a delivery whose job id is unknown",
     ("*", "dynamodb:Query"): _TABLE,
     ("*", "dynamodb:PutItem"): _TABLE,
@@ -143,7 +151,10 @@ def function_policies(template: SamTemplate, refs: Mapping[str, Any]) -> dict[st
     for logical_id, role in _translated_roles(str(template.path)).items():
         statements: list[dict[str, Any]] = []
         documents = [policy["PolicyDocument"] for policy in role.get("Policies") or []]
-        documents += [template.resources[name]["Properties"]["PolicyDocument"] for name in _own_managed(template, role)]
+        documents += [
+            template.resources[name]["Properties"]["PolicyDocument"]
+            for name in _own_managed(template, role, f"{logical_id}Role")
+        ]
         for document in documents:
             found = template.resolve(document, refs)["Statement"]
             statements.extend(found if isinstance(found, list) else [found])
@@ -151,10 +162,16 @@ def function_policies(template: SamTemplate, refs: Mapping[str, Any]) -> dict[st
     return out
 
 
-def _own_managed(template: SamTemplate, role: Mapping[str, Any]) -> list[str]:
-    """Logical ids of the template's own ``AWS::IAM::ManagedPolicy`` resources attached to ``role``."""
+def _own_managed(template: SamTemplate, role: Mapping[str, Any], role_id: str = "") -> list[str]:
+    """Logical ids of the template's own ``AWS::IAM::ManagedPolicy`` resources attached to ``role``:
+    named in its ``ManagedPolicyArns``, or naming the role (``Roles: [!Ref <Function>Role]``, how a
+    policy on a resource that depends on the function is attached without a cycle)."""
     managed = template.resources_of_type("AWS::IAM::ManagedPolicy")
     refs = [arn.get("Ref") for arn in role.get("ManagedPolicyArns") or [] if isinstance(arn, Mapping)]
+    for name, policy in managed.items():
+        roles = (policy.get("Properties") or {}).get("Roles") or []
+        if role_id and {"Ref": role_id} in roles and name not in refs:
+            refs.append(name)
     return [str(name) for name in refs if name in managed]
 
 

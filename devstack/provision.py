@@ -177,6 +177,10 @@ def provision(
     sm_type = str(template.resolve((sm_res.get("Properties") or {}).get("Type", "STANDARD"), refs))
     sm_arn = _ensure_state_machine(sfn, sm_name, definition, role_arn, sm_type)
 
+    from devstack import s3_events
+
+    s3_events.configure(s3, template, refs)  # the buckets' S3 event notifications, as deployed
+
     functions = template.functions(refs)
     for rule in template.event_rules(refs):  # delivered to the in-process handler (devstack.event_targets)
         events.put_rule(Name=rule.rule_name, EventBusName=rule.bus, EventPattern=json.dumps(rule.pattern))
@@ -186,8 +190,8 @@ def provision(
             Targets=[{"Id": rule.function, "Arn": str(refs[f"{rule.function}.Arn"])}],
         )
     env: dict[str, str] = {}
-    for fn in functions.values():
-        env.update(fn.environment)
+    for fn in functions.values():  # one process runs them all: a value one function blanks keeps the others'
+        env.update({k: v for k, v in fn.environment.items() if v or k not in env})
     env.update({k: str(v) for k, v in env_overrides.items()})
 
     return LocalResources(

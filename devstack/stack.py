@@ -302,6 +302,9 @@ class LocalStack:
 
         self.push_log = PushLog(self.resources.table_name, os.environ["AWS_DEFAULT_REGION"], ACCOUNT_ID)
         self.push_log.install()
+        from devstack import s3_events
+
+        s3_events.deliver_to(self.lambdas)  # S3 ObjectCreated → the upload validator, in-process
         cors = Cors.from_template(self.template, [api_url])  # its own origin, plus any localhost one
         self.server.api = LocalApi(self.template.routes(), self._invoke, self.authority, self._local_routes(), cors)
         self.server.start()
@@ -355,6 +358,9 @@ class LocalStack:
 
             event_targets.deliver_with(None)
             event_targets.drain()
+            from devstack import s3_events
+
+            s3_events.stop_delivery()
             self.lambdas.uninstall()
         if self.push_log:
             self.push_log.uninstall()

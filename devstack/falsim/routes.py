@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import requests
+
 from devstack.falsim import cdn
 from devstack.falsim.faults import FaultPlan
 from devstack.falsim.lifecycle import FalError
@@ -23,6 +25,40 @@ from devstack.falsim.stats import Stats
 from devstack.falsim.transport import Request, Response, fal_error, json_response
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+FETCH_TIMEOUT_S = 10
+FETCH_MAX_BYTES = 100 * 1024 * 1024
+
+
+def fetch_inputs(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Download every URL input the way fal does before it runs a model, and answer fal's 422
+    validation error for the first one it cannot get. Only ``http://`` URLs are fetched: the local
+    S3's presigned GETs (uploads) are plain http, while the public ``https://`` URLs the tests send
+    point at hosts this machine may not reach (fal would fetch those too)."""
+    for field, value in sorted(body.items()):
+        if not field.endswith("_url") or not isinstance(value, str) or not value.startswith("http://"):
+            continue
+        try:
+            with requests.get(value, stream=True, timeout=FETCH_TIMEOUT_S) as got:
+                ok = got.status_code == 200
+                size = 0
+                for chunk in got.iter_content(64 * 1024) if ok else ():
+                    size += len(chunk)
+                    if size > FETCH_MAX_BYTES:
+                        ok = False
+                        break
+                ok = ok and size > 0
+        except requests.RequestException:
+            ok = False
+        if not ok:
+            return {
+                "loc": ["body", field],
+                "msg": f"Failed to download the file from {field}; make sure the URL is publicly accessible",
+                "type": "file_download_error",
+                "input": value.split("?", 1)[0],
+            }
+    return None
 
 
 def _json_body(raw: bytes) -> Any:
@@ -88,6 +124,9 @@ class Router:
         if not isinstance(body, dict):
             detail = [{"loc": ["body"], "msg": "expected a JSON object", "type": "type_error.dict"}]
             return json_response(422, {"detail": detail})
+        unreadable = fetch_inputs(body)
+        if unreadable is not None:
+            return json_response(422, {"detail": [unreadable]})
         webhook: str | None = query.get("fal_webhook", [""])[0] or None
         if webhook is not None and not webhook.startswith(("http://", "https://")):
             return fal_error(400, "fal_webhook must be an http(s) URL", "bad_request")

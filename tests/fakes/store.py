@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -65,6 +65,7 @@ from videogen.domain.models import (
     progress_allowed_from,
     rfc3339,
 )
+from videogen.domain.uploads import Upload, UploadError, UploadStatus
 from videogen.retry import retry_conflicts
 
 # The operations the adapter runs as a DynamoDB write or TransactGetItems: those a concurrent
@@ -86,6 +87,8 @@ CONFLICTING = frozenset(
         "finish_with_refund",
         "clear_event_pending",
         "record_media",
+        "put_upload",
+        "finish_upload",
     }
 )
 
@@ -132,6 +135,7 @@ class FakeStore:
     def __init__(self) -> None:
         self._accounts: dict[str, _Account] = defaultdict(_Account)
         self._jobs: dict[str, Job] = {}
+        self._uploads: dict[tuple[str, str], Upload] = {}  # (owner, upload id): found only under its owner
         self._by_request: dict[str, str] = {}
         self._before: dict[str, list[Callable[[], None]]] = defaultdict(list)
         self._failures: dict[str, list[BaseException]] = defaultdict(list)
@@ -276,10 +280,46 @@ class FakeStore:
         self._enter("get_idempotency")
         return self._accounts[user_id].idempotency.get(key)
 
-    def read_for_submit(self, user_id: str, key: str) -> tuple[Balance, IdempotencyRecord | None]:
+    def read_for_submit(
+        self, user_id: str, key: str, upload_ids: Sequence[str] = ()
+    ) -> tuple[Balance, IdempotencyRecord | None, dict[str, Upload]]:
         self._enter("read_for_submit")
         account = self._accounts[user_id]
-        return _snapshot(account), account.idempotency.get(key)
+        found = {u: self._uploads[(user_id, u)].model_copy() for u in upload_ids if (user_id, u) in self._uploads}
+        return _snapshot(account), account.idempotency.get(key), found
+
+    # --- uploads (UploadStore) ----------------------------------------------------------------
+
+    def put_upload(self, upload: Upload) -> None:
+        self._enter("put_upload")
+        self._uploads.setdefault((upload.user_id, upload.id), upload.model_copy())
+
+    def get_upload(self, user_id: str, upload_id: str) -> Upload | None:
+        self._enter("get_upload")
+        found = self._uploads.get((user_id, upload_id))
+        return found.model_copy() if found else None
+
+    def finish_upload(
+        self,
+        user_id: str,
+        upload_id: str,
+        status: UploadStatus,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        duration_s: float | None = None,
+        error: UploadError | None = None,
+    ) -> bool:
+        self._enter("finish_upload")
+        if status is UploadStatus.PENDING:
+            raise ValueError(status)
+        found = self._uploads.get((user_id, upload_id))
+        if found is None or found.status is not UploadStatus.PENDING:
+            return False
+        self._uploads[(user_id, upload_id)] = found.model_copy(
+            update={"status": status, "width": width, "height": height, "duration_s": duration_s, "error": error}
+        )
+        return True
 
     def create_job(
         self,

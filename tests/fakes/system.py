@@ -89,6 +89,7 @@ class System:
             self.fal,
             self.finisher,
             lambda job_id: LINKS.url("https://api.test", job_id),
+            self.videos,
         )
         self.check = CheckJob(self.store, self.poller)
         self.expire = ExpireJob(self.store, self.fal, self.poller, self.finisher)

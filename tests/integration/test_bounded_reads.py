@@ -72,7 +72,7 @@ def _seed_jobs(stack, user_id: str, count: int) -> list[Job]:
     jobs = []
     for i in range(count):
         job = make_job(user_id=user_id, input={"prompt": f"job {i}"})
-        seen, _ = store.read_for_submit(user_id, f"seed-{i}")
+        seen, _, _ = store.read_for_submit(user_id, f"seed-{i}")
         store.create_job(
             job,
             idempotency_key=f"seed-{i}",

@@ -25,6 +25,7 @@ from devstack.falsim.media import padded_chunks, sample_mp4
 from devstack.provision import provision
 from devstack.template import SamTemplate
 from tests.fakes import make_job
+from tests.fakes.jobs import next_usage
 from videogen.adapters.av_media import PyAvMedia, mean_luma
 from videogen.adapters.dynamo import DynamoStore
 from videogen.domain.errors import MediaUndecodable, VideoMissing
@@ -139,9 +140,16 @@ def test_the_service_on_dynamodb_records_the_media_once_and_leaves_the_job_compl
     user = "media-user"
     store.grant(user, 5, "g-media")
     job = make_job(user_id=user, credits=5)
-    seen, _ = store.read_for_submit(user, "k-media")
+    seen, _, _ = store.read_for_submit(user, "k-media")
     store.create_job(
-        job, idempotency_key="k-media", fingerprint="fp", answer={}, seen=seen, max_active=5, idem_ttl_s=86400
+        job,
+        idempotency_key="k-media",
+        fingerprint="fp",
+        answer={},
+        seen=seen,
+        usage=next_usage(seen),
+        max_active=5,
+        idem_ttl_s=86400,
     )
     key = _put(aws, f"videos/{job.id}/d.mp4", sample_mp4())
     done = store.complete(job, StoredVideo(s3_key=key, sha256="00" * 32, size_bytes=len(sample_mp4())))

@@ -18,6 +18,7 @@ CASES = [
     ("ApiFunction", "api_credits.json", 200),
     ("ApiFunction", "api_models.json", 200),
     ("WebhookFunction", "webhook.json", 401),  # not the deployment's token
+    ("UploadsFunction", "uploads.json", 404),  # user-123 has no such upload
 ]
 
 
@@ -36,6 +37,8 @@ def test_state_machine_and_schedule_sample_events(stack):
     assert check == {"done": True, "expired": False, "next_wait_s": 10}
     assert lambdas.invoke("JobFailFunction", json.loads((EVENTS / "job_fail.json").read_text())) == {"status": None}
     assert lambdas.invoke("ReconcileFunction", json.loads((EVENTS / "reconcile.json").read_text())) == {"found": 0}
+    s3_event = json.loads((EVENTS / "upload_validator.json").read_text())  # an upload nobody created
+    assert lambdas.invoke("UploadValidatorFunction", s3_event) == {"ignored": 1}
 
 
 def test_every_function_has_a_sample_event():

@@ -104,7 +104,7 @@ def user() -> str:
 
 def _create(store: JobStore, user: str, key: str = "k1", cost: int = 5) -> Job:
     job = make_job(user_id=user, credits=cost)
-    seen, _ = store.read_for_submit(user, key)
+    seen, _, _ = store.read_for_submit(user, key)
     store.create_job(
         job,
         idempotency_key=key,
@@ -149,7 +149,7 @@ def test_submit_charges_once_replays_the_key_and_refuses_a_moved_balance(subject
     with pytest.raises(IdempotencyKeyTaken) as taken:
         _create(store, user)
     assert taken.value.record.job_id == job.id and taken.value.record.body == {"a": 1}
-    balance, record = store.read_for_submit(user, "k1")
+    balance, record, _ = store.read_for_submit(user, "k1")
     assert _money(balance) == Balance(7, 1) and record is not None and record.fingerprint == "fp"
     other = make_job(user_id=user)
     stale = Balance(12, 0)

@@ -132,6 +132,8 @@ def test_routes_match_the_public_contract() -> None:
         ("GET", "/v1/models"): ("ApiFunction", False),
         ("GET", "/openapi.json"): ("ApiFunction", False),
         ("POST", "/webhooks/fal"): ("WebhookFunction", False),
+        ("POST", "/v1/uploads"): ("UploadsFunction", True),
+        ("GET", "/v1/uploads/{id}"): ("UploadsFunction", True),
     }
 
 
@@ -150,6 +152,8 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
         "JobFailFunction",
         "ReconcileFunction",
         "MediaFunction",
+        "UploadsFunction",
+        "UploadValidatorFunction",
     }
     for fn in functions.values():
         assert (fn.code_dir / "app.py").is_file(), fn
@@ -257,9 +261,17 @@ def test_the_fal_key_secret_is_a_required_full_arn() -> None:
         "fal-key-AbC123",
     ):
         assert not pattern.fullmatch(arn), arn
-    # Every function that calls fal is granted that ARN; submit and the webhook never call fal, so
-    # neither may read the key (the webhook is the one public unauthenticated function)
-    never_call_fal = {"SubmitFunction", "WebhookFunction", "MediaFunction"}
+    # Every function that calls fal is granted that ARN; the others never call fal, so none may
+    # read the key (the webhook is the one public unauthenticated function)
+    never_call_fal = {
+        "SubmitFunction",
+        "WebhookFunction",
+        "MediaFunction",
+        "UploadsFunction",
+        "UploadValidatorFunction",
+        "DevicesFunction",
+        "NotifierFunction",
+    }
     grant = {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": FAL_KEY_ARN}}
     for logical_id in template.resources_of_type("AWS::Serverless::Function"):
         policies = template.resolve(

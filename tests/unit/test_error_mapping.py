@@ -50,6 +50,10 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "PurchaseInvalid": (422, "purchase_invalid"),
     "PurchaseRevoked": (422, "purchase_revoked"),
     "ProductUnknown": (422, "product_unknown"),
+    "UploadNotReady": (409, "upload_not_ready"),
+    "UploadNotFound": (422, "upload_not_found"),
+    "UnknownUpload": (404, "upload_not_found"),
+    "UploadRejected": (422, "upload_rejected"),
 }
 # docs/api.md: every 429 and 503 says when to come back
 RETRY_AFTER = {"too_many_active_jobs": "30", "rate_limited": "7", "concurrent_update": "1", "service_unavailable": "1"}

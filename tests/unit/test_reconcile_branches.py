@@ -203,7 +203,7 @@ def test_given_its_model_left_sale_then_a_job_at_fal_keeps_its_quiet_allowance_a
 
 def test_given_its_model_left_sale_then_a_queued_job_is_still_handed_to_fal(system: System) -> None:
     registry, _ = _off_sale(system)
-    submit = SubmitToFal(system.store, registry, system.fal, system.finisher, lambda job_id: None)
+    submit = SubmitToFal(system.store, registry, system.fal, system.finisher, lambda job_id: None, system.videos)
     job = system.given_job()
     assert submit.run(job.id) == {"done": False}
     assert [endpoint for endpoint, _, _ in system.fal.submitted] == [system.registry.for_job(MODEL).fal_endpoint]

@@ -8,14 +8,15 @@ may be null is ``X | None`` and still required when it is always sent.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from videogen.domain.devices import TOKEN_MAX, Platform
 from videogen.domain.errors import error_classes
 from videogen.domain.models import JobStatus, LedgerType
 from videogen.domain.registry import VideoRequest
+from videogen.domain.uploads import CONTENT_TYPES, MAX_BYTES, MediaKind, UploadStatus
 
 __all__ = [
     "ChargedCredits",
@@ -35,6 +36,10 @@ __all__ = [
     "ProblemCode",
     "Progress",
     "SubmitAccepted",
+    "Upload",
+    "UploadCreated",
+    "UploadError",
+    "UploadRequest",
     "ValidationProblem",
     "Video",
     "VideoRequest",
@@ -161,6 +166,75 @@ class Device(_Body):
 
 class DeviceList(_Body):
     items: list[Device] = Field(description="The caller's devices, oldest first (at most 10)")
+
+
+# --- uploads ----------------------------------------------------------------------------
+
+# domain/uploads.py CONTENT_TYPES, spelt out for the type checker (a unit test keeps them equal)
+UploadContentType = Literal["image/jpeg", "image/png", "image/webp", "video/mp4"]
+
+
+class UploadRequest(_Body):
+    """The body of POST /v1/uploads: what the app is about to send."""
+
+    # The per-kind cap in the schema too, so what the document accepts is exactly what is accepted.
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {
+                        "properties": {"content_type": {"enum": [c for c, k in CONTENT_TYPES.items() if k == kind]}}
+                    },
+                    "then": {"properties": {"size_bytes": {"maximum": MAX_BYTES[kind]}}},
+                }
+                for kind in MediaKind
+            ]
+        },
+    )
+
+    content_type: UploadContentType = Field(description="The file's type; the POST must send exactly this")
+    size_bytes: int = Field(
+        ge=1,
+        le=MAX_BYTES[MediaKind.VIDEO],
+        description=f"The file's exact size in bytes: images at most {MAX_BYTES[MediaKind.IMAGE]} (20 MiB), "
+        f"videos at most {MAX_BYTES[MediaKind.VIDEO]} (100 MiB)",
+    )
+
+    @model_validator(mode="after")
+    def _within_kind(self) -> UploadRequest:
+        kind = CONTENT_TYPES[self.content_type]
+        if self.size_bytes > MAX_BYTES[kind]:
+            raise ValueError(f"size_bytes: an {kind.value} upload is at most {MAX_BYTES[kind]} bytes")
+        return self
+
+
+class UploadError(_Body):
+    code: str = Field(description="Why the file was rejected: type_mismatch, size_mismatch or not_decodable")
+    message: str
+
+
+class Upload(_Body):
+    id: str = Field(examples=["upl_01jd0000000000000000000000"])
+    status: UploadStatus = Field(description="pending until the bytes were checked, then ready or rejected")
+    content_type: str
+    size_bytes: int
+    width: int | None = Field(description="Pixels, read from the file (images)")
+    height: int | None = Field(description="Pixels, read from the file (images)")
+    duration_s: float | None = Field(description="Seconds, read from the file (videos)")
+    created_at: Timestamp
+    expires_at: Timestamp = Field(description="After this, upload:<id> is upload_not_found (kept 7 days)")
+    error: UploadError | None = Field(description="Set when rejected")
+
+
+class UploadCreated(_Body):
+    """A presigned S3 POST: send a multipart/form-data POST to ``url`` with every field of
+    ``fields`` and then the file as the last field, ``file``. Valid 15 minutes."""
+
+    upload: Upload
+    url: str = Field(description="The form's action URL (our bucket), never this API")
+    fields: dict[str, str] = Field(description="Form fields to send as they are, before the file")
 
 
 def problem_codes() -> list[str]:

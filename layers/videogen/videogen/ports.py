@@ -8,7 +8,7 @@ never a botocore or requests exception.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -28,6 +28,7 @@ from videogen.domain.models import (
     StoredVideo,
     VideoMedia,
 )
+from videogen.domain.uploads import Upload, UploadError, UploadStatus
 
 # --- the job and credit store ---------------------------------------------------------------
 
@@ -67,8 +68,12 @@ class JobStore(Protocol):
     def ledger_totals(self, user_id: str) -> dict[str, int]: ...
 
     # submit
-    def read_for_submit(self, user_id: str, key: str) -> tuple[Balance, IdempotencyRecord | None]:
-        """One consistent snapshot of the balance and the key's idempotency record (``StoreBusy``)."""
+    def read_for_submit(
+        self, user_id: str, key: str, upload_ids: Sequence[str] = ()
+    ) -> tuple[Balance, IdempotencyRecord | None, dict[str, Upload]]:
+        """One consistent snapshot of the balance, the key's idempotency record and the caller's
+        uploads among ``upload_ids`` (id -> upload; another user's or a missing one is absent),
+        in ONE read (``StoreBusy``)."""
         ...
 
     def create_job(
@@ -168,6 +173,60 @@ class JobStore(Protocol):
         """Store what was measured from the video and its poster (``video.media``), once: only while
         the job is completed, still points to ``video_key`` and has no media yet; status, credits,
         ``updated_at`` and the outbox are left alone. ``TransitionRejected`` otherwise."""
+        ...
+
+
+# --- uploads ------------------------------------------------------------------------------
+
+
+class UploadStore(Protocol):
+    """Upload records (the same table as the jobs), each keyed under its owner."""
+
+    def put_upload(self, upload: Upload) -> None:
+        """Create the record; a second one with its id changes nothing (``StoreBusy`` on contention)."""
+        ...
+
+    def get_upload(self, user_id: str, upload_id: str) -> Upload | None:
+        """The caller's upload (expired ones included: the caller checks the time)."""
+        ...
+
+    def finish_upload(
+        self,
+        user_id: str,
+        upload_id: str,
+        status: UploadStatus,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        duration_s: float | None = None,
+        error: UploadError | None = None,
+    ) -> bool:
+        """``pending`` → ``status`` (ready or rejected) with what was measured. False, changing
+        nothing, when the upload is not pending (checked already: a redelivered event) or missing."""
+        ...
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    """Where and how the app POSTs a file: the form's action URL and its fields (policy, signature)."""
+
+    url: str
+    fields: dict[str, str]
+
+
+class UploadBucket(Protocol):
+    """The uploads prefix of our bucket: presigned POSTs for the app, ranged reads for the check."""
+
+    def presign_post(self, key: str, content_type: str, size_bytes: int, ttl_s: int) -> PresignedPost:
+        """A POST accepted only for ``key``, that content type and exactly ``size_bytes`` bytes."""
+        ...
+
+    def size(self, bucket: str, key: str) -> int | None:
+        """The object's size; None when there is no object."""
+        ...
+
+    def read(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset`` (``MediaTransferError`` when S3 fails)."""
         ...
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.adapters.fal import FalClient
     from videogen.adapters.media import GuardedMediaSource, S3VideoStore
     from videogen.adapters.push import SnsPush
+    from videogen.adapters.uploads import S3UploadBucket
     from videogen.adapters.workflow import StepFunctionsWorkflow
     from videogen.domain.limits import UserLimits
     from videogen.domain.registry import Registry
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.services.poster import PosterMaker
     from videogen.services.reconcile import Reconciler
     from videogen.services.submission import SubmitLimits
+    from videogen.services.uploads import UploadValidator
     from videogen.services.webhook import WebhookService
     from videogen.services.webhook_link import WebhookLinks
 
@@ -155,7 +157,12 @@ def submit_to_fal() -> SubmitToFal:
 
     links = webhook_links()
     return SubmitToFal(
-        store(), registry(), fal(), finisher(), lambda job_id: links.url(settings().webhook_base_url, job_id)
+        store(),
+        registry(),
+        fal(),
+        finisher(),
+        lambda job_id: links.url(settings().webhook_base_url, job_id),
+        videos(),
     )
 
 
@@ -290,6 +297,23 @@ def notifier() -> Notifier:
     )
 
 
+# --- uploads -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def upload_bucket() -> S3UploadBucket:
+    from videogen.adapters.uploads import S3UploadBucket
+
+    return S3UploadBucket(client("s3"), settings().bucket_name)
+
+
+@lru_cache(maxsize=1)
+def upload_validator() -> UploadValidator:
+    from videogen.services.uploads import UploadValidator
+
+    return UploadValidator(store(), upload_bucket())
+
+
 def reset() -> None:
     """Forget every cached adapter and the settings (tests, local stack restarts)."""
     get_settings.cache_clear()
@@ -319,5 +343,7 @@ def reset() -> None:
         device_store,
         push,
         notifier,
+        upload_bucket,
+        upload_validator,
     ):
         factory.cache_clear()

@@ -12,6 +12,8 @@ pk                     sk                      what
 ``USER#<uid>``         ``LEDGER#<entry id>``   one ledger entry (ids are time ordered)
 ``USER#<uid>``         ``GRANT#<grant id>``    marks a grant as applied (idempotent grants)
 ``USER#<uid>``         ``IDEM#<key>``          idempotency record: fingerprint + stored answer (TTL)
+``USER#<uid>``         ``UPLOAD#<upload id>``  an upload (pending → ready | rejected; TTL): under its
+                                               owner's key, so only the owner ever finds it
 ``JOB#<job id>``       ``JOB``                 the job; ``gsi1*`` lists it per user, ``gsi1pk`` +
                                                ``status_sk`` per user and status, ``active_*``
                                                (sparse) finds it while it is not terminal
@@ -40,7 +42,7 @@ import json
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -80,6 +82,7 @@ from videogen.domain.models import (
     progress_allowed_from,
     rfc3339,
 )
+from videogen.domain.uploads import Upload, UploadError, UploadStatus
 from videogen.retry import CONFLICT_ATTEMPTS, backoff, retry_conflicts
 
 ACTIVE_SHARDS = 8  # the sparse "Active" index is spread over this many partitions
@@ -140,6 +143,14 @@ def balance_key(user_id: str) -> dict[str, Any]:
 
 def idem_key(user_id: str, key: str) -> dict[str, Any]:
     return _item({"pk": user_pk(user_id), "sk": f"IDEM#{key}"})
+
+
+def upload_key(user_id: str, upload_id: str) -> dict[str, Any]:
+    return _item({"pk": user_pk(user_id), "sk": f"UPLOAD#{upload_id}"})
+
+
+def _upload_from(item: Mapping[str, Any]) -> Upload:
+    return Upload.model_validate(_unitem(item))
 
 
 def status_fields(status: JobStatus, job_id: str) -> dict[str, str]:
@@ -413,22 +424,29 @@ class DynamoStore:
             body=json.loads(data["body"]),
         )
 
-    def read_for_submit(self, user_id: str, key: str) -> tuple[Balance, IdempotencyRecord | None]:
-        """One consistent snapshot of the user's balance item and the idempotency record.
+    def read_for_submit(
+        self, user_id: str, key: str, upload_ids: Sequence[str] = ()
+    ) -> tuple[Balance, IdempotencyRecord | None, dict[str, Upload]]:
+        """One consistent snapshot of the user's balance item, the idempotency record and the
+        caller's uploads among ``upload_ids`` (read under the caller's key: another user's upload
+        is not there), in the same one TransactGetItems.
 
-        A TransactGetItems is cancelled when it meets a concurrent write of either item (the
+        A TransactGetItems is cancelled when it meets a concurrent write of any item (the
         user's other submits, refunds, grants): read again, then :class:`StoreBusy`."""
+        uploads = sorted(set(upload_ids))
         got = self._call(
             "transact_get_items",
             "read_for_submit",
             TransactItems=[
                 {"Get": {"TableName": self._table, "Key": balance_key(user_id)}},
                 {"Get": {"TableName": self._table, "Key": idem_key(user_id, key)}},
+                *({"Get": {"TableName": self._table, "Key": upload_key(user_id, u)}} for u in uploads),
             ],
         )["Responses"]
         bal_item, idem_item = got[0].get("Item"), got[1].get("Item")
         balance = _balance_from(_unitem(bal_item) if bal_item else {})
-        return balance, (self._idem_record(idem_item) if idem_item else None)
+        found = {u: _upload_from(r["Item"]) for u, r in zip(uploads, got[2:], strict=True) if r.get("Item")}
+        return balance, (self._idem_record(idem_item) if idem_item else None), found
 
     def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
         """The job and the caller's balance item (its limit state), one TransactGetItems: the
@@ -535,6 +553,66 @@ class DynamoStore:
             if reasons[0] == "ConditionalCheckFailed":
                 raise BalanceChanged() from None
             raise
+
+    # --- uploads (UploadStore) ------------------------------------------------------------------
+
+    def put_upload(self, upload: Upload) -> None:
+        values = {"pk": user_pk(upload.user_id), "sk": f"UPLOAD#{upload.id}", **upload.model_dump(exclude_none=True)}
+        try:
+            self._call(
+                "put_item",
+                f"upload {upload.id}",
+                TableName=self._table,
+                Item=_item(values),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if not _is(exc, "ConditionalCheckFailedException"):
+                raise
+
+    def get_upload(self, user_id: str, upload_id: str) -> Upload | None:
+        item = self._db.get_item(TableName=self._table, Key=upload_key(user_id, upload_id), ConsistentRead=True)
+        return _upload_from(item["Item"]) if "Item" in item else None
+
+    def finish_upload(
+        self,
+        user_id: str,
+        upload_id: str,
+        status: UploadStatus,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        duration_s: float | None = None,
+        error: UploadError | None = None,
+    ) -> bool:
+        """pending → ready | rejected, once: the condition makes a redelivered event a no-op."""
+        if status is UploadStatus.PENDING:
+            raise ValueError(status)
+        sets = {
+            "status": status.value,
+            "width": width,
+            "height": height,
+            "duration_s": Decimal(str(duration_s)) if duration_s is not None else None,
+            "error": error.model_dump() if error else None,
+            "checked_at": rfc3339(),
+        }
+        sets = {k: v for k, v in sets.items() if v is not None}
+        try:
+            self._call(
+                "update_item",
+                f"upload {upload_id}",
+                TableName=self._table,
+                Key=upload_key(user_id, upload_id),
+                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in sets),
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={f"#{k}": k for k in sets},
+                ExpressionAttributeValues=_values({f":{k}": v for k, v in sets.items()} | {":pending": "pending"}),
+            )
+        except ClientError as exc:
+            if _is(exc, "ConditionalCheckFailedException"):
+                return False
+            raise
+        return True
 
     # --- jobs ------------------------------------------------------------------------------
 

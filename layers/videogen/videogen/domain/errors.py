@@ -83,6 +83,10 @@ class NotCancelable(DomainError):
     code, status, title = "not_cancelable", 409, "Job can no longer be canceled"
 
 
+class UploadNotReady(DomainError):
+    code, status, title = "upload_not_ready", 409, "Upload not checked yet"
+
+
 class PayloadTooLarge(DomainError):
     code, status, title = "payload_too_large", 413, "Payload too large"
 
@@ -103,6 +107,24 @@ class ValidationFailed(DomainError):
 
 class IdempotencyKeyReused(DomainError):
     code, status, title = "idempotency_key_reused", 422, "Idempotency-Key reused with a different body"
+
+
+class UploadNotFound(DomainError):
+    """An ``upload:<id>`` input naming no upload of the caller's (missing, another user's, expired)."""
+
+    code, status, title = "upload_not_found", 422, "Upload not found"
+
+
+class UnknownUpload(UploadNotFound):
+    """``GET /v1/uploads/{id}`` of no upload of the caller's: 404, the same code."""
+
+    status = 404
+
+
+class UploadRejected(DomainError):
+    """An ``upload:<id>`` input whose bytes failed the check, or of the wrong kind for its field."""
+
+    code, status, title = "upload_rejected", 422, "Upload not usable"
 
 
 class TooManyActiveJobs(DomainError):

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -24,13 +24,17 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    PlainSerializer,
     RootModel,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     create_model,
 )
 
 from videogen.domain.errors import ModelNotFound, shown
 from videogen.domain.errors import ValidationFailed as ValidationFailedError
+from videogen.domain.uploads import UPLOAD_REF, MediaKind, upload_id_of
 
 # At least one character that no engine counts as white space (the models strip it first), so
 # the published schema says exactly what is accepted: a prompt of only blanks is refused.
@@ -68,7 +72,9 @@ PUBLIC_HTTPS = (
     rf"(?::{_PORT})?(?:[/?]{_CODE_POINT}*)?(?:#{_CODE_POINT}*)?{_END}"
 )
 _PUBLIC_HTTPS = re.compile(PUBLIC_HTTPS)
-URL_RULE = "must be a public https URL: no user info, no IP address, no localhost or internal host name"
+# A URL input: a public https URL, or ``upload:<id>`` (the caller's upload, resolved at submit).
+URL_INPUT = rf"^(?:{UPLOAD_REF}{_END}|{PUBLIC_HTTPS[1:]})"
+URL_RULE = "must be a public https URL (no user info, no IP address, no localhost or internal host name) or upload:<id>"
 
 
 def _public_https(value: Any) -> Any:
@@ -89,12 +95,60 @@ def _host_name(url: HttpUrl) -> HttpUrl:
     raise ValueError(URL_RULE)
 
 
+def _url_or_upload(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """``upload:<id>`` stays as sent (the job shows it so; submit checks the upload, SubmitToFal
+    hands fal a presigned GET of it); anything else must be a public https URL."""
+    if upload_id_of(value) is not None:
+        return value
+    return handler(value)
+
+
 Url = Annotated[
     HttpUrl,
     BeforeValidator(_public_https),
     AfterValidator(_host_name),
-    Field(json_schema_extra={"pattern": PUBLIC_HTTPS}),
+    WrapValidator(_url_or_upload),
+    PlainSerializer(str, return_type=str),  # a parsed URL or an upload:<id> as sent: text either way
+    Field(json_schema_extra={"pattern": URL_INPUT}),
 ]
+# Which kind of upload a URL field takes: the one home of "image fields take images, video fields
+# videos" (:func:`upload_fields` reads it).
+ImageUrl = Annotated[Url, MediaKind.IMAGE]
+VideoUrl = Annotated[Url, MediaKind.VIDEO]
+
+
+def _kind_of(annotation: Any) -> MediaKind | None:
+    for meta in getattr(annotation, "__metadata__", ()):
+        if isinstance(meta, MediaKind):
+            return meta
+    for arg in get_args(annotation) if get_origin(annotation) is not None else ():
+        found = _kind_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def upload_fields(model: type[BaseModel]) -> dict[str, MediaKind]:
+    """Each URL field of an input model and the kind of upload it takes."""
+    out = {}
+    for name, info in model.model_fields.items():
+        kind = _kind_of(info.annotation)
+        if kind is None:
+            kind = next((m for m in info.metadata if isinstance(m, MediaKind)), None)
+        if kind is not None:
+            out[name] = kind
+    return out
+
+
+def upload_refs(parsed: BaseModel) -> dict[str, tuple[str, MediaKind]]:
+    """field -> (upload id, kind taken) for every ``upload:<id>`` input of a validated input."""
+    refs = {}
+    for name, kind in upload_fields(type(parsed)).items():
+        upload_id = upload_id_of(getattr(parsed, name))
+        if upload_id is not None:
+            refs[name] = (upload_id, kind)
+    return refs
+
 
 # On every int field, after its constraints (so the published schema keeps them as JSON Schema's).
 INTEGRAL = BeforeValidator(_integral)
@@ -110,7 +164,7 @@ class ModelInput(BaseModel):
 
 class Kling21StandardI2V(ModelInput):
     prompt: str = Prompt
-    image_url: Url
+    image_url: ImageUrl
     duration: Literal["5", "10"] = "5"
     negative_prompt: str | None = NegativePrompt
     cfg_scale: float | None = Field(None, ge=0, le=1)
@@ -118,16 +172,16 @@ class Kling21StandardI2V(ModelInput):
 
 class Kling26ProI2V(ModelInput):
     prompt: str = Prompt
-    start_image_url: Url
-    end_image_url: Url | None = None
+    start_image_url: ImageUrl
+    end_image_url: ImageUrl | None = None
     duration: Literal["5", "10"] = "5"
     generate_audio: bool = True
     negative_prompt: str | None = NegativePrompt
 
 
 class Kling26MotionControl(ModelInput):
-    image_url: Url
-    video_url: Url
+    image_url: ImageUrl
+    video_url: VideoUrl
     character_orientation: Literal["image", "video"]
     prompt: str | None = Field(None, max_length=2500)
     keep_original_sound: bool = True
@@ -140,7 +194,7 @@ class MinimaxVideo01(ModelInput):
 
 class Veo31I2V(ModelInput):
     prompt: str = Prompt
-    image_url: Url
+    image_url: ImageUrl
     aspect_ratio: Literal["auto", "16:9", "9:16"] = "auto"
     duration: Literal["4s", "6s", "8s"] = "8s"
     resolution: Literal["720p", "1080p", "4k"] = "720p"
@@ -151,7 +205,7 @@ class Veo31I2V(ModelInput):
 
 class Sora2I2V(ModelInput):
     prompt: str = Prompt
-    image_url: Url
+    image_url: ImageUrl
     resolution: Literal["auto", "720p"] = "auto"
     aspect_ratio: Literal["auto", "16:9", "9:16"] = "auto"
     duration: Annotated[int, Field(ge=4, le=20), INTEGRAL] = 4

@@ -12,8 +12,9 @@ from videogen.domain.models import FalRequest, Progress
 from videogen.domain.registry import Registry
 from videogen.domain.timing import past_deadline
 from videogen.observability import count, logger
-from videogen.ports import FalGateway, JobStore
+from videogen.ports import FalGateway, JobStore, VideoStore
 from videogen.services.completion import JobFinisher
+from videogen.services.uploads import inputs_for_fal
 
 
 class SubmitToFal:
@@ -24,7 +25,9 @@ class SubmitToFal:
         fal: FalGateway,
         finisher: JobFinisher,
         webhook_url_for: Callable[[str], str | None],
+        videos: VideoStore,
     ) -> None:
+        self._videos = videos
         self._store = store
         self._registry = registry
         self._fal = fal
@@ -57,7 +60,8 @@ class SubmitToFal:
             count("FalResubmitted")
         spec = self._registry.for_job(job.model)
         try:
-            request = self._fal.submit(spec.fal_endpoint, job.input, self._webhook_url_for(job_id))
+            payload = inputs_for_fal(job, spec, self._videos)  # upload:<id> → a presigned GET of it
+            request = self._fal.submit(spec.fal_endpoint, payload, self._webhook_url_for(job_id))
         except FalTransientError as exc:
             if exc.refused:  # fal took nothing: this attempt never reached it
                 with contextlib.suppress(TransitionRejected):

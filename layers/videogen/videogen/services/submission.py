@@ -27,11 +27,12 @@ from videogen.domain.errors import (
 )
 from videogen.domain.limits import UserLimits, admit
 from videogen.domain.models import IdempotencyRecord, Job, JobStatus, Progress, new_id, rfc3339
-from videogen.domain.registry import ModelInput, ModelSpec, Registry
+from videogen.domain.registry import ModelInput, ModelSpec, Registry, upload_refs
 from videogen.domain.timing import deadline_for, execution_input
 from videogen.observability import count, logger
 from videogen.ports import JobStore, Workflow
 from videogen.retry import backoff
+from videogen.services.uploads import check_uploads
 from videogen.services.views import job_view
 
 # 1-255 printable ASCII characters, no space at either end (also what the OpenAPI document says)
@@ -166,9 +167,12 @@ def submit_video(
     key = check_key(idempotency_key)
     request = _read_request(parse_body(raw_body), registry)
     spec: ModelSpec | None = None
+    # upload:<id> inputs: read in the same one read as the balance and the key (no extra call)
+    refs = upload_refs(request.parsed) if request.parsed is not None else {}
+    upload_ids = sorted({upload_id for upload_id, _ in refs.values()})
 
     for attempt in range(MAX_OPTIMISTIC_ATTEMPTS):
-        seen, record = store.read_for_submit(user_id, key)
+        seen, record, uploads = store.read_for_submit(user_id, key, upload_ids)
         if record is not None:  # a replay answers as the first time, even if the model left sale since
             return _replay(record, request.fingerprints)
         if spec is None:  # a new request: a model on sale and an input valid for it, before any charge
@@ -176,6 +180,7 @@ def submit_video(
             parsed = request.valid_input()
             cost = spec.credits(parsed)
             payload = normalised(parsed)
+        check_uploads(refs, uploads)  # the caller's own, ready, of the field's kind: else nothing charged
         if seen.balance < cost:
             raise InsufficientCredits(f"This video costs {cost} credits; the balance is {seen.balance}")
         if seen.active_jobs >= limits.max_active_jobs:

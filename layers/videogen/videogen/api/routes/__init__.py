@@ -6,5 +6,6 @@ from __future__ import annotations
 from videogen.api.routes.devices import router as devices
 from videogen.api.routes.reads import router as reads
 from videogen.api.routes.submit import router as submit
+from videogen.api.routes.uploads import router as uploads
 
-ROUTERS = (submit, reads, devices)
+ROUTERS = (submit, reads, uploads, devices)

@@ -57,6 +57,9 @@ _ACCEPTED = {
             errors.RateLimited,
             errors.ConcurrentUpdate,
             errors.StoreBusy,
+            errors.UploadNotFound,
+            errors.UploadNotReady,
+            errors.UploadRejected,
         ),
     },
 )

@@ -1,0 +1,187 @@
+"""The presigned POST against a moto S3 server over real HTTP, what moto does and does not enforce
+of its policy, the S3 event it sends for it (devstack.s3_events), and the upload items in DynamoDB.
+
+moto 5 stores a browser POST without checking its policy: no signature check, no expiry, no
+``content-length-range``, no ``Content-Type`` condition. So locally those are proven by reading
+the signed policy itself (what real S3 evaluates), and the validator refuses the bytes and sizes
+a policy would have refused (tests below).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote_plus
+
+import boto3
+import pytest
+import requests
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from devstack import s3_events
+from devstack.provision import create_table
+from devstack.template import SamTemplate
+from tests.fakes.uploads import png
+from videogen.adapters.dynamo import DynamoStore
+from videogen.adapters.uploads import S3UploadBucket
+from videogen.domain.uploads import POST_TTL_S, Upload, UploadStatus, object_key
+from videogen.services.uploads import UploadValidator
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(endpoint: str) -> Any:
+    return boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+
+
+def _bucket(s3: Any) -> str:
+    name = f"videogen-uploads-{uuid.uuid4().hex[:8]}"  # moto's backend is shared in-process
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def _post(url: str, fields: dict[str, str], data: bytes, content_type: str) -> requests.Response:
+    """What a browser or an app's HTTP client sends: the form fields, then the file."""
+    return requests.post(url, data=fields, files={"file": ("photo", data, content_type)}, timeout=10)
+
+
+def test_the_presigned_post_stores_the_file_under_its_key(s3: Any) -> None:
+    bucket = _bucket(s3)
+    data = png()
+    post = S3UploadBucket(s3, bucket).presign_post("uploads/u1/upl_x", "image/png", len(data), POST_TTL_S)
+    answer = _post(post.url, post.fields, data, "image/png")
+    assert answer.status_code == 204, answer.text
+    stored = s3.get_object(Bucket=bucket, Key="uploads/u1/upl_x")
+    assert stored["Body"].read() == data
+
+
+def test_the_signed_policy_holds_the_key_type_exact_size_and_15_minutes(s3: Any) -> None:
+    post = S3UploadBucket(s3, _bucket(s3)).presign_post("uploads/u1/upl_x", "image/png", 1234, POST_TTL_S)
+    policy = json.loads(base64.b64decode(post.fields["policy"]))
+    conditions = policy["conditions"]
+    assert {"key": "uploads/u1/upl_x"} in conditions and {"Content-Type": "image/png"} in conditions
+    assert ["content-length-range", 1234, 1234] in conditions
+    expires = time.mktime(time.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert expires - time.time() == pytest.approx(POST_TTL_S, abs=5)
+    assert post.fields["Content-Type"] == "image/png" and post.fields["key"] == "uploads/u1/upl_x"
+
+
+@pytest.mark.parametrize("wrong", ["content_type", "size"])
+def test_moto_does_not_enforce_the_policy_so_the_validator_refuses_what_s3_would(
+    s3: Any, endpoint: str, wrong: str
+) -> None:
+    """Real S3 answers 403 to both POSTs; moto stores them. The upload is then rejected."""
+    bucket = _bucket(s3)
+    upload = Upload(
+        id="upl_" + "1" * 26,
+        user_id="u1",
+        status=UploadStatus.PENDING,
+        content_type="image/png",
+        size_bytes=len(png()),
+        created_at="2026-11-22T09:00:00.000Z",
+        expires_at=int(time.time()) + 3600,
+    )
+    post = S3UploadBucket(s3, bucket).presign_post(upload.s3_key, upload.content_type, upload.size_bytes, 60)
+    data = png() + b"extra" if wrong == "size" else b"\xff\xd8\xff" + b"\x00" * (upload.size_bytes - 3)
+    fields = {**post.fields, "Content-Type": "image/jpeg"} if wrong == "content_type" else post.fields
+    assert _post(post.url, fields, data, "image/jpeg").status_code == 204  # moto: stored anyway
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+    table = f"uploads-{uuid.uuid4().hex[:8]}"
+    create_table(dynamodb, table, SamTemplate.load().table_specs()["JobsTable"])
+    store = DynamoStore(dynamodb, table)
+    store.put_upload(upload)
+    outcome = UploadValidator(store, S3UploadBucket(s3, bucket)).check(bucket, upload.s3_key)
+    found = store.get_upload("u1", upload.id)
+    assert outcome == "rejected" and found is not None and found.status == UploadStatus.REJECTED
+    assert found.error is not None and found.error.code == ("size_mismatch" if wrong == "size" else "type_mismatch")
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.arrived = threading.Event()
+
+    def invoke(self, fn: str, event: dict[str, Any]) -> None:
+        self.events.append((fn, event))
+        self.arrived.set()
+
+
+def test_a_post_under_uploads_sends_the_s3_event_the_template_configures_to_the_local_handler(s3: Any) -> None:
+    bucket = _bucket(s3)
+    template = SamTemplate.load()
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:local-UploadValidatorFunction"
+    refs = {"VideosBucket": bucket, "UploadValidatorFunction.Arn": arn}
+    s3_events.configure(s3, template, refs)
+    recorder = _Recorder()
+    s3_events.deliver_to(recorder)
+    try:
+        s3.put_object(Bucket=bucket, Key="videos/job/x.mp4", Body=b"not an upload")  # outside the filter
+        key = object_key("a b|c", "upl_" + "2" * 26)
+        post = S3UploadBucket(s3, bucket).presign_post(key, "image/png", len(png()), 60)
+        assert _post(post.url, post.fields, png(), "image/png").status_code == 204
+        assert recorder.arrived.wait(10)
+    finally:
+        s3_events.stop_delivery()
+    ((fn, event),) = recorder.events
+    record = event["Records"][0]
+    assert fn == arn and record["eventSource"] == "aws:s3" and record["eventName"] == "ObjectCreated:Post"
+    assert record["s3"]["bucket"]["name"] == bucket and record["s3"]["object"]["size"] == len(png())
+    assert record["s3"]["object"]["key"] != key and unquote_plus(record["s3"]["object"]["key"]) == key  # URL-encoded
+
+
+def test_upload_items_are_read_only_under_their_owner_and_finished_once() -> None:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(dynamodb, "uploads-items", SamTemplate.load().table_specs()["JobsTable"])
+        store = DynamoStore(dynamodb, "uploads-items")
+        upload = Upload(
+            id="upl_" + "3" * 26,
+            user_id="u1",
+            status=UploadStatus.PENDING,
+            content_type="video/mp4",
+            size_bytes=10,
+            created_at="2026-11-22T09:00:00.000Z",
+            expires_at=int(time.time()) + 3600,
+        )
+        store.put_upload(upload)
+        store.put_upload(upload.model_copy(update={"size_bytes": 99}))  # a second put changes nothing
+        assert store.get_upload("u2", upload.id) is None
+        assert store.finish_upload("u1", upload.id, UploadStatus.READY, duration_s=2.5)
+        assert not store.finish_upload("u1", upload.id, UploadStatus.REJECTED)
+        done = store.get_upload("u1", upload.id)
+        assert done is not None and done.status == UploadStatus.READY and done.duration_s == 2.5
+        assert done.size_bytes == 10
+        _, _, found = store.read_for_submit("u1", "k", [upload.id, "upl_" + "4" * 26])
+        assert list(found) == [upload.id] and found[upload.id].status == UploadStatus.READY
+        assert store.read_for_submit("u2", "k", [upload.id])[2] == {}
+
+
+def test_the_fal_simulator_fetches_local_http_inputs_and_answers_fals_422_when_it_cannot(s3: Any) -> None:
+    from devstack.falsim.routes import fetch_inputs
+
+    bucket = _bucket(s3)
+    s3.put_object(Bucket=bucket, Key="uploads/u1/a", Body=png())
+    good = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "uploads/u1/a"}, ExpiresIn=60)
+    gone = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "uploads/u1/b"}, ExpiresIn=60)
+    public = "https://example.com/a.png"  # not fetched: the simulator has no internet to reach it
+    assert fetch_inputs({"prompt": "x", "image_url": good, "end_image_url": public}) is None
+    refused = fetch_inputs({"image_url": good, "video_url": gone})
+    assert refused is not None and refused["loc"] == ["body", "video_url"]
+    assert refused["type"] == "file_download_error" and "?" not in refused["input"]  # no signature echoed
