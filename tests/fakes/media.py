@@ -12,9 +12,10 @@ import hashlib
 import io
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from videogen.adapters.media_urls import DEFAULT_WINDOW_S, signing_window
 from videogen.domain.errors import MediaTransferError
 from videogen.domain.models import StoredVideo
 from videogen.ports import SHA256_PLACEHOLDER, MediaStream, SignedUrl
@@ -73,6 +74,7 @@ class FakeVideoStore:
 
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, StoredVideo]] = {}
+        self.window_s = DEFAULT_WINDOW_S
         self.deleted: list[str] = []
         self._put_failures: list[BaseException] = []
         self._delete_failures: list[BaseException] = []
@@ -101,10 +103,12 @@ class FakeVideoStore:
         return self.put_stream(key, FakeStream(data))
 
     def presign(self, key: str, ttl_s: int) -> SignedUrl:
-        """Shaped like S3's: the signing moment truncated to the second, the expiry derived from it."""
-        signed = datetime.now(UTC).replace(microsecond=0)
-        url = f"https://bucket.test/{key}?X-Amz-Date={signed:%Y%m%dT%H%M%SZ}&X-Amz-Expires={ttl_s}"
-        return SignedUrl(url, signed + timedelta(seconds=ttl_s))
+        """Shaped like S3WindowedUrls': signed at the start of the window (``window_s``), valid until
+        window end + ``ttl_s``, so every read in one window gets the same URL."""
+        start, end = signing_window(datetime.now(UTC), self.window_s, ttl_s)
+        expires = int((end - start).total_seconds())
+        url = f"https://bucket.test/{key}?X-Amz-Date={start:%Y%m%dT%H%M%SZ}&X-Amz-Expires={expires}"
+        return SignedUrl(url, end)
 
     def head(self, key: str) -> StoredVideo | None:
         found = self.objects.get(key)
