@@ -265,3 +265,17 @@ def test_cloudfront_signer_reloads_a_rotated_key_and_refuses_a_key_that_is_not_r
         CloudFrontUrls("", "K1", lambda: "", window_s=WINDOW_S)
     with pytest.raises(ValueError):
         CloudFrontUrls("cdn.example", "K1", lambda: "", window_s=0)
+
+
+def test_a_repeated_read_is_answered_from_memory_and_new_credentials_sign_anew() -> None:
+    creds = {"now": STATIC}
+    s3 = _s3()
+    signer = S3WindowedUrls(s3, BUCKET, lambda: creds["now"], window_s=WINDOW_S, clock=Clock(T0))  # type: ignore[arg-type]
+    with mock.patch.object(s3, "generate_presigned_url", wraps=s3.generate_presigned_url) as presign:  # type: ignore[attr-defined]
+        first = signer.sign(KEY, TTL_S)
+        assert signer.sign(KEY, TTL_S) == first
+        assert presign.call_count == 1
+        creds["now"] = Credentials("AKIDOTHER", "secret2", "token2")  # e.g. a refresh
+        renewed = signer.sign(KEY, TTL_S)
+        assert presign.call_count == 2
+    assert "AKIDOTHER" in renewed.url and renewed.url != first.url

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 S3_MAX_EXPIRES_S = 7 * 24 * 3600  # SigV4 presigned URLs are valid at most 7 days
 DEFAULT_WINDOW_S = 3600
+_MEMO_SIZE = 4096  # URLs signed in the current windows, per container (a URL is ~1 KB)
 
 Clock = Callable[[], datetime]
 
@@ -121,6 +122,7 @@ class S3WindowedUrls:
         self._credentials = credentials
         self._window_s = window_s
         self._clock = clock
+        self._memo: dict[tuple[str, int, datetime, str | None, str | None], str] = {}
 
     def sign(self, key: str, ttl_s: int) -> SignedUrl:
         start, end = signing_window(self._clock(), self._window_s, ttl_s)
@@ -131,10 +133,17 @@ class S3WindowedUrls:
         if source is None:
             raise RuntimeError("no AWS credentials to sign media URLs with")
         frozen, creds_expiry = _frozen_with_expiry(source)
-        base, region = self._object_url(key, expires)
-        request = AWSRequest(method="GET", url=base)
-        _SignedAtQueryAuth(frozen, region, expires, start).add_auth(request)
-        return SignedUrl(str(request.url), end if creds_expiry is None else min(end, creds_expiry))
+        memo = (key, ttl_s, start, frozen.access_key, frozen.token)
+        found = self._memo.get(memo)
+        if found is None:  # a repeated read in the window costs a dict lookup, not two signatures
+            base, region = self._object_url(key, expires)
+            request = AWSRequest(method="GET", url=base)
+            _SignedAtQueryAuth(frozen, region, expires, start).add_auth(request)
+            found = str(request.url)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[memo] = found
+        return SignedUrl(found, end if creds_expiry is None else min(end, creds_expiry))
 
     def _object_url(self, key: str, expires: int) -> tuple[str, str]:
         """The client's URL of the object without its signature, and the region it signs for."""
