@@ -61,6 +61,10 @@ lint: $(STAMP) ## ruff, mypy (the package, and the test fakes against its ports)
 
 scan: $(STAMP) $(SCAN_STAMP) ## checkov + cfn-lint on template.yaml; fails on any failed check (suppressions live beside their resource, with the reason)
 	$(SCAN_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet --output cli
+	@# checkov drops resources whose Condition is false at the defaults: scan the media CDN (MediaCdn=on) too
+	@mkdir -p .scan-cdn && sed '/^  MediaCdn:$$/,/Default:/s/Default: "off"/Default: "on"/' template.yaml > .scan-cdn/template.yaml
+	@grep -q 'Default: "on"' .scan-cdn/template.yaml
+	$(SCAN_VENV)/bin/checkov --file .scan-cdn/template.yaml --framework cloudformation --skip-download --compact --quiet --output cli
 	$(BIN)/cfn-lint template.yaml
 	@echo "cfn-lint: 0 errors, 0 warnings"
 

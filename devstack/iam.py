@@ -150,7 +150,9 @@ def function_policies(template: SamTemplate, refs: Mapping[str, Any]) -> dict[st
     out: dict[str, list[dict[str, Any]]] = {}
     for logical_id, role in _translated_roles(str(template.path)).items():
         statements: list[dict[str, Any]] = []
-        documents = [policy["PolicyDocument"] for policy in role.get("Policies") or []]
+        # a policy under Fn::If (e.g. the media CDN's key, only with MediaCdn=on) is resolved with its condition
+        policies = template.resolve(role.get("Policies") or [], refs) or []
+        documents = [policy["PolicyDocument"] for policy in policies]
         documents += [
             template.resources[name]["Properties"]["PolicyDocument"]
             for name in _own_managed(template, role, f"{logical_id}Role")

@@ -13,9 +13,10 @@ import io
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from videogen.adapters.media_urls import DEFAULT_WINDOW_S, signing_window
 from videogen.domain.errors import MediaTransferError, MediaUndecodable, VideoMissing
 from videogen.domain.media import pick_poster
 from videogen.domain.models import StoredVideo, VideoMedia
@@ -75,6 +76,7 @@ class FakeVideoStore:
 
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, StoredVideo]] = {}
+        self.window_s = DEFAULT_WINDOW_S
         self.deleted: list[str] = []
         self._put_failures: list[BaseException] = []
         self._delete_failures: list[BaseException] = []
@@ -103,10 +105,12 @@ class FakeVideoStore:
         return self.put_stream(key, FakeStream(data))
 
     def presign(self, key: str, ttl_s: int) -> SignedUrl:
-        """Shaped like S3's: the signing moment truncated to the second, the expiry derived from it."""
-        signed = datetime.now(UTC).replace(microsecond=0)
-        url = f"https://bucket.test/{key}?X-Amz-Date={signed:%Y%m%dT%H%M%SZ}&X-Amz-Expires={ttl_s}"
-        return SignedUrl(url, signed + timedelta(seconds=ttl_s))
+        """Shaped like S3WindowedUrls': signed at the start of the window (``window_s``), valid until
+        window end + ``ttl_s``, so every read in one window gets the same URL."""
+        start, end = signing_window(datetime.now(UTC), self.window_s, ttl_s)
+        expires = int((end - start).total_seconds())
+        url = f"https://bucket.test/{key}?X-Amz-Date={start:%Y%m%dT%H%M%SZ}&X-Amz-Expires={expires}"
+        return SignedUrl(url, end)
 
     def head(self, key: str) -> StoredVideo | None:
         found = self.objects.get(key)

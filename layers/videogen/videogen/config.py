@@ -57,7 +57,16 @@ class Settings(BaseSettings):
     media_max_bytes: int = 2 * 1024**3
     media_part_bytes: int = 8 * 1024**2
     media_timeout_s: float = 30.0
-    video_url_ttl_s: int = 3600
+    video_url_ttl_s: int = Field(
+        3600, gt=0, description="a media URL stays valid at least this long after it is handed out"
+    )
+
+    # media URLs an app can cache (adapters/media_urls.py): one URL per object and window
+    media_url_window_s: int = Field(3600, gt=0, description="every read within one such window gets the same URL")
+    media_cdn_domain: str = Field("", description="CloudFront domain serving the bucket; empty: S3 presigned URLs")
+    media_cdn_key_id: str = Field("", description="CloudFront public key id of the URL-signing key pair")
+    media_cdn_private_key_parameter: str = Field("", description="Secrets Manager id of the PEM private key")
+    media_cdn_private_key: str = Field("", description="the PEM private key itself (local/test only)")
 
     # step functions timing
     time_scale: float = Field(1.0, gt=0, description="multiplies every wait of the job workflow (local: < 1)")

@@ -339,6 +339,16 @@ class SignedUrl:
     expires_at: datetime
 
 
+class UrlSigner(Protocol):
+    """Signs GET URLs of our bucket's objects (videos, posters) that an app can cache: every call
+    within one window answers the same URL and ``expires_at`` (adapters/media_urls.py)."""
+
+    def sign(self, key: str, ttl_s: int) -> SignedUrl:
+        """A URL of ``key`` valid at least ``ttl_s`` from now (unless its signing credentials expire
+        first: ``expires_at`` is then theirs) and the exact moment it stops working."""
+        ...
+
+
 class VideoStore(Protocol):
     """Our bucket. ``MediaRejected`` (final) or ``MediaTransferError`` (retry later) on failure."""
 
@@ -346,7 +356,9 @@ class VideoStore(Protocol):
         """Stream into ``key`` (``SHA256_PLACEHOLDER`` in it becomes the content's sha256)."""
         ...
 
-    def presign(self, key: str, ttl_s: int) -> SignedUrl: ...
+    def presign(self, key: str, ttl_s: int) -> SignedUrl:
+        """A GET URL of ``key`` (a video or its poster), the same one for every read in a window."""
+        ...
 
     def head(self, key: str) -> StoredVideo | None: ...
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.adapters.workflow import StepFunctionsWorkflow
     from videogen.domain.limits import UserLimits
     from videogen.domain.registry import Registry
+    from videogen.ports import UrlSigner
     from videogen.services.cancel import CancelJob
     from videogen.services.completion import JobFinisher
     from videogen.services.expiry import ExpireJob
@@ -86,7 +87,32 @@ def videos() -> S3VideoStore:
     from videogen.adapters.media import S3VideoStore
 
     s = settings()
-    return S3VideoStore(client("s3"), s.bucket_name, part_bytes=s.media_part_bytes)
+    return S3VideoStore(client("s3"), s.bucket_name, part_bytes=s.media_part_bytes, urls=media_urls())
+
+
+@lru_cache(maxsize=1)
+def media_urls() -> UrlSigner:
+    """CloudFront signed URLs when the stack has the media CDN (MediaCdn=on), else S3 presigned GETs;
+    either way one URL per object and window (adapters/media_urls.py)."""
+    from videogen.adapters.media_urls import CloudFrontUrls, S3WindowedUrls, client_credentials
+
+    s = settings()
+    if s.media_cdn_domain:
+        return CloudFrontUrls(
+            s.media_cdn_domain, s.media_cdn_key_id, media_cdn_private_key, window_s=s.media_url_window_s
+        )
+    s3 = client("s3")
+    return S3WindowedUrls(s3, s.bucket_name, client_credentials(s3), window_s=s.media_url_window_s)
+
+
+def media_cdn_private_key() -> str:
+    """The PEM of the CloudFront URL-signing key (Secrets Manager, cached by Powertools; env locally)."""
+    s = settings()
+    if s.media_cdn_private_key:
+        return s.media_cdn_private_key
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_secret(s.media_cdn_private_key_parameter, max_age=300))
 
 
 @lru_cache(maxsize=1)
@@ -324,6 +350,7 @@ def reset() -> None:
         registry,
         workflow,
         videos,
+        media_urls,
         media,
         events,
         fal,

@@ -19,9 +19,8 @@ import hashlib
 import mimetypes
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, cast
-from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,7 +30,7 @@ from videogen.adapters.seekable import SeekableReader
 from videogen.domain.errors import MediaRejected, MediaTransferError
 from videogen.domain.models import StoredVideo
 from videogen.observability import logger
-from videogen.ports import SHA256_PLACEHOLDER, SignedUrl
+from videogen.ports import SHA256_PLACEHOLDER, SignedUrl, UrlSigner
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -312,16 +311,6 @@ class _BufferReader(SeekableReader):
         super().close()
 
 
-def signed_expiry(url: str) -> datetime:
-    """When a presigned URL stops working: SigV4's X-Amz-Date plus X-Amz-Expires (what the
-    wiring signs), or SigV2's absolute Expires (a client built without the s3v4 config)."""
-    query = parse_qs(urlsplit(url).query)
-    if "X-Amz-Date" not in query:
-        return datetime.fromtimestamp(int(query["Expires"][0]), UTC)
-    signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    return signed + timedelta(seconds=int(query["X-Amz-Expires"][0]))
-
-
 class S3VideoStore:
     """Implements :class:`videogen.ports.VideoStore` on one S3 bucket (SSE-S3, sha256 in metadata).
 
@@ -339,14 +328,26 @@ class S3VideoStore:
     """
 
     def __init__(
-        self, s3_client: S3Client, bucket: str, part_bytes: int = 8 * MIB, staging_prefix: str = "_staging/"
+        self,
+        s3_client: S3Client,
+        bucket: str,
+        part_bytes: int = 8 * MIB,
+        staging_prefix: str = "_staging/",
+        urls: UrlSigner | None = None,
     ) -> None:
+        """``urls`` signs ``presign``'s URLs; by default S3 presigned GETs with the client's own
+        credentials, signed at the start of 1-hour windows."""
         if part_bytes < S3_MIN_PART_BYTES:
             raise ValueError(f"part_bytes must be at least {S3_MIN_PART_BYTES} (S3's minimum part size)")
         self._s3 = s3_client
         self._bucket = bucket
         self._part_bytes = part_bytes
         self._staging_prefix = staging_prefix
+        if urls is None:
+            from videogen.adapters.media_urls import DEFAULT_WINDOW_S, S3WindowedUrls, client_credentials
+
+            urls = S3WindowedUrls(s3_client, bucket, client_credentials(s3_client), window_s=DEFAULT_WINDOW_S)
+        self._urls = urls
 
     # --- writing --------------------------------------------------------------------------
 
@@ -455,14 +456,9 @@ class S3VideoStore:
     # --- reading --------------------------------------------------------------------------
 
     def presign(self, key: str, ttl_s: int) -> SignedUrl:
-        """A presigned GET URL (for the endpoint the client was built with, e.g. a local moto) and
-        its expiry. The signer reads its clock once and signs that moment truncated to the second
-        (X-Amz-Date); the expiry is derived from what was signed, so it is the URL's real one, not
-        a second clock reading up to 1 s later."""
-        url = self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=int(ttl_s)
-        )
-        return SignedUrl(url, signed_expiry(url))
+        """A GET URL of ``key`` and its expiry, from the store's :class:`~videogen.ports.UrlSigner`: the
+        same URL for every read within a window (adapters/media_urls.py), for videos and posters alike."""
+        return self._urls.sign(key, int(ttl_s))
 
     def head(self, key: str) -> StoredVideo | None:
         """What is stored at ``key``; None when nothing (complete) is there."""
