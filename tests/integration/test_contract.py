@@ -169,5 +169,21 @@ def test_every_route_answers_as_the_document_says(stack):
     conf.check("GET", other, stack.request("GET", other), 401)
     conf.check("POST", f"{other}/cancel", stack.request("POST", f"{other}/cancel"), 401)
 
+    # uploads: create, read, their 422, 404 (another user's) and 401; upload:<id> refusals at submit
+    body = {"content_type": "image/png", "size_bytes": 10}
+    created = conf.check("POST", "/v1/uploads", stack.request("POST", "/v1/uploads", token=alice, body=body), 201)
+    mine = f"/v1/uploads/{created['upload']['id']}"
+    assert conf.check("GET", mine, stack.request("GET", mine, token=alice), 200)["status"] == "pending"
+    conf.check("GET", mine, stack.request("GET", mine, token=carol), 404, "upload_not_found")
+    conf.check("GET", mine, stack.request("GET", mine), 401)
+    too_big = {"content_type": "image/png", "size_bytes": 21 << 20}
+    reply = stack.request("POST", "/v1/uploads", token=alice, body=too_big)
+    conf.check("POST", "/v1/uploads", reply, 422, "validation_failed")
+    conf.check("POST", "/v1/uploads", stack.request("POST", "/v1/uploads", body=body), 401)
+    ref = f"upload:{created['upload']['id']}"
+    kling = {"model": "kling-2.1-standard-i2v", "input": {"prompt": "p", "image_url": ref}}
+    submit(alice, 409, "upload_not_ready", body=kling)
+    submit(carol, 422, "upload_not_found", body=kling)
+
     operations = {op["operationId"] for item in conf.doc["paths"].values() for op in item.values()}
     assert {op for op, status in conf.seen if 200 <= status < 300} == operations  # every route was driven

@@ -279,3 +279,12 @@ def test_a_repeated_read_is_answered_from_memory_and_new_credentials_sign_anew()
         renewed = signer.sign(KEY, TTL_S)
         assert presign.call_count == 2
     assert "AKIDOTHER" in renewed.url and renewed.url != first.url
+
+
+def test_a_client_that_presigns_with_sigv2_still_gets_a_windowed_sigv4_url() -> None:
+    legacy = boto3.client("s3", region_name="us-east-1", aws_access_key_id="AKIDV2", aws_secret_access_key="s")
+    signer = S3WindowedUrls(legacy, BUCKET, client_credentials(legacy), window_s=WINDOW_S, clock=Clock(T0))
+    query = parse_qs(urlsplit(signer.sign(KEY, TTL_S).url).query)
+    assert query["X-Amz-Date"] == ["20310301T100000Z"]
+    assert query["X-Amz-Credential"][0].split("/")[2] == "us-east-1"
+    assert not {"AWSAccessKeyId", "Signature", "Expires"} & set(query)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 S3_MAX_EXPIRES_S = 7 * 24 * 3600  # SigV4 presigned URLs are valid at most 7 days
 DEFAULT_WINDOW_S = 3600
+_SIGV2_PARAMS = frozenset({"AWSAccessKeyId", "Expires", "Signature"})
 _MEMO_SIZE = 4096  # URLs signed in the current windows, per container (a URL is ~1 KB)
 
 Clock = Callable[[], datetime]
@@ -152,9 +153,11 @@ class S3WindowedUrls:
         )
         parts = urlsplit(presigned)
         query = parse_qsl(parts.query, keep_blank_values=True)
-        scope = dict(query)["X-Amz-Credential"].split("/")  # <key id>/<date>/<region>/s3/aws4_request
-        kept = [(k, v) for k, v in query if not k.startswith("X-Amz-")]
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), "")), scope[-3]
+        # a client without the s3v4 config presigns with SigV2 (AWSAccessKeyId, Expires, Signature)
+        credential = dict(query).get("X-Amz-Credential")  # <key id>/<date>/<region>/s3/aws4_request
+        region = credential.split("/")[-3] if credential else str(self._s3.meta.region_name)
+        kept = [(k, v) for k, v in query if not k.lower().startswith("x-amz-") and k not in _SIGV2_PARAMS]
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), "")), region
 
 
 def _frozen_with_expiry(credentials: Credentials) -> tuple[ReadOnlyCredentials, datetime | None]:
