@@ -13,7 +13,7 @@ import io
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from videogen.adapters.media_urls import DEFAULT_WINDOW_S, signing_window
@@ -111,6 +111,11 @@ class FakeVideoStore:
         expires = int((end - start).total_seconds())
         url = f"https://bucket.test/{key}?X-Amz-Date={start:%Y%m%dT%H%M%SZ}&X-Amz-Expires={expires}"
         return SignedUrl(url, end)
+
+    def presign_input(self, key: str, ttl_s: int) -> SignedUrl:
+        return SignedUrl(
+            f"https://bucket.test/{key}?X-Amz-Expires={ttl_s}", datetime.now(UTC) + timedelta(seconds=ttl_s)
+        )
 
     def head(self, key: str) -> StoredVideo | None:
         found = self.objects.get(key)

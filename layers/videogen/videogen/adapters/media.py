@@ -19,6 +19,7 @@ import hashlib
 import mimetypes
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -459,6 +460,13 @@ class S3VideoStore:
         """A GET URL of ``key`` and its expiry, from the store's :class:`~videogen.ports.UrlSigner`: the
         same URL for every read within a window (adapters/media_urls.py), for videos and posters alike."""
         return self._urls.sign(key, int(ttl_s))
+
+    def presign_input(self, key: str, ttl_s: int) -> SignedUrl:
+        """S3's own presigned GET of ``key``, valid ``ttl_s`` from now (an input fal fetches)."""
+        url = self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=int(ttl_s)
+        )
+        return SignedUrl(url, datetime.now(UTC) + timedelta(seconds=int(ttl_s)))
 
     def head(self, key: str) -> StoredVideo | None:
         """What is stored at ``key``; None when nothing (complete) is there."""

@@ -104,7 +104,7 @@ def inputs_for_fal(
     for name in fields:
         upload_id = upload_id_of(payload.get(name))
         if upload_id is not None:
-            payload[name] = videos.presign(object_key(job.user_id, upload_id), ttl).url
+            payload[name] = videos.presign_input(object_key(job.user_id, upload_id), ttl).url
     return payload
 
 
