@@ -161,6 +161,14 @@ class Harness:
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} still owes its event: {self.store.get_job(job_id)}")
 
+    def bucket_keys(self) -> list[str]:
+        """Every object key in the bucket, sorted, once the event deliveries under way are done
+        (the media function writes a completed job's poster after its "Job Completed")."""
+        from devstack import event_targets
+
+        event_targets.drain()
+        return sorted(o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", []))
+
     def event_tap(self) -> EventTap:
         """From now on, every event on the project's bus is also kept for the test to read."""
         return EventTap(self.stack.resources.event_bus_name)

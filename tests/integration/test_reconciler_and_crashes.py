@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from videogen import crash, wiring
+from videogen.domain.media import poster_key
 from videogen.domain.models import FalRequest, JobStatus, Progress
 
 
@@ -63,8 +64,9 @@ def test_crash_after_s3_upload_before_the_transition(stack_sfn):
     job_id = stack_sfn.submit(token).json["job"]["id"]
     job = stack_sfn.wait_status(job_id, {"completed"}, timeout_s=40)
     assert crash.fired[crash.AFTER_S3_UPLOAD] == 1
-    keys = [o["Key"] for o in stack_sfn.s3.list_objects_v2(Bucket=stack_sfn.bucket).get("Contents", [])]
-    assert keys == [job.video.s3_key]  # the next actor reused the stored object
+    # the next actor reused the stored object (and the media function put its poster beside it)
+    stack_sfn.wait_event_out(job_id)
+    assert stack_sfn.bucket_keys() == [job.video.s3_key, poster_key(job.video.s3_key)]
     assert _ledger_types(stack_sfn, token) == ["charge", "grant"]
 
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from videogen import wiring
+from videogen.domain.media import poster_key
 from videogen.domain.models import JobStatus
 
 
@@ -200,9 +201,9 @@ def test_webhook_and_poll_race_make_one_transition_one_object_no_refund(stack):
         assert {f.result() for f in hooks} == {200}
         assert {f.result() for f in polls} == {True}
     assert events.types(job.id) == ["Job Completed"]
-    keys = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])]
+    keys = stack.bucket_keys()
     done = stack.job(job.id)
-    assert keys == [done.video.s3_key]
+    assert keys == [done.video.s3_key, poster_key(done.video.s3_key)]  # one video, and its poster
     assert done.status == JobStatus.COMPLETED
     assert [e["type"] for e in stack.request("GET", "/v1/credits", token=token).json["ledger"]] == ["charge", "grant"]
 

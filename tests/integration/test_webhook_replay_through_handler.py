@@ -29,11 +29,11 @@ def _post(stack: Any, query: str, request_id: str, raw: bytes) -> Any:
 
 
 def _state(stack: Any, jobs: dict[str, str], tokens: dict[str, str]) -> Any:
-    objects = stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])
+    keys = stack.bucket_keys()  # first: the finished job's poster is written after its event
     return (
         {name: stack.job(job_id) for name, job_id in jobs.items()},
         {name: stack.request("GET", "/v1/credits", token=tok).json for name, tok in tokens.items()},
-        sorted(o["Key"] for o in objects),
+        keys,
     )
 
 
