@@ -123,3 +123,28 @@ def test_a_url_input_fal_must_not_fetch_is_422_naming_the_field_and_nothing_is_c
     assert url not in json.dumps(body)  # the refusal never echoes the URL (it may hold credentials)
     assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 50
     assert stack.request("GET", "/v1/videos", token=token).json["items"] == []
+
+
+# The routes whose body Powertools validates (a body model): uploads and devices
+_BODY_ROUTES = [
+    ("POST", "/v1/uploads", {"content_type": "image/png", "size_bytes": 100}),
+    ("PUT", "/v1/devices/phone-1", {"platform": "fcm", "token": "t" * 20}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), _BODY_ROUTES)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "x/made-up"])
+def test_a_json_body_is_read_as_json_whatever_its_content_type(stack, method, path, body, content_type):
+    token = stack.user(credits=10)
+    raw = json.dumps(body).encode()
+    reply = stack.request(method, path, token=token, headers={"content-type": content_type}, raw=raw)
+    assert reply.status in (200, 201), reply.json
+
+
+@pytest.mark.parametrize(("method", "path", "body"), _BODY_ROUTES)
+@pytest.mark.parametrize("depth", [40, 1000, 5000])
+def test_a_deeply_nested_body_on_a_body_model_route_is_a_422_problem_never_a_500(stack, method, path, body, depth):
+    token = stack.user(credits=10)
+    reply = stack.request(method, path, token=token, raw=b"[" * depth + b"]" * depth)
+    _problem(reply, 422, "validation_failed")
+    assert stack.request("GET", "/v1/devices", token=token).json["items"] == []

@@ -23,7 +23,7 @@ from aws_lambda_powertools.shared.json_encoder import Encoder
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videogen import contract
+from videogen import contract, jsonbody
 from videogen.domain.errors import (
     BadRequest,
     DomainError,
@@ -132,6 +132,7 @@ class Resolver(APIGatewayHttpResolver):
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         if not self._built:
             self._build_routes()
+        event = _as_json(event)
         self.current_event = cast(APIGatewayProxyEventV2, self._to_proxy_event(dict(event)))
         self.lambda_context = context
         too_large = _over_body_cap(self.current_event)
@@ -145,6 +146,16 @@ class Resolver(APIGatewayHttpResolver):
         if _claims(self.current_event):
             answer["headers"] = {**(answer.get("headers") or {}), **NO_STORE}
         return answer
+
+
+def _as_json(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Every body this API reads is JSON, whatever ``Content-Type`` says (``curl -d`` sends
+    form-urlencoded, an app may send ``text/plain``): the routes whose body Powertools validates
+    read it as JSON too, as POST /v1/videos always did, never as a form nor a 500."""
+    if not event.get("body"):
+        return event
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    return {**event, "headers": {**headers, "content-type": "application/json"}}
 
 
 def _over_body_cap(event: APIGatewayProxyEventV2) -> PayloadTooLarge | None:
@@ -167,6 +178,13 @@ def build_resolver(*, validate: bool = False) -> APIGatewayHttpResolver:
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response:
         return _domain(_request_invalid(error))
+
+    @app.exception_handler(RecursionError)
+    def _too_deep(_: RecursionError) -> Response:
+        # a body Powertools parsed with json.loads (the routes declaring a body model) nested
+        # deeper than the interpreter's stack: the same problem as jsonbody's depth limit
+        msg = f"body is not valid JSON: nested deeper than {jsonbody.MAX_DEPTH} levels"
+        return _domain(ValidationFailed([{"loc": "body", "msg": msg}]))
 
     @app.exception_handler(DomainError)
     def _domain(error: DomainError) -> Response:
