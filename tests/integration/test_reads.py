@@ -127,6 +127,8 @@ def test_openapi_document_lists_the_contract_routes(stack):
         "/v1/credits",
         "/v1/models",
         "/openapi.json",
+        "/v1/devices",
+        "/v1/devices/{device_id}",
     }  # the providers' routes (/webhooks/*) stay out of the app's document
     assert "idempotency_key_reused" in doc["components"]["schemas"]["ProblemCode"]["enum"]
 

@@ -18,6 +18,7 @@ CASES = [
     ("ApiFunction", "api_credits.json", 200),
     ("ApiFunction", "api_models.json", 200),
     ("WebhookFunction", "webhook.json", 401),  # not the deployment's token
+    ("DevicesFunction", "devices.json", 200),  # user-123's devices: none yet
 ]
 
 
@@ -36,6 +37,7 @@ def test_state_machine_and_schedule_sample_events(stack):
     assert check == {"done": True, "expired": False, "next_wait_s": 10}
     assert lambdas.invoke("JobFailFunction", json.loads((EVENTS / "job_fail.json").read_text())) == {"status": None}
     assert lambdas.invoke("ReconcileFunction", json.loads((EVENTS / "reconcile.json").read_text())) == {"found": 0}
+    assert lambdas.invoke("NotifierFunction", json.loads((EVENTS / "notifier.json").read_text())) == {}  # no devices
 
 
 def test_every_function_has_a_sample_event():

@@ -132,6 +132,9 @@ def test_routes_match_the_public_contract() -> None:
         ("GET", "/v1/models"): ("ApiFunction", False),
         ("GET", "/openapi.json"): ("ApiFunction", False),
         ("POST", "/webhooks/fal"): ("WebhookFunction", False),
+        ("PUT", "/v1/devices/{device_id}"): ("DevicesFunction", True),
+        ("GET", "/v1/devices"): ("DevicesFunction", True),
+        ("DELETE", "/v1/devices/{device_id}"): ("DevicesFunction", True),
     }
 
 
@@ -149,6 +152,8 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
         "FalCheckFunction",
         "JobFailFunction",
         "ReconcileFunction",
+        "DevicesFunction",
+        "NotifierFunction",
     }
     for fn in functions.values():
         assert (fn.code_dir / "app.py").is_file(), fn
@@ -230,7 +235,7 @@ def test_the_fal_key_secret_is_a_required_full_arn() -> None:
         assert not pattern.fullmatch(arn), arn
     # Every function that calls fal is granted that ARN; submit and the webhook never call fal, so
     # neither may read the key (the webhook is the one public unauthenticated function)
-    never_call_fal = {"SubmitFunction", "WebhookFunction"}
+    never_call_fal = {"SubmitFunction", "WebhookFunction", "DevicesFunction", "NotifierFunction"}
     grant = {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": FAL_KEY_ARN}}
     for logical_id in template.resources_of_type("AWS::Serverless::Function"):
         policies = template.resolve(
