@@ -184,6 +184,25 @@ def test_every_route_answers_as_the_document_says(stack):
     kling = {"model": "kling-2.1-standard-i2v", "input": {"prompt": "p", "image_url": ref}}
     submit(alice, 409, "upload_not_ready", body=kling)
     submit(carol, 422, "upload_not_found", body=kling)
+    # the devices routes: register, update, list, their errors, delete (204, no body)
+    phone = "/v1/devices/phone-1"
+    body = {"platform": "apns", "token": "ab" * 32}
+    conf.check("PUT", phone, stack.request("PUT", phone, token=alice, body=body), 200)
+    conf.check("PUT", phone, stack.request("PUT", phone, token=alice, body={**body, "platform": "fcm"}), 200)
+    conf.check("GET", "/v1/devices", stack.request("GET", "/v1/devices", token=alice), 200)
+    bad = {"platform": "webpush", "token": "x"}
+    conf.check("PUT", phone, stack.request("PUT", phone, token=alice, body=bad), 422, "validation_failed")
+    conf.check("PUT", "/v1/devices/a%20b", stack.request("PUT", "/v1/devices/a%20b", token=alice, body=body), 400)
+    for i in range(9):
+        stack.request("PUT", f"/v1/devices/more-{i}", token=alice, body=body)
+    full = stack.request("PUT", "/v1/devices/eleventh", token=alice, body=body)
+    conf.check("PUT", "/v1/devices/eleventh", full, 409, "too_many_devices")
+    conf.check("PUT", phone, stack.request("PUT", phone, body=body), 401)
+    conf.check("GET", "/v1/devices", stack.request("GET", "/v1/devices"), 401)
+    gone = stack.request("DELETE", phone, token=alice)
+    assert gone.status == 204 and "204" in conf.operation("DELETE", phone)["responses"]
+    conf.seen.add(("deleteDevice", 204))
+    conf.check("DELETE", phone, stack.request("DELETE", phone, token=alice), 404, "device_not_found")
 
     operations = {op["operationId"] for item in conf.doc["paths"].values() for op in item.values()}
     assert {op for op, status in conf.seen if 200 <= status < 300} == operations  # every route was driven

@@ -129,6 +129,8 @@ def test_openapi_document_lists_the_contract_routes(stack):
         "/openapi.json",
         "/v1/uploads",
         "/v1/uploads/{id}",
+        "/v1/devices",
+        "/v1/devices/{device_id}",
     }  # the providers' routes (/webhooks/*) stay out of the app's document
     assert "idempotency_key_reused" in doc["components"]["schemas"]["ProblemCode"]["enum"]
 

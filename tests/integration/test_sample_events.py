@@ -19,6 +19,7 @@ CASES = [
     ("ApiFunction", "api_models.json", 200),
     ("WebhookFunction", "webhook.json", 401),  # not the deployment's token
     ("UploadsFunction", "uploads.json", 404),  # user-123 has no such upload
+    ("DevicesFunction", "devices.json", 200),  # user-123's devices: none yet
 ]
 
 
@@ -39,6 +40,7 @@ def test_state_machine_and_schedule_sample_events(stack):
     assert lambdas.invoke("ReconcileFunction", json.loads((EVENTS / "reconcile.json").read_text())) == {"found": 0}
     s3_event = json.loads((EVENTS / "upload_validator.json").read_text())  # an upload nobody created
     assert lambdas.invoke("UploadValidatorFunction", s3_event) == {"ignored": 1}
+    assert lambdas.invoke("NotifierFunction", json.loads((EVENTS / "notifier.json").read_text())) == {}  # no devices
 
 
 def test_every_function_has_a_sample_event():

@@ -134,6 +134,9 @@ def test_routes_match_the_public_contract() -> None:
         ("POST", "/webhooks/fal"): ("WebhookFunction", False),
         ("POST", "/v1/uploads"): ("UploadsFunction", True),
         ("GET", "/v1/uploads/{id}"): ("UploadsFunction", True),
+        ("PUT", "/v1/devices/{device_id}"): ("DevicesFunction", True),
+        ("GET", "/v1/devices"): ("DevicesFunction", True),
+        ("DELETE", "/v1/devices/{device_id}"): ("DevicesFunction", True),
     }
 
 
@@ -154,6 +157,8 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
         "MediaFunction",
         "UploadsFunction",
         "UploadValidatorFunction",
+        "DevicesFunction",
+        "NotifierFunction",
     }
     for fn in functions.values():
         assert (fn.code_dir / "app.py").is_file(), fn
