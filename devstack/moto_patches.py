@@ -6,7 +6,9 @@
   write, losing an update.
 * S3 serves concurrent PUTs of one key (last writer wins). moto disposes the old
   object's buffer while another thread still reads it ("I/O operation on closed
-  file"), which the webhook/poll race hits when both finishers store the same key.
+  file"), which the webhook/poll race hits when both finishers store the same key —
+  and a ListObjectsV2 hits when it computes the ETag of a key being overwritten.
+  Object and bucket requests are therefore serialised.
 
 The local stack and the tests run many threads, so moto's DynamoDB item operations
 and S3 object requests are serialised, each with one re-entrant lock. This changes
@@ -82,6 +84,8 @@ def apply() -> None:
     from moto.s3.responses import S3Response
 
     S3Response.key_response = _locked(S3Response.key_response, _S3_LOCK)  # type: ignore[method-assign]
+    # Bucket requests (ListObjectsV2 reads each key's buffer for its ETag; a browser POST writes a key)
+    S3Response.bucket_response = _locked(S3Response.bucket_response, _S3_LOCK)  # type: ignore[method-assign]
     for operation, method in CONFLICT_OPS.items():
         setattr(DynamoHandler, method, FAULT.wrap(operation, getattr(DynamoHandler, method)))
     _applied = True
