@@ -26,7 +26,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from videogen.adapters.dynamo import DynamoStore, _is, _item, _reasons, _unitem, _values, user_pk
+from videogen.adapters.ddb import DynamoTable, cancel_reasons, error_is, failed_condition, from_item, to_item, to_values
+from videogen.adapters.dynamo import user_pk
 from videogen.domain.devices import MAX_DEVICES, Device, Platform
 from videogen.domain.errors import DeviceChanged, DeviceNotFound, StoreBusy, TooManyDevices
 from videogen.domain.models import rfc3339
@@ -36,19 +37,19 @@ _PUT_ATTEMPTS = 4  # create-vs-update races (the device appeared or vanished und
 
 
 def device_key(user_id: str, device_id: str) -> dict[str, Any]:
-    return _item({"pk": user_pk(user_id), "sk": f"DEVICE#{device_id}"})
+    return to_item({"pk": user_pk(user_id), "sk": f"DEVICE#{device_id}"})
 
 
 def _counter_key(user_id: str) -> dict[str, Any]:
-    return _item({"pk": user_pk(user_id), "sk": "DEVICES"})
+    return to_item({"pk": user_pk(user_id), "sk": "DEVICES"})
 
 
 def _notification_key(job_id: str, device_id: str) -> dict[str, Any]:
-    return _item({"pk": f"PUSH#{job_id}", "sk": f"DEVICE#{device_id}"})
+    return to_item({"pk": f"PUSH#{job_id}", "sk": f"DEVICE#{device_id}"})
 
 
 def _device(item: dict[str, Any]) -> Device:
-    data = _unitem(item)
+    data = from_item(item)
     return Device(
         id=data["device_id"],
         user_id=data["user_id"],
@@ -60,12 +61,8 @@ def _device(item: dict[str, Any]) -> Device:
     )
 
 
-def _failed_condition(exc: ClientError) -> bool:
-    return _is(exc, "ConditionalCheckFailedException")
-
-
-class DynamoDeviceStore(DynamoStore):
-    """Implements :class:`videogen.ports.DeviceStore` (contention handled as :class:`DynamoStore` does)."""
+class DynamoDeviceStore(DynamoTable):
+    """Implements :class:`videogen.ports.DeviceStore` (contention handled by :meth:`DynamoTable._call`)."""
 
     def get_device(self, user_id: str, device_id: str) -> Device | None:
         item = self._db.get_item(TableName=self._table, Key=device_key(user_id, device_id), ConsistentRead=True).get(
@@ -77,7 +74,7 @@ class DynamoDeviceStore(DynamoStore):
         answer = self._db.query(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-            ExpressionAttributeValues=_values({":pk": user_pk(user_id), ":p": "DEVICE#"}),
+            ExpressionAttributeValues=to_values({":pk": user_pk(user_id), ":p": "DEVICE#"}),
             ConsistentRead=True,
             Limit=MAX_DEVICES + 1,  # the cap bounds the read
         )
@@ -107,7 +104,7 @@ class DynamoDeviceStore(DynamoStore):
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": _item(item),
+                            "Item": to_item(item),
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
@@ -118,15 +115,15 @@ class DynamoDeviceStore(DynamoStore):
                             "UpdateExpression": "ADD #n :one SET updated_at = :now",
                             "ConditionExpression": "attribute_not_exists(#n) OR #n < :max",
                             "ExpressionAttributeNames": {"#n": "count"},
-                            "ExpressionAttributeValues": _values({":one": 1, ":max": MAX_DEVICES, ":now": now}),
+                            "ExpressionAttributeValues": to_values({":one": 1, ":max": MAX_DEVICES, ":now": now}),
                         }
                     },
                 ],
             )
         except ClientError as exc:
-            if not _is(exc, "TransactionCanceledException"):
+            if not error_is(exc, "TransactionCanceledException"):
                 raise
-            reasons = _reasons(exc)
+            reasons = cancel_reasons(exc)
             if reasons[0] == "ConditionalCheckFailed":
                 raise DeviceChanged(device_id) from None  # registered meanwhile: update it instead
             if reasons[1] == "ConditionalCheckFailed":
@@ -147,11 +144,11 @@ class DynamoDeviceStore(DynamoStore):
                 UpdateExpression=expression,
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames={"#token": "token"},
-                ExpressionAttributeValues=_values({":p": platform.value, ":t": token, ":now": now}),
+                ExpressionAttributeValues=to_values({":p": platform.value, ":t": token, ":now": now}),
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _failed_condition(exc):
+            if failed_condition(exc):
                 raise DeviceChanged(current.id) from None  # deleted meanwhile: create it again
             raise
         return _device(answer["Attributes"])
@@ -166,13 +163,13 @@ class DynamoDeviceStore(DynamoStore):
                 UpdateExpression="SET endpoint_arn = :e",
                 ConditionExpression="#token = :t AND platform = :p",
                 ExpressionAttributeNames={"#token": "token"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=to_values(
                     {":e": endpoint_arn, ":t": device.token, ":p": device.platform.value}
                 ),
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _failed_condition(exc):
+            if failed_condition(exc):
                 raise DeviceChanged(device.id) from None
             raise
         return _device(answer["Attributes"])
@@ -186,7 +183,7 @@ class DynamoDeviceStore(DynamoStore):
         }
         if token is not None:
             delete["ExpressionAttributeNames"] = {"#token": "token"}
-            delete["ExpressionAttributeValues"] = _values({":t": token})
+            delete["ExpressionAttributeValues"] = to_values({":t": token})
         current = self.get_device(user_id, device_id)
         if current is None:
             raise DeviceNotFound(f"no device {device_id!r}")
@@ -203,13 +200,13 @@ class DynamoDeviceStore(DynamoStore):
                             "UpdateExpression": "ADD #n :minus SET updated_at = :now",
                             "ConditionExpression": "#n > :zero",
                             "ExpressionAttributeNames": {"#n": "count"},
-                            "ExpressionAttributeValues": _values({":minus": -1, ":zero": 0, ":now": rfc3339()}),
+                            "ExpressionAttributeValues": to_values({":minus": -1, ":zero": 0, ":now": rfc3339()}),
                         }
                     },
                 ],
             )
         except ClientError as exc:
-            if _is(exc, "TransactionCanceledException") and _reasons(exc)[0] == "ConditionalCheckFailed":
+            if error_is(exc, "TransactionCanceledException") and cancel_reasons(exc)[0] == "ConditionalCheckFailed":
                 if token is not None and self.get_device(user_id, device_id) is not None:
                     raise DeviceChanged(device_id) from None
                 raise DeviceNotFound(f"no device {device_id!r}") from None
@@ -226,7 +223,7 @@ class DynamoDeviceStore(DynamoStore):
                 "put_item",
                 f"notification {job_id}/{device_id}",
                 TableName=self._table,
-                Item=_item(
+                Item=to_item(
                     {
                         "pk": f"PUSH#{job_id}",
                         "sk": f"DEVICE#{device_id}",
@@ -239,7 +236,7 @@ class DynamoDeviceStore(DynamoStore):
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if _failed_condition(exc):
+            if failed_condition(exc):
                 return None
             raise
         return claim
@@ -254,10 +251,12 @@ class DynamoDeviceStore(DynamoStore):
                 UpdateExpression="SET #state = :sent, message_id = :m, sent_at = :now",
                 ConditionExpression="claim = :c",
                 ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues=_values({":sent": "sent", ":m": message_id, ":c": claim, ":now": rfc3339()}),
+                ExpressionAttributeValues=to_values(
+                    {":sent": "sent", ":m": message_id, ":c": claim, ":now": rfc3339()}
+                ),
             )
         except ClientError as exc:
-            if not _failed_condition(exc):
+            if not failed_condition(exc):
                 raise
 
     def release_notification(self, job_id: str, device_id: str, claim: str) -> None:
@@ -269,8 +268,8 @@ class DynamoDeviceStore(DynamoStore):
                 Key=_notification_key(job_id, device_id),
                 ConditionExpression="claim = :c AND #state = :sending",
                 ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues=_values({":c": claim, ":sending": "sending"}),
+                ExpressionAttributeValues=to_values({":c": claim, ":sending": "sending"}),
             )
         except ClientError as exc:
-            if not _failed_condition(exc):
+            if not failed_condition(exc):
                 raise

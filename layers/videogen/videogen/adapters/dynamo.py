@@ -46,10 +46,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from videogen import jsonbody
+from videogen.adapters.ddb import (
+    DynamoTable,
+    cancel_reasons,
+    deserialize,
+    error_is,
+    from_item,
+    numbers,
+    to_item,
+    to_values,
+)
 from videogen.domain.errors import (
     BalanceChanged,
     ConcurrentUpdate,
@@ -83,44 +92,8 @@ from videogen.domain.models import (
     rfc3339,
 )
 from videogen.domain.uploads import Upload, UploadError, UploadStatus
-from videogen.retry import CONFLICT_ATTEMPTS, backoff, retry_conflicts
 
 ACTIVE_SHARDS = 8  # the sparse "Active" index is spread over this many partitions
-
-_ser = TypeSerializer()
-_de = TypeDeserializer()
-
-
-def _item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in values.items() if v is not None}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _numbers(value: Any) -> Any:
-    """Floats as the Decimals DynamoDB's serializer takes (through their shortest repr: 23.976, not
-    23.975999999999999)."""
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    return value
-
-
-def _unitem(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
-
-
-def _values(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in values.items()}
 
 
 def _job_from(data: dict[str, Any]) -> Job:
@@ -134,23 +107,23 @@ def user_pk(user_id: str) -> str:
 
 
 def job_key(job_id: str) -> dict[str, Any]:
-    return _item({"pk": f"JOB#{job_id}", "sk": "JOB"})
+    return to_item({"pk": f"JOB#{job_id}", "sk": "JOB"})
 
 
 def balance_key(user_id: str) -> dict[str, Any]:
-    return _item({"pk": user_pk(user_id), "sk": "BALANCE"})
+    return to_item({"pk": user_pk(user_id), "sk": "BALANCE"})
 
 
 def idem_key(user_id: str, key: str) -> dict[str, Any]:
-    return _item({"pk": user_pk(user_id), "sk": f"IDEM#{key}"})
+    return to_item({"pk": user_pk(user_id), "sk": f"IDEM#{key}"})
 
 
 def upload_key(user_id: str, upload_id: str) -> dict[str, Any]:
-    return _item({"pk": user_pk(user_id), "sk": f"UPLOAD#{upload_id}"})
+    return to_item({"pk": user_pk(user_id), "sk": f"UPLOAD#{upload_id}"})
 
 
 def _upload_from(item: Mapping[str, Any]) -> Upload:
-    return Upload.model_validate(_unitem(item))
+    return Upload.model_validate(from_item(item))
 
 
 def status_fields(status: JobStatus, job_id: str) -> dict[str, str]:
@@ -197,31 +170,6 @@ def _usage_write(seen: Balance, usage: Usage) -> tuple[list[str], str, dict[str,
     return sets, " AND ".join(conditions), values
 
 
-def _reasons(exc: ClientError) -> list[str]:
-    return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-
-
-def _is(exc: ClientError, code: str) -> bool:
-    return exc.response.get("Error", {}).get("Code") == code
-
-
-# Cancellation reasons that say "not now" (nothing was written, no condition was evaluated false).
-_CONTENTION = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
-
-
-def _conflicted(exc: Exception) -> bool:
-    """DynamoDB's answer to contention: an item write that met an ongoing transaction, or a
-    transaction (read or write) cancelled by a conflict and by no failed condition."""
-    if not isinstance(exc, ClientError):
-        return False
-    if _is(exc, "TransactionConflictException"):
-        return True
-    if not _is(exc, "TransactionCanceledException"):
-        return False
-    reasons = _reasons(exc)
-    return "ConditionalCheckFailed" not in reasons and bool(_CONTENTION & set(reasons))
-
-
 def _status_condition(
     allowed: Iterable[JobStatus], *, unsubmitted: bool = False
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -235,50 +183,13 @@ def _status_condition(
     return (
         "#status IN (" + ", ".join(placeholders) + ")" + (" AND attribute_not_exists(fal)" if unsubmitted else ""),
         {"#status": "status"},
-        _values(dict(zip(placeholders, states, strict=True))),
+        to_values(dict(zip(placeholders, states, strict=True))),
     )
 
 
-class DynamoStore:
+class DynamoStore(DynamoTable):
     """Implements :class:`videogen.ports.JobStore`: every read and conditional write of the domain
     against one DynamoDB table."""
-
-    def __init__(
-        self,
-        client: Any,
-        table_name: str,
-        *,
-        conflict_attempts: int = CONFLICT_ATTEMPTS,
-        pause: Callable[[int], None] = backoff,
-    ) -> None:
-        self._db = client
-        self._table = table_name
-        self._conflict_attempts = conflict_attempts
-        self._pause = pause
-
-    def _call(
-        self,
-        operation: str,
-        what: str,
-        *,
-        exhausted: Callable[[ClientError], Exception] | None = None,
-        **request: Any,
-    ) -> Any:
-        """``self._db.<operation>(**request)``, retried while it loses to a concurrent transaction;
-        then ``exhausted(last error)`` or :class:`StoreBusy`. Other errors are the caller's."""
-
-        def give_up(exc: Exception) -> Exception:
-            assert isinstance(exc, ClientError)
-            if exhausted is not None:
-                return exhausted(exc)
-            return StoreBusy(f"{what}: kept conflicting with concurrent transactions")
-
-        def call() -> Any:
-            return getattr(self._db, operation)(**request)
-
-        return retry_conflicts(
-            call, conflicted=_conflicted, exhausted=give_up, attempts=self._conflict_attempts, pause=self._pause
-        )
 
     # --- users and credits ---------------------------------------------------------------
 
@@ -288,7 +199,7 @@ class DynamoStore:
     def _balance(self, user_id: str) -> tuple[Balance, int]:
         """The balance item, strongly consistent, and its revision (0 before its first write)."""
         item = self._db.get_item(TableName=self._table, Key=balance_key(user_id), ConsistentRead=True).get("Item")
-        data = _unitem(item) if item else {}
+        data = from_item(item) if item else {}
         return _balance_from(data), int(data.get("rev", 0))
 
     def credits_snapshot(
@@ -325,7 +236,7 @@ class DynamoStore:
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": _item(
+                            "Item": to_item(
                                 {
                                     "pk": user_pk(user_id),
                                     "sk": f"GRANT#{grant_id}",
@@ -342,7 +253,7 @@ class DynamoStore:
                             "TableName": self._table,
                             "Key": balance_key(user_id),
                             "UpdateExpression": "ADD balance :a, rev :one SET updated_at = :now",
-                            "ExpressionAttributeValues": _values({":a": amount, ":now": now, ":one": 1}),
+                            "ExpressionAttributeValues": to_values({":a": amount, ":now": now, ":one": 1}),
                         }
                     },
                     self._ledger_put(user_id, entry_id, LedgerType.GRANT, amount, None, now),
@@ -350,13 +261,13 @@ class DynamoStore:
             )
             return True
         except ClientError as exc:
-            if _is(exc, "TransactionCanceledException") and _reasons(exc)[0] == "ConditionalCheckFailed":
+            if error_is(exc, "TransactionCanceledException") and cancel_reasons(exc)[0] == "ConditionalCheckFailed":
                 marker = self._db.get_item(
                     TableName=self._table,
-                    Key=_item({"pk": user_pk(user_id), "sk": f"GRANT#{grant_id}"}),
+                    Key=to_item({"pk": user_pk(user_id), "sk": f"GRANT#{grant_id}"}),
                     ConsistentRead=True,
                 ).get("Item")
-                if marker and int(_unitem(marker)["amount"]) != amount:
+                if marker and int(from_item(marker)["amount"]) != amount:
                     raise GrantConflict(f"grant {grant_id!r} was applied with another amount") from None
                 return False
             raise
@@ -367,7 +278,7 @@ class DynamoStore:
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": _item(
+                "Item": to_item(
                     {
                         "pk": user_pk(user_id),
                         "sk": f"LEDGER#{entry_id}",
@@ -386,7 +297,7 @@ class DynamoStore:
         items, next_cursor = self._page(
             {
                 "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
-                "ExpressionAttributeValues": _values({":pk": user_pk(user_id), ":p": "LEDGER#"}),
+                "ExpressionAttributeValues": to_values({":pk": user_pk(user_id), ":p": "LEDGER#"}),
                 "ConsistentRead": True,  # every entry committed before this read (credits_snapshot)
             },
             limit,
@@ -416,7 +327,7 @@ class DynamoStore:
 
     @staticmethod
     def _idem_record(item: Mapping[str, Any]) -> IdempotencyRecord:
-        data = _unitem(item)
+        data = from_item(item)
         return IdempotencyRecord(
             fingerprint=data["fingerprint"],
             job_id=data["job_id"],
@@ -444,7 +355,7 @@ class DynamoStore:
             ],
         )["Responses"]
         bal_item, idem_item = got[0].get("Item"), got[1].get("Item")
-        balance = _balance_from(_unitem(bal_item) if bal_item else {})
+        balance = _balance_from(from_item(bal_item) if bal_item else {})
         found = {u: _upload_from(r["Item"]) for u, r in zip(uploads, got[2:], strict=True) if r.get("Item")}
         return balance, (self._idem_record(idem_item) if idem_item else None), found
 
@@ -460,7 +371,7 @@ class DynamoStore:
             ],
         )["Responses"]
         job_item, bal_item = got[0].get("Item"), got[1].get("Item")
-        return (self._job(job_item) if job_item else None), _balance_from(_unitem(bal_item) if bal_item else {})
+        return (self._job(job_item) if job_item else None), _balance_from(from_item(bal_item) if bal_item else {})
 
     def create_job(
         self,
@@ -500,7 +411,7 @@ class DynamoStore:
                     + " ADD active_jobs :one, rev :one",
                     "ConditionExpression": "balance = :seen AND balance >= :cost "
                     "AND (attribute_not_exists(active_jobs) OR active_jobs < :cap) AND " + usage_condition,
-                    "ExpressionAttributeValues": _values(
+                    "ExpressionAttributeValues": to_values(
                         {":cost": cost, ":now": now, ":one": 1, ":seen": seen.balance, ":cap": max_active}
                         | usage_values
                     ),
@@ -509,7 +420,7 @@ class DynamoStore:
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": _item(
+                    "Item": to_item(
                         {
                             "pk": user_pk(job.user_id),
                             "sk": f"IDEM#{idempotency_key}",
@@ -535,16 +446,16 @@ class DynamoStore:
         ]
 
         def key_held(exc: ClientError) -> Exception:
-            if _reasons(exc)[1:2] == ["TransactionConflict"]:
+            if cancel_reasons(exc)[1:2] == ["TransactionConflict"]:
                 return IdempotencyKeyInUse()
             return StoreBusy(f"submit of {job.id}: kept conflicting with concurrent transactions")
 
         try:
             self._call("transact_write_items", "create_job", exhausted=key_held, TransactItems=items)
         except ClientError as exc:
-            if not _is(exc, "TransactionCanceledException"):
+            if not error_is(exc, "TransactionCanceledException"):
                 raise
-            reasons = _reasons(exc)
+            reasons = cancel_reasons(exc)
             if reasons[1] == "ConditionalCheckFailed":
                 record = self.get_idempotency(job.user_id, idempotency_key)
                 if record is None:  # expired between the two calls: treat like in use
@@ -563,11 +474,11 @@ class DynamoStore:
                 "put_item",
                 f"upload {upload.id}",
                 TableName=self._table,
-                Item=_item(values),
+                Item=to_item(values),
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if not _is(exc, "ConditionalCheckFailedException"):
+            if not error_is(exc, "ConditionalCheckFailedException"):
                 raise
 
     def get_upload(self, user_id: str, upload_id: str) -> Upload | None:
@@ -606,10 +517,10 @@ class DynamoStore:
                 UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in sets),
                 ConditionExpression="#status = :pending",
                 ExpressionAttributeNames={f"#{k}": k for k in sets},
-                ExpressionAttributeValues=_values({f":{k}": v for k, v in sets.items()} | {":pending": "pending"}),
+                ExpressionAttributeValues=to_values({f":{k}": v for k, v in sets.items()} | {":pending": "pending"}),
             )
         except ClientError as exc:
-            if _is(exc, "ConditionalCheckFailedException"):
+            if error_is(exc, "ConditionalCheckFailedException"):
                 return False
             raise
         return True
@@ -637,22 +548,22 @@ class DynamoStore:
         if not job.is_terminal:
             values["active_pk"] = active_shard(job.id)
             values["active_sk"] = job.updated_at
-        return _item(values)
+        return to_item(values)
 
     @staticmethod
     def _job(item: Mapping[str, Any]) -> Job:
-        return _job_from(_unitem(item))
+        return _job_from(from_item(item))
 
     def find_by_request_id(self, request_id: str) -> Job | None:
         resp = self._db.query(
             TableName=self._table,
             IndexName="ByFalRequest",
             KeyConditionExpression="fal_request_id = :r",
-            ExpressionAttributeValues=_values({":r": request_id}),
+            ExpressionAttributeValues=to_values({":r": request_id}),
             Limit=1,
         )
         items = resp.get("Items", [])
-        return self.get_job(_unitem(items[0])["pk"].removeprefix("JOB#")) if items else None
+        return self.get_job(from_item(items[0])["pk"].removeprefix("JOB#")) if items else None
 
     def get_job(self, job_id: str) -> Job | None:
         item = self._db.get_item(TableName=self._table, Key=job_key(job_id), ConsistentRead=True).get("Item")
@@ -669,7 +580,7 @@ class DynamoStore:
             {
                 "IndexName": index,
                 "KeyConditionExpression": f"gsi1pk = :pk AND begins_with({sort_key}, :p)",
-                "ExpressionAttributeValues": _values({":pk": user_pk(user_id), ":p": prefix}),
+                "ExpressionAttributeValues": to_values({":pk": user_pk(user_id), ":p": prefix}),
             },
             limit,
             cursor,
@@ -691,7 +602,7 @@ class DynamoStore:
         """The cursor of a list page that ends with ``job`` (a page cut short, e.g. by its size)."""
         _, sort_key, prefix = self._job_index(status)
         keys = {"pk": f"JOB#{job.id}", "sk": "JOB", "gsi1pk": user_pk(job.user_id), sort_key: prefix + job.id}
-        return self._encode_cursor(_item(keys))
+        return self._encode_cursor(to_item(keys))
 
     def _page(
         self,
@@ -714,21 +625,21 @@ class DynamoStore:
             try:
                 resp = self._db.query(**kwargs)
             except ClientError as exc:
-                if cursor and _is(exc, "ValidationException"):  # a start key DynamoDB refuses
+                if cursor and error_is(exc, "ValidationException"):  # a start key DynamoDB refuses
                     raise InvalidCursor("cursor is not one this API returned") from None
                 raise
-            out.extend(_unitem(i) for i in resp.get("Items", []))
+            out.extend(from_item(i) for i in resp.get("Items", []))
             start = resp.get("LastEvaluatedKey")
             if not start:
                 break
         if start and len(out) >= limit:
             last = out[-1]
-            start = _item({k: last[k] for k in key_names if k in last})
+            start = to_item({k: last[k] for k in key_names if k in last})
         return out, (self._encode_cursor(start) if start else None)
 
     @staticmethod
     def _encode_cursor(key: Mapping[str, Any]) -> str:
-        plain = {k: _de.deserialize(v) for k, v in key.items()}
+        plain = {k: deserialize(v) for k, v in key.items()}
         return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
 
     @staticmethod
@@ -748,7 +659,7 @@ class DynamoStore:
             or not valid(raw)
         ):
             raise InvalidCursor("cursor is not one this API returned")
-        return _item(raw)
+        return to_item(raw)
 
     # --- job transitions (each a conditional write) ----------------------------------------------
 
@@ -777,9 +688,9 @@ class DynamoStore:
         condition, names, values = _status_condition(allowed_from, unsubmitted=unsubmitted)
         if also is not None:
             condition += f" AND ({also[0]})"
-            values |= _values(also[1])
+            values |= to_values(also[1])
         names |= {f"#{k}": k for k in (*sets, *add)}
-        values |= _values({f":{k}": v for k, v in (sets | add).items()})
+        values |= to_values({f":{k}": v for k, v in (sets | add).items()})
         update = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
         if add:
             update += " ADD " + ", ".join(f"#{k} :{k}" for k in add)
@@ -802,7 +713,7 @@ class DynamoStore:
                 **update,
             )
         except ClientError as exc:
-            if _is(exc, "ConditionalCheckFailedException"):
+            if error_is(exc, "ConditionalCheckFailedException"):
                 raise TransitionRejected(job_id) from None
             raise
         return self._job(resp["Attributes"])
@@ -868,16 +779,16 @@ class DynamoStore:
                     "Key": balance_key(job.user_id),
                     "UpdateExpression": "SET " + ", ".join(sets) + " ADD rev :one",
                     "ConditionExpression": condition,
-                    "ExpressionAttributeValues": _values(values | {":one": 1}),
+                    "ExpressionAttributeValues": to_values(values | {":one": 1}),
                 }
             },
         ]
         try:
             self._call("transact_write_items", f"cancel {job.id}", TransactItems=items)
         except ClientError as exc:
-            if not _is(exc, "TransactionCanceledException"):
+            if not error_is(exc, "TransactionCanceledException"):
                 raise
-            reasons = _reasons(exc)
+            reasons = cancel_reasons(exc)
             if reasons[0] == "ConditionalCheckFailed":
                 raise TransitionRejected(job.id) from None
             if reasons[1:2] == ["ConditionalCheckFailed"]:
@@ -935,7 +846,7 @@ class DynamoStore:
                 "UpdateExpression": "SET " + ", ".join(f"#{k} = :{k}" for k in sets),
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": names | {f"#{k}": k for k in sets},
-                "ExpressionAttributeValues": values | _values({f":{k}": v for k, v in sets.items()}),
+                "ExpressionAttributeValues": values | to_values({f":{k}": v for k, v in sets.items()}),
             }
         }
 
@@ -946,7 +857,7 @@ class DynamoStore:
                 "TableName": self._table,
                 "Key": balance_key(user_id),
                 "UpdateExpression": "ADD balance :credits, active_jobs :minus, rev :one SET updated_at = :now",
-                "ExpressionAttributeValues": _values({":credits": credits, ":minus": -1, ":now": now, ":one": 1}),
+                "ExpressionAttributeValues": to_values({":credits": credits, ":minus": -1, ":now": now, ":one": 1}),
             }
         }
 
@@ -958,7 +869,7 @@ class DynamoStore:
         try:
             self._call("transact_write_items", f"job {job.id}", TransactItems=items)
         except ClientError as exc:
-            if _is(exc, "TransactionCanceledException") and _reasons(exc)[:1] == ["ConditionalCheckFailed"]:
+            if error_is(exc, "TransactionCanceledException") and cancel_reasons(exc)[:1] == ["ConditionalCheckFailed"]:
                 raise TransitionRejected(job.id) from None
             raise
         done = self.get_job(job.id)
@@ -1010,7 +921,7 @@ class DynamoStore:
                 ConditionExpression="attribute_exists(event_pending)",
             )
         except ClientError as exc:
-            if not _is(exc, "ConditionalCheckFailedException"):
+            if not error_is(exc, "ConditionalCheckFailedException"):
                 raise
 
     def record_media(self, job_id: str, video_key: str, media: VideoMedia) -> Job:
@@ -1026,7 +937,7 @@ class DynamoStore:
             ),
             ExpressionAttributeNames=names | {"#video": "video", "#media": "media", "#s3_key": "s3_key"},
             ExpressionAttributeValues=values
-            | _values({":media": _numbers(media.model_dump(exclude_none=True)), ":video_key": video_key}),
+            | to_values({":media": numbers(media.model_dump(exclude_none=True)), ":video_key": video_key}),
         )
 
     def find_stale_active(self, updated_before: str, limit: int) -> list[Job]:
@@ -1040,12 +951,12 @@ class DynamoStore:
                 "TableName": self._table,
                 "IndexName": "Active",
                 "KeyConditionExpression": "active_pk = :p AND active_sk < :t",
-                "ExpressionAttributeValues": _values({":p": f"ACTIVE#{shard}", ":t": updated_before}),
+                "ExpressionAttributeValues": to_values({":p": f"ACTIVE#{shard}", ":t": updated_before}),
                 "Limit": limit - len(found),
             }
             items = self._db.query(**kwargs).get("Items", [])
             for item in items:
-                job = self.get_job(_unitem(item)["id"])  # the index may lag: read the item itself
+                job = self.get_job(from_item(item)["id"])  # the index may lag: read the item itself
                 if job is not None and (not job.is_terminal or job.event_pending):
                     found.append(job)
             if len(found) >= limit:
