@@ -19,7 +19,7 @@ from appstoreserverlibrary.models.Environment import Environment
 
 from devstack.stores.app_store_chain import LocalAppStoreChain, LocalAppStoreSigner
 from videogen.adapters.app_store import AppStoreConfig, AppStoreVerifier
-from videogen.domain.errors import InvalidSignature, ProductUnknown, PurchaseInvalid, PurchaseRevoked
+from videogen.domain.errors import InvalidSignature, ProductUnknown, PurchaseInvalid, PurchaseRevoked, a_or_an
 from videogen.domain.products import parse_products
 from videogen.domain.purchases import AppStoreNotification, AppStoreTransaction, claimable
 
@@ -218,7 +218,7 @@ def test_a_revoked_transaction_is_refused_as_revoked(local: AppStoreVerifier, si
 
 @pytest.mark.parametrize("kind", ["Non-Consumable", "Auto-Renewable Subscription", "Non-Renewing Subscription"])
 def test_a_non_consumable_is_refused(local: AppStoreVerifier, signer: LocalAppStoreSigner, kind: str) -> None:
-    _refused(local, signer.transaction(PRODUCT, type=kind), PurchaseInvalid, f"is a {kind}, not a consumable")
+    _refused(local, signer.transaction(PRODUCT, type=kind), PurchaseInvalid, f"is {a_or_an(kind)}, not a consumable")
 
 
 def test_a_transaction_of_no_known_type_is_refused(local: AppStoreVerifier, signer: LocalAppStoreSigner) -> None:

@@ -318,3 +318,36 @@ def test_fal_gets_a_presigned_get_of_each_upload_valid_until_the_jobs_deadline(f
     assert ttl == pytest.approx(job.deadline_at - time.time(), abs=3)
     assert payload["video_url"] == "https://example.com/v.mp4"
     assert funded.job(job.id).input["image_url"] == f"upload:{image}"  # the job keeps it as sent
+
+
+# --- what the problems say ---------------------------------------------------------------------
+
+
+def test_a_wrong_kind_is_named_with_its_article(funded, bucket) -> None:
+    video = uploaded(funded, bucket, mp4(), "video/mp4")
+    image = uploaded(funded, bucket, png(), "image/png")
+    with pytest.raises(UploadRejected) as as_image:
+        submit_with(funded, image_url=f"upload:{video}", video_url="https://example.com/v.mp4")
+    assert f"input.image_url takes an image; upload {video} is a video" == as_image.value.detail
+    with pytest.raises(UploadRejected) as as_video:
+        submit_with(funded, image_url="https://example.com/i.png", video_url=f"upload:{image}")
+    assert f"input.video_url takes a video; upload {image} is an image" == as_video.value.detail
+    with pytest.raises(ValueError, match="an image upload is at most"):
+        contract.UploadRequest.model_validate({"content_type": "image/png", "size_bytes": 21 * 1024 * 1024})
+
+
+def test_a_missing_upload_is_named_in_full_at_submit_and_on_get(funded, bucket) -> None:
+    missing = "upl_" + "0" * 26
+    with pytest.raises(UploadNotFound) as at_submit:
+        submit_with(funded, image_url=f"upload:{missing}", video_url="https://example.com/v.mp4")
+    assert f"no upload '{missing}'" in at_submit.value.detail
+    with pytest.raises(UnknownUpload) as on_get:
+        uploads.get_upload(funded.store, "u1", missing)
+    assert on_get.value.detail == f"No upload '{missing}'"
+
+
+def test_an_id_longer_than_any_upload_id_is_cut_at_that_length_and_its_length_said(system) -> None:
+    sent = "upl_" + "x" * (64 * 1024)
+    with pytest.raises(UnknownUpload) as e:
+        uploads.get_upload(system.store, "u1", sent)
+    assert e.value.detail == f"No upload {sent[:30]!r}… ({len(sent)} characters; a valid id has at most 30)"

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from videogen.domain.devices import TOKEN_MAX, Platform
-from videogen.domain.errors import error_classes
+from videogen.domain.errors import a_or_an, error_classes
 from videogen.domain.models import JobStatus, LedgerType
 from videogen.domain.registry import VideoRequest
 from videogen.domain.uploads import CONTENT_TYPES, MAX_BYTES, MediaKind, UploadStatus
@@ -206,7 +206,7 @@ class UploadRequest(_Body):
     def _within_kind(self) -> UploadRequest:
         kind = CONTENT_TYPES[self.content_type]
         if self.size_bytes > MAX_BYTES[kind]:
-            raise ValueError(f"size_bytes: an {kind.value} upload is at most {MAX_BYTES[kind]} bytes")
+            raise ValueError(f"size_bytes: {a_or_an(kind.value)} upload is at most {MAX_BYTES[kind]} bytes")
         return self
 
 

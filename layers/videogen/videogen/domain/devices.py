@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from videogen.domain.errors import a_or_an
 from videogen.domain.models import JobStatus
 
 MAX_DEVICES = 10
@@ -63,4 +64,4 @@ def notification_for(job_id: str, status: JobStatus, poster_url: str | None) -> 
         return Notification(job_id, status, "Your video is ready", "Tap to watch it.", poster_url)
     if status == JobStatus.FAILED:
         return Notification(job_id, status, "Your video could not be made", "Your credits were refunded.")
-    raise ValueError(f"no notification for a {status.value} job")
+    raise ValueError(f"no notification for {a_or_an(status.value)} job")

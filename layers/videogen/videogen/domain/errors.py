@@ -23,6 +23,22 @@ def shown(value: object, *, quote: bool = True, limit: int = SHOWN_CHARS) -> str
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def shown_id(value: str, max_len: int) -> str:
+    """An id a client sent, as an answer quotes it: in full (quoted) when it is at most ``max_len``
+    characters, the longest a valid id is; a longer one cannot name anything, so the detail shows
+    its first ``max_len`` characters and says how long it was (never an attacker's 64 KiB)."""
+    if len(value) <= max_len:
+        return repr(value)
+    return f"{value[:max_len]!r}… ({len(value)} characters; a valid id has at most {max_len})"
+
+
+def a_or_an(word: str) -> str:
+    """``word`` with its indefinite article, for a message that names a value (``an image``,
+    ``a video``, ``an in_progress job``). By the first letter: the words it gets (media kinds, job
+    statuses, store product types) have no silent or "you"-sounding first letter."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 class DomainError(Exception):
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500

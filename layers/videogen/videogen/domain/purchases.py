@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from videogen.domain.errors import ProductUnknown, PurchaseInvalid, PurchaseRevoked, shown
+from videogen.domain.errors import ProductUnknown, PurchaseInvalid, PurchaseRevoked, a_or_an, shown
 from videogen.domain.products import Catalog, CreditPack
 
 StoreEnvironment = Literal["production", "sandbox"]
@@ -83,7 +83,7 @@ def claimable(tx: AppStoreTransaction, catalog: Catalog) -> CreditPack:
     """The pack ``tx`` buys, when it is one we credit."""
     if not tx.consumable:
         kind = shown(tx.product_type, quote=False) if tx.product_type else "purchase of unknown type"
-        raise PurchaseInvalid(f"product {shown(tx.product_id)} is a {kind}, not a consumable")
+        raise PurchaseInvalid(f"product {shown(tx.product_id)} is {a_or_an(kind)}, not a consumable")
     if tx.quantity != 1:
         raise PurchaseInvalid(f"quantity must be 1, the transaction has {tx.quantity}")
     if tx.revoked_at is not None:

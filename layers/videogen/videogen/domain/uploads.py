@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote
 
 from pydantic import BaseModel
 
-from videogen.domain.errors import UploadNotFound, UploadNotReady, UploadRejected
+from videogen.domain.errors import UploadNotFound, UploadNotReady, UploadRejected, a_or_an, shown_id
 
 UPLOAD_PREFIX = "uploads/"
 POST_TTL_S = 15 * 60  # the presigned POST works this long
@@ -48,6 +48,7 @@ class UploadStatus(StrEnum):
 
 # ``upload:`` + an id as :func:`videogen.domain.models.new_id` makes them (``upl_`` + 26 characters)
 UPLOAD_ID = r"upl_[0-9a-z]{26}"
+UPLOAD_ID_LEN = 30  # len("upl_") + 26: the longest id an answer quotes in full
 UPLOAD_REF = rf"upload:{UPLOAD_ID}"
 _REF = re.compile(rf"upload:({UPLOAD_ID})")
 
@@ -107,17 +108,19 @@ def parse_object_key(key: str) -> tuple[str, str] | None:
     return unquote(user), upload_id
 
 
-def usable(upload: Upload | None, kind: MediaKind, field: str, now: float | None = None) -> Upload:
+def usable(upload_id: str, upload: Upload | None, kind: MediaKind, field: str, now: float | None = None) -> Upload:
     """The upload an ``upload:<id>`` input of ``field`` (taking ``kind``) may use, else the problem.
-    ``upload`` is what was read under the CALLER's key: another user's upload is None, like a
-    missing one."""
+    ``upload`` is what was read under the CALLER's key for ``upload_id``: another user's upload is
+    None, like a missing one."""
     if upload is None or upload.expired(now):
-        raise UploadNotFound(f"{field}: no such upload (uploads are kept {UPLOAD_TTL_S // 86400} days)")
+        raise UploadNotFound(
+            f"{field}: no upload {shown_id(upload_id, UPLOAD_ID_LEN)} (uploads are kept {UPLOAD_TTL_S // 86400} days)"
+        )
     if upload.status is UploadStatus.REJECTED:
         reason = upload.error.message if upload.error else "its bytes are not a valid file of its type"
         raise UploadRejected(f"{field}: upload {upload.id} was rejected: {reason}")
     if upload.kind is not kind:
-        raise UploadRejected(f"{field} takes an {kind.value}; upload {upload.id} is a {upload.kind.value}")
+        raise UploadRejected(f"{field} takes {a_or_an(kind.value)}; upload {upload.id} is {a_or_an(upload.kind.value)}")
     if upload.status is not UploadStatus.READY:
         raise UploadNotReady(f"{field}: upload {upload.id} is still being checked; retry in a moment")
     return upload

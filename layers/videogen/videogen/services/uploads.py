@@ -13,12 +13,13 @@ from typing import Any
 
 from videogen import contract
 from videogen.domain import media_probe
-from videogen.domain.errors import MediaTransferError, UnknownUpload, shown
+from videogen.domain.errors import MediaTransferError, UnknownUpload, shown_id
 from videogen.domain.models import Job, new_id, rfc3339
 from videogen.domain.registry import ModelSpec, upload_fields
 from videogen.domain.uploads import (
     POST_TTL_S,
     UPLOAD_ID,
+    UPLOAD_ID_LEN,
     UPLOAD_TTL_S,
     MediaKind,
     Upload,
@@ -75,7 +76,7 @@ def get_upload(store: UploadStore, user_id: str, upload_id: str) -> contract.Upl
     """The caller's own upload; another user's, a missing or an expired one: 404 alike."""
     upload = store.get_upload(user_id, upload_id) if re.fullmatch(UPLOAD_ID, upload_id) else None
     if upload is None or upload.expired():
-        raise UnknownUpload(f"No upload {shown(upload_id)}")
+        raise UnknownUpload(f"No upload {shown_id(upload_id, UPLOAD_ID_LEN)}")
     return upload_view(upload)
 
 
@@ -86,7 +87,7 @@ def check_uploads(refs: Mapping[str, tuple[str, MediaKind]], found: Mapping[str,
     """Every ``upload:<id>`` input (field -> (id, kind)) names a ``ready`` upload of the caller's
     of that kind; ``found``: the caller's uploads the submit's one read returned."""
     for field, (upload_id, kind) in sorted(refs.items()):
-        usable(found.get(upload_id), kind, f"input.{field}")
+        usable(upload_id, found.get(upload_id), kind, f"input.{field}")
 
 
 # --- SubmitToFal ----------------------------------------------------------------------------
