@@ -14,9 +14,11 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.template import SamTemplate
+from videogen import contract
 from videogen.domain.errors import error_classes
 from videogen.domain.registry import Registry
 
@@ -142,10 +144,66 @@ def render_routes() -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Planned:
+    """One line of "Planned — not built yet": what the design's contract has and this
+    code does not. ``routes`` ("METHOD /path", as template.yaml spells them) and ``fields``
+    ((contract model, field name)) say how to tell it was built: the test fails once any of them
+    exists, so a built feature leaves this list with the change that builds it."""
+
+    text: str
+    routes: tuple[str, ...] = ()
+    fields: tuple[tuple[type[contract.BaseModel], str], ...] = ()
+
+    def built(self, routes: set[str]) -> list[str]:
+        """What of it exists already (empty: really not built)."""
+        return [r for r in self.routes if r in routes] + [
+            f"{model.__name__}.{name}" for model, name in self.fields if name in model.model_fields
+        ]
+
+
+PLANNED: list[Planned] = [
+    Planned("`POST /v1/quotes` — the price of a request before it is made.", routes=("POST /v1/quotes",)),
+    Planned(
+        "`POST /v1/sequences` and `GET …/sequences` — one long video from chained segments.",
+        routes=(
+            "POST /v1/sequences",
+            "GET /v1/sequences",
+            "GET /v1/sequences/{id}",
+            "POST /v1/sequences/{id}/cancel",
+        ),
+    ),
+    Planned(
+        "`GET /v1/products`, `POST /v1/purchases`, `GET /v1/purchases`, and the store webhooks — in-app "
+        "purchases turned into credits (with `purchase` and `clawback` ledger entries and an "
+        "`app_account_token` in `GET /v1/credits`).",
+        routes=(
+            "GET /v1/products",
+            "POST /v1/purchases",
+            "GET /v1/purchases",
+            "POST /webhooks/app-store",
+            "POST /webhooks/google-play",
+        ),
+        fields=((contract.CreditsPage, "app_account_token"),),
+    ),
+    Planned("On the Job: `progress.eta_s`.", fields=((contract.Progress, "eta_s"),)),
+    Planned(
+        "Finer job error codes: `invalid_input`, `content_policy` (with `error.field` naming the flagged "
+        "input), `provider_timeout`, `expired`, in place of some of today's.",
+        fields=((contract.JobError, "field"),),
+    ),
+]
+
+
+def render_planned() -> str:
+    return "\n".join(f"- {item.text}" for item in PLANNED)
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "routes": render_routes,
     "error-codes": render_errors,
     "models": render_models,
+    "planned": render_planned,
 }
 
 

@@ -40,3 +40,14 @@ def test_a_missing_marker_is_an_error():
 
 def test_every_route_of_the_template_is_described_and_no_description_is_stale():
     assert sorted(docs.ROUTE_SUMMARY) == sorted(docs.route_keys())
+
+
+def test_nothing_listed_as_planned_is_built():
+    routes = set(docs.route_keys())
+    built = {item.text: item.built(routes) for item in docs.PLANNED}
+    assert {text: what for text, what in built.items() if what} == {}, "built: remove it from docs.PLANNED"
+
+
+def test_a_planned_route_that_appears_in_the_template_is_seen_as_built():
+    item = docs.Planned("x", routes=("POST /v1/uploads",), fields=((docs.contract.Video, "poster_url"),))
+    assert item.built(set(docs.route_keys())) == ["POST /v1/uploads", "Video.poster_url"]
