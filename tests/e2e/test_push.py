@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from devstack.process import StackProcess
+from tests.e2e.conftest import app_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -40,16 +41,7 @@ def _until(what: Callable[[], Any], timeout_s: float = 60) -> Any:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    process = StackProcess(
-        seed=7,
-        time_scale=0.02,
-        crash_rate=0,
-        reconcile_every_s=2,
-        reconcile_grace_s=10,
-        log_path=tmp_path_factory.mktemp("push") / "stack.log",
-    )
-    with process:
-        yield process
+    yield from app_stack(tmp_path_factory, "push", seed=7)
 
 
 def _user(stack: StackProcess, http: requests.Session) -> tuple[str, dict[str, str]]:
