@@ -161,6 +161,14 @@ class Harness:
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} still owes its event: {self.store.get_job(job_id)}")
 
+    def settled_job(self, job_id: str) -> Any:
+        """The job once the event deliveries under way are done: a completed job's media function
+        writes ``video.media`` after its "Job Completed", so a snapshot taken before may differ."""
+        from devstack import event_targets
+
+        event_targets.drain()
+        return self.job(job_id)
+
     def bucket_keys(self) -> list[str]:
         """Every object key in the bucket, sorted, once the event deliveries under way are done
         (the media function writes a completed job's poster after its "Job Completed")."""

@@ -83,7 +83,7 @@ def test_valid_delivery_completes_and_duplicates_change_nothing(stack):
     _wait_sim_done(stack, job.fal.request_id)
     first = _deliver(stack, job, _ok_body(stack, job))
     assert first.status == 200 and first.json["status"] == "completed"
-    done = stack.job(job.id)
+    done = stack.settled_job(job.id)  # with its poster and metadata
     again = _deliver(stack, job, _ok_body(stack, job))
     assert again.status == 200
     assert stack.job(job.id) == done  # not even updated_at moved
