@@ -148,3 +148,13 @@ def test_a_deeply_nested_body_on_a_body_model_route_is_a_422_problem_never_a_500
     reply = stack.request(method, path, token=token, raw=b"[" * depth + b"]" * depth)
     _problem(reply, 422, "validation_failed")
     assert stack.request("GET", "/v1/devices", token=token).json["items"] == []
+
+
+@pytest.mark.parametrize(("method", "path", "body"), _BODY_ROUTES)
+@pytest.mark.parametrize("raw", [b'{"platform": "\xff\xfe"}', b"\xc3\x28", b"\xff" * 10])
+def test_a_body_that_is_not_utf8_on_a_body_model_route_is_a_422_problem_never_a_500(stack, method, path, body, raw):
+    token = stack.user(credits=10)
+    reply = stack.request(method, path, token=token, raw=raw)
+    _problem(reply, 422, "validation_failed")
+    assert "UTF-8" in reply.json["errors"][0]["msg"]
+    assert stack.request("GET", "/v1/devices", token=token).json["items"] == []

@@ -186,6 +186,11 @@ def build_resolver(*, validate: bool = False) -> APIGatewayHttpResolver:
         msg = f"body is not valid JSON: nested deeper than {jsonbody.MAX_DEPTH} levels"
         return _domain(ValidationFailed([{"loc": "body", "msg": msg}]))
 
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_utf8(_: UnicodeDecodeError) -> Response:
+        # a body Powertools decoded for a body model that is not UTF-8 (JSON's only encoding here)
+        return _domain(ValidationFailed([{"loc": "body", "msg": "body is not valid JSON: not UTF-8"}]))
+
     @app.exception_handler(DomainError)
     def _domain(error: DomainError) -> Response:
         if error.status >= 500:
