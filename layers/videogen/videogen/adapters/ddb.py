@@ -1,5 +1,5 @@
 """What every DynamoDB adapter of the one table shares: item (de)serialisation, reading
-DynamoDB's errors, and :class:`DynamoTable`, whose :meth:`~DynamoTable.call` retries a write or a
+DynamoDB's errors, and :class:`DynamoTable`, whose :meth:`~DynamoTable._call` retries a write or a
 TransactGetItems that lost to a concurrent transaction (see the contention note in dynamo.py)."""
 
 from __future__ import annotations
