@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
@@ -149,6 +149,9 @@ class LocalApi:
         self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str
     ) -> tuple[int, dict[str, str], bytes]:
         url = urlsplit(target)
+        # HTTP APIs hand the function the path percent-decoded (rawPath and the path parameters
+        # alike; REST APIs and function URLs keep the encoding): match and deliver it decoded.
+        url = url._replace(path=unquote(url.path))
         local = self._local.get((method, url.path))
         if local is not None:
             status, payload = local(body)

@@ -87,10 +87,6 @@ KEPT_UNUSED: dict[tuple[str, str], str] = {
         "UploadValidatorFunction",
         "sqs:SendMessage",
     ): "Lambda itself sends an S3 event that failed its retries to UploadValidatorDeadLetterQueue",
-    (
-        "UploadsFunction",
-        "s3:PutObject",
-    ): "the app's presigned POST is authorised with this role; signing it (generate_presigned_post) makes no call",
     ("WebhookFunction", "dynamodb:Query"): "the ByFalRequest lookup of a delivery whose job id is unknown",
     ("*", "dynamodb:Query"): _TABLE,
     ("*", "dynamodb:PutItem"): _TABLE,
@@ -407,6 +403,8 @@ class CallRecorder:
             client.meta.events.register(
                 "provide-client-params", functools.partial(recorder._on_call, client.meta.region_name)
             )
+            if client.meta.service_model.service_name == "s3":
+                recorder._watch_presigned_post(client)
             return client
 
         self._original = original
@@ -417,14 +415,41 @@ class CallRecorder:
             botocore.session.Session.create_client = self._original  # type: ignore[method-assign]
             self._original = None
 
-    def _on_call(self, region: str, params: Mapping[str, Any] | None = None, model: Any = None, **_: Any) -> None:
+    def _watch_presigned_post(self, client: Any) -> None:
+        """A presigned POST is authorised, when the app sends it, as ``s3:PutObject`` of its key
+        with the signer's role. botocore signs it through the ``CreateBucket`` operation model
+        (whose event :meth:`_on_call` skips): record it as the ``PutObject`` it is."""
+        original = client.generate_presigned_post
+        region = client.meta.region_name
+
+        @functools.wraps(original)
+        def generate_presigned_post(Bucket: str, Key: str, *args: Any, **kwargs: Any) -> Any:
+            self._record(region, "s3", "PutObject", {"Bucket": Bucket, "Key": Key})
+            return original(Bucket, Key, *args, **kwargs)
+
+        client.generate_presigned_post = generate_presigned_post
+
+    def _on_call(
+        self,
+        region: str,
+        params: Mapping[str, Any] | None = None,
+        model: Any = None,
+        context: Mapping[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
+        if model is None:
+            return
+        if model.name == "CreateBucket" and (context or {}).get("is_presign_request"):
+            return  # generate_presigned_post's signing model: recorded as PutObject by _watch_presigned_post
+        self._record(region, str(model.service_model.signing_name), str(model.name), params or {})
+
+    def _record(self, region: str, service: str, operation: str, params: Mapping[str, Any]) -> None:
         role = _current.get()
-        if role is None or model is None:
+        if role is None:
             return  # test set-up and the local stack's own calls, not a function's
         if role.recorder is not None and role.recorder is not self:
             return
-        service = str(model.service_model.signing_name)
-        for action, resource in authorizations(service, str(model.name), params or {}, region or "", role.account):
+        for action, resource in authorizations(service, operation, params, region or "", role.account):
             call = Call(role.function, action, resource, is_allowed(role.statements, action, resource))
             with self._lock:
                 self.calls[call] = self.calls.get(call, 0) + 1

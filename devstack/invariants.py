@@ -159,13 +159,19 @@ def audit(
 
 def price_of(model: str, raw_input: Any) -> int | None:
     """What the registry charges for this input (None when it cannot price it)."""
+    price, _ = _priced(model, raw_input)
+    return price
+
+
+def _priced(model: str, raw_input: Any) -> tuple[int | None, str]:
+    """The price, or None and why not (an unknown model or an input it refuses)."""
     from videogen.domain.registry import Registry
 
     try:
         spec = Registry().for_job(model)
-        return spec.credits(spec.parse_input(raw_input))
-    except Exception:  # an unknown model or an input it refuses: no price
-        return None
+        return spec.credits(spec.parse_input(raw_input)), ""
+    except Exception as refused:
+        return None, f"{type(refused).__name__}: {getattr(refused, 'errors', refused)!s:.300}"
 
 
 def job_input(job: Mapping[str, Any]) -> Any:
@@ -299,11 +305,12 @@ def _check_money(
             result.fail(
                 "charge amount differs from the job's credits_charged", f"job {job_id}: charged {amount}, cost {cost}"
             )
-    price = price_of(str(job.get("model")), job_input(job)) if priced else cost
+    price, why = _priced(str(job.get("model")), job_input(job)) if priced else (cost, "")
     if price != cost:
         result.fail(
             "credits_charged differs from the price of the input",
-            f"job {job_id}: credits_charged {cost}, the registry prices its input at {price}",
+            f"job {job_id}: credits_charged {cost}, the registry prices its input at {price}"
+            + (f" ({why}; input {json.dumps(job_input(job))[:300]})" if price is None else ""),
         )
     for amount in refunded:
         if charged and amount != charged[0]:

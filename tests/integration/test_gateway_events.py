@@ -64,3 +64,21 @@ def test_a_refused_token_is_a_401_naming_its_reason_in_www_authenticate() -> Non
     )
     status, headers, _ = api.handle("GET", "/private", {}, b"")
     assert (status, headers["www-authenticate"]) == (401, "Bearer")
+
+
+def test_the_path_arrives_percent_decoded_as_http_apis_deliver_it() -> None:
+    """An HTTP API decodes the path before the function sees it (``rawPath`` and the path
+    parameters): a device id ``:a+b@c=`` sent as ``%3Aa%2Bb%40c%3D`` is that id, not its escape."""
+    seen: list[dict[str, Any]] = []
+    api = LocalApi(
+        [Route("DELETE", "/v1/devices/{device_id}", "DevicesFunction", authorized=False)],
+        lambda _fn, event: seen.append(event) or {"statusCode": 204},
+        LocalAuthority(),
+    )
+    status, _, _ = api.handle("DELETE", "/v1/devices/%3Aa%2Bb%40c%3D?x=%3A", {}, b"")
+    assert status == 204
+    (event,) = seen
+    assert event["rawPath"] == "/v1/devices/:a+b@c="
+    assert event["pathParameters"] == {"device_id": ":a+b@c="}
+    assert event["rawQueryString"] == "x=%3A"  # the query string stays raw; its parameters are decoded
+    assert event["queryStringParameters"] == {"x": ":"}

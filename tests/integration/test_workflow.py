@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from videogen import wiring
+from videogen.domain.media import poster_key
 
 KLING = {
     "model": "kling-2.1-standard-i2v",
@@ -41,10 +42,6 @@ def _history_states(job_id: str) -> list[str]:
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
-def _objects(stack) -> list[str]:
-    return [o["Key"] for o in stack.s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])]
-
-
 def test_webhook_path_completes_into_s3_and_check_then_stops_without_calling_fal(stack_sfn, events):
     stack_sfn.sim.set_config(queue_s=0.1, run_s=0.2)
     token = stack_sfn.user(credits=10)
@@ -53,7 +50,7 @@ def test_webhook_path_completes_into_s3_and_check_then_stops_without_calling_fal
     job = stack_sfn.wait_status(job_id, {"completed"})
     assert len(job.video.sha256) == 64
     assert job.video.s3_key == f"videos/{job_id}/{job.video.sha256}.mp4"  # content-addressed
-    assert _objects(stack_sfn) == [job.video.s3_key]
+    assert stack_sfn.bucket_keys() == [job.video.s3_key, poster_key(job.video.s3_key)]  # the poster lands after
     assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
     stack_sfn.wait_event_out(job_id)
     assert events.types(job_id) == ["Job Completed"]
@@ -77,7 +74,7 @@ def test_poll_only_path_with_every_webhook_dropped(stack_sfn, events):
 
     job = stack_sfn.wait_status(job_id, {"completed"})
     assert stack_sfn.sim.stats()["webhooks_dropped"] == 1
-    assert job.video is not None and _objects(stack_sfn) == [job.video.s3_key]
+    assert job.video is not None and stack_sfn.bucket_keys() == [job.video.s3_key, poster_key(job.video.s3_key)]
     assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
     assert "PollWait" in _history_states(job_id)
     assert stack_sfn.sim.requests[job.fal.request_id]["status_calls"] >= 2  # the loop did ask fal
@@ -105,7 +102,7 @@ def test_fal_failure_fails_the_job_and_refunds_once(stack_sfn, events):
     assert stack_sfn.store.get_balance(job.user_id).balance == 10
     ledger = stack_sfn.request("GET", "/v1/credits", token=token).json["ledger"]
     assert [e["type"] for e in ledger] == ["refund", "charge", "grant"]
-    assert _objects(stack_sfn) == []
+    assert stack_sfn.bucket_keys() == []
     stack_sfn.wait_event_out(job_id)
     assert events.types() == ["Job Failed"]
 

@@ -147,6 +147,29 @@ def test_the_recorder_checks_each_call_and_a_presigned_url_against_the_running_r
     assert "DENIED Fn: s3:PutObject on arn:aws:s3:::videos/b.mp4" in iam.report(recorder)
 
 
+def test_a_presigned_post_is_recorded_as_the_put_object_of_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore signs a presigned POST through the CreateBucket model: the app's later POST is
+    a PutObject of the key with the signer's role, and that is what the role must allow."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    recorder = iam.CallRecorder()
+    recorder.install()
+    try:
+        with mock_aws():
+            s3 = boto3.session.Session().client("s3", region_name="us-east-1")
+            statements = ({"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{BUCKET}/uploads/*"},)
+            role = iam.RoleContext("Fn", statements, "123456789012", (), recorder=recorder)
+            with iam.acting_as(role):
+                s3.generate_presigned_post(Bucket="videos", Key="uploads/u/1", ExpiresIn=60)
+                s3.generate_presigned_post("videos", "elsewhere/2")
+    finally:
+        recorder.uninstall()
+
+    assert recorder.calls == {
+        iam.Call("Fn", "s3:PutObject", f"{BUCKET}/uploads/u/1", True): 1,
+        iam.Call("Fn", "s3:PutObject", f"{BUCKET}/elsewhere/2", False): 1,
+    }
+
+
 def test_function_policies_are_the_translated_sam_roles() -> None:
     template = SamTemplate.load()
     refs = {

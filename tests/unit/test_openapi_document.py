@@ -147,3 +147,16 @@ def test_submit_and_cancel_document_429_rate_limited_with_retry_after_and_every_
     for item in doc["paths"].values():
         for operation in item.values():
             assert "payload_too_large" in operation["responses"]["413"]["x-problem-codes"]
+
+
+def test_a_204_answer_is_documented_without_content(doc):
+    """A 204 has no body and no Content-Type: a document saying application/json makes every
+    client (and schemathesis) expect JSON it never gets."""
+    no_content = [
+        (path, method, op["responses"]["204"])
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if "204" in op.get("responses", {})
+    ]
+    assert no_content, "DELETE /v1/devices/{device_id} answers 204"
+    assert [(p, m) for p, m, r in no_content if "content" in r] == []

@@ -79,6 +79,9 @@ def test_given_a_declared_file_then_a_pending_upload_and_a_post_for_its_key_type
         ("image/gif", 10, False),
         ("image/jpeg", 0, False),
         ("image/jpeg", "10", False),
+        ("image/jpeg", 1742.0, True),  # an integer in JSON Schema (schemathesis sent it)
+        ("image/jpeg", 1742.5, False),
+        ("image/jpeg", True, False),
     ],
 )
 def test_the_declared_type_and_size_are_bounded_per_kind(content_type: str, size: Any, ok: bool) -> None:

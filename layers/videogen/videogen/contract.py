@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from videogen.domain.devices import TOKEN_MAX, Platform
 from videogen.domain.errors import a_or_an, error_classes
 from videogen.domain.models import JobStatus, LedgerType
-from videogen.domain.registry import VideoRequest
+from videogen.domain.registry import INTEGRAL, VideoRequest
 from videogen.domain.uploads import CONTENT_TYPES, MAX_BYTES, MediaKind, UploadStatus
 
 __all__ = [
@@ -195,12 +195,16 @@ class UploadRequest(_Body):
     )
 
     content_type: UploadContentType = Field(description="The file's type; the POST must send exactly this")
-    size_bytes: int = Field(
-        ge=1,
-        le=MAX_BYTES[MediaKind.VIDEO],
-        description=f"The file's exact size in bytes: images at most {MAX_BYTES[MediaKind.IMAGE]} (20 MiB), "
-        f"videos at most {MAX_BYTES[MediaKind.VIDEO]} (100 MiB)",
-    )
+    size_bytes: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_BYTES[MediaKind.VIDEO],
+            description=f"The file's exact size in bytes: images at most {MAX_BYTES[MediaKind.IMAGE]} (20 MiB), "
+            f"videos at most {MAX_BYTES[MediaKind.VIDEO]} (100 MiB)",
+        ),
+        INTEGRAL,  # 1742.0 is an integer in JSON Schema, as in the published document
+    ]
 
     @model_validator(mode="after")
     def _within_kind(self) -> UploadRequest:

@@ -144,4 +144,6 @@ def openapi_document() -> dict[str, Any]:
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "header":  # Powertools lowercases header names; its title keeps the case
                     parameter["name"] = parameter["schema"].get("title", parameter["name"])
+            if "204" in operation.get("responses", {}):  # no content (Powertools reads Response[None] as JSON null)
+                operation["responses"]["204"].pop("content", None)
     return _referenced(doc)
