@@ -50,7 +50,8 @@ def test_webhook_path_completes_into_s3_and_check_then_stops_without_calling_fal
     job = stack_sfn.wait_status(job_id, {"completed"})
     assert len(job.video.sha256) == 64
     assert job.video.s3_key == f"videos/{job_id}/{job.video.sha256}.mp4"  # content-addressed
-    assert stack_sfn.bucket_keys() == [job.video.s3_key, poster_key(job.video.s3_key)]  # the poster lands after
+    stack_sfn.wait_event_out(job_id)  # the poster is cut on "Job Completed", published after the transition
+    assert stack_sfn.bucket_keys() == [job.video.s3_key, poster_key(job.video.s3_key)]
     assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
     stack_sfn.wait_event_out(job_id)
     assert events.types(job_id) == ["Job Completed"]
@@ -74,6 +75,7 @@ def test_poll_only_path_with_every_webhook_dropped(stack_sfn, events):
 
     job = stack_sfn.wait_status(job_id, {"completed"})
     assert stack_sfn.sim.stats()["webhooks_dropped"] == 1
+    stack_sfn.wait_event_out(job_id)  # the poster is cut on "Job Completed", published after the transition
     assert job.video is not None and stack_sfn.bucket_keys() == [job.video.s3_key, poster_key(job.video.s3_key)]
     assert _execution(stack_sfn, job_id)["status"] == "SUCCEEDED"
     assert "PollWait" in _history_states(job_id)
