@@ -139,6 +139,27 @@ def test_a_refused_url_names_its_field_and_says_why() -> None:
     assert refused.value.errors == [{"loc": "input.end_image_url", "msg": f"Value error, {URL_RULE}"}]
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://a.com?" + "x" * (2083 - len("https://a.com?")),  # 2083 sent; its normal form adds a "/"
+        "https://" + "ä" * 60 + ".com/" + "x" * (2083 - 73),  # the host's punycode is longer than sent
+    ],
+)
+def test_an_accepted_url_is_stored_in_a_form_that_parses_again(url: str) -> None:
+    """What is stored (and sent to fal, and priced by the audit) is the parser's normal form: a URL
+    whose normal form passes the length bound it was checked against is refused, not stored."""
+    spec = Registry().get("kling-2.6-pro-i2v")
+    body = {**BASE["kling-2.6-pro-i2v"], "end_image_url": url}
+    try:
+        parsed = spec.parse_input(body)
+    except ValidationFailed as refused:
+        assert [e["loc"] for e in refused.errors] == ["input.end_image_url"]
+        return
+    stored = parsed.model_dump(mode="json", exclude_none=True)
+    assert spec.credits(spec.parse_input(stored)) == spec.credits(parsed)
+
+
 def test_the_price_follows_only_a_real_boolean() -> None:
     spec = Registry().get("kling-2.6-pro-i2v")
     assert spec.credits(spec.parse_input({**BASE["kling-2.6-pro-i2v"], "generate_audio": False})) == 5

@@ -116,6 +116,15 @@ class Resolver(APIGatewayHttpResolver):
     def context(self, value: dict[str, Any]) -> None:
         self._request.context = value
 
+    @staticmethod
+    def _compile_regex(rule: str, base_regex: str = "^{}$") -> re.Pattern[str]:
+        """A path parameter is any run of characters but ``/``: an HTTP API hands the function the
+        path percent-decoded, so ``/v1/devices/%C3%97`` arrives as ``/v1/devices/×``. Powertools
+        matches parameters with URL-safe characters only and would answer that with a 404 for
+        the route; the route's own parameter type then answers 400 naming what is wrong. (Its
+        REST resolver overrides this method the same way.)"""
+        return re.compile(base_regex.format(re.sub(r"(<\w+>)", r"(?P\1[^/]+)", rule)))
+
     _build_lock = threading.Lock()
     _built = False
 

@@ -83,9 +83,14 @@ def _public_https(value: Any) -> Any:
     return value  # not a string: the URL type refuses it
 
 
+URL_MAX = 2083  # pydantic's HttpUrl bound on what is sent; the stored (normal) form keeps to it too
+
+
 def _host_name(url: HttpUrl) -> HttpUrl:
     """After parsing, again on the parsed URL: no user info, no address (a second look, in case
     the parser's normalisation made an address out of what the pattern took for a name)."""
+    if len(str(url)) > URL_MAX:  # the parser's normal form may be longer than what was sent
+        raise ValueError(f"URL should have at most {URL_MAX} characters")
     host = (url.host or "").strip("[]")
     try:
         ipaddress.ip_address(host)
