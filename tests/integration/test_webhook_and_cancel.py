@@ -353,7 +353,7 @@ def test_deadline_of_a_job_in_fal_queue_is_deadline_exceeded_even_when_the_webho
     token, job = _submitted_job(stack, queue_s=30, webhook_drop_rate=0, cancel_webhook_first_rate=1)
     done = wiring.expire_job().run(job.id, "deadline_exceeded", cancel_at_fal=True)
     assert _deliveries_answered(stack, job.fal.request_id) == [200]
-    assert done.status == JobStatus.FAILED and done.error.code == "deadline_exceeded", done.error
+    assert done.status == JobStatus.FAILED and done.error.code == "expired", done.error
     assert stack.job(job.id) == done
     assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
 
@@ -451,7 +451,7 @@ def test_submit_after_the_deadline_never_reaches_fal(stack, monkeypatch):
     time.sleep(0.3)
     assert wiring.submit_to_fal().run(job_id) == {"done": True}
     job = stack.job(job_id)
-    assert job.status == JobStatus.FAILED and job.error.code == "deadline_exceeded"
+    assert job.status == JobStatus.FAILED and job.error.code == "expired"
     assert stack.sim.stats().get("submits", 0) == 0
     assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
 
