@@ -17,7 +17,7 @@ def serve_video(req: SimRequest | None, method: str, video: bytes, plan: FaultPl
     """The answer to ``GET|HEAD /cdn/{request_id}.mp4`` (``req``: the finished request, or None)."""
     if req is None:
         return plain_response(404, b"Not Found")
-    if plan.chance("bad_media_rate"):
+    if req.bad_media:
         stats.add("bad_media")
         return plain_response(200, b"not a video (simulated)")
     total = req.video_size

@@ -14,11 +14,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "content_policy_rate": 0.0,  # runs that finish with a 422 content_policy_violation naming the prompt
     "provider_timeout_rate": 0.0,  # runs that finish with fal's 504 request_timeout
     "submit_error_rate": 0.0,  # submits answered 503 runner_scheduling_failure or 429
+    "submit_reject_rate": 0.0,  # submits answered a final 403 account_locked (submit_failed)
     "webhook_drop_rate": 0.0,  # webhooks never sent
     "webhook_duplicate_rate": 0.0,  # webhooks sent twice
     "webhook_payload_error_rate": 0.0,  # OK webhooks with payload null + payload_error
     "cdn_error_rate": 0.0,  # CDN answers truncated (Content-Length then early close) or 5xx
-    "bad_media_rate": 0.0,  # CDN answers a text/html page instead of the video (media_rejected)
+    "bad_media_rate": 0.0,  # runs whose CDN URL serves text/plain instead of the video (media_rejected)
     # cancels of queued requests whose ERROR webhook is delivered BEFORE the cancel call is answered
     # (docs/fal.md: "often before the cancel call's own answer has been acted on"), the worst case
     "cancel_webhook_first_rate": 0.0,
@@ -36,6 +37,7 @@ _RATE_KEYS = frozenset(
         "content_policy_rate",
         "provider_timeout_rate",
         "submit_error_rate",
+        "submit_reject_rate",
         "webhook_drop_rate",
         "webhook_duplicate_rate",
         "webhook_payload_error_rate",

@@ -58,6 +58,7 @@ class SimRequest:
     queue_s: float
     run_s: float
     fault: str | None  # injected failure: a key of FAULTS (fail_rate, <kind>_rate), or None
+    bad_media: bool  # its CDN URL serves text, not a video (bad_media_rate)
     missing_inputs: tuple[str, ...]
     video_size: int
     cancel: str | None = None  # None | "removed" (was queued) | "signalled" (was running)

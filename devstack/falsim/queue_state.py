@@ -64,7 +64,11 @@ class RequestQueue:
     # -- the queue API ----------------------------------------------------------------------
 
     def submit_fault(self) -> FalError | None:
-        """The injected submit refusal (429 or 503) for this submit, if any."""
+        """The injected submit refusal for this submit, if any: a transient 429 or 503
+        (``submit_error_rate``), or a final 403 of a locked account (``submit_reject_rate``)."""
+        if self._plan.chance("submit_reject_rate"):
+            self._stats.add("submit_rejections")
+            return FalError(403, "The account is locked (simulated)", "account_locked")
         if not self._plan.chance("submit_error_rate"):
             return None
         self._stats.add("submit_errors")
@@ -96,6 +100,7 @@ class RequestQueue:
                 queue_s=self._plan.duration("queue_s"),
                 run_s=self._plan.duration("run_s"),
                 fault=self._draw_fault(),
+                bad_media=self._plan.chance("bad_media_rate"),
                 missing_inputs=tuple(name for name in required if body.get(name) in (None, "")),
                 video_size=media.served_size(self._video_len(), int(self._plan.value("video_bytes"))),
             )

@@ -8,6 +8,7 @@ from collections import Counter
 STAT_KEYS = (
     "submits",
     "submit_errors",
+    "submit_rejections",
     "completed",
     "failures",
     "validation_failures",

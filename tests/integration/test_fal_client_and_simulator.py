@@ -278,6 +278,15 @@ def test_each_injected_failure_reads_as_its_code_from_the_status_result_and_webh
     assert sim.stats()[stat] == 1
 
 
+def test_a_rejected_submit_is_a_final_403(sim: FalSimulator, client: FalClient) -> None:
+    sim.set_config(submit_reject_rate=1)
+    with pytest.raises(FalRejectedError) as refused:
+        client.submit(MODEL, MODEL_INPUT, None)
+    assert (refused.value.status, refused.value.error_type) == (403, "account_locked")
+    assert refused.value.failure is not None and refused.value.failure.code == FailureCode.GENERATION_FAILED
+    assert sim.stats()["submit_rejections"] == 1 and sim.stats()["submits"] == 0
+
+
 def test_bad_media_is_served_as_something_that_is_not_a_video(sim: FalSimulator, client: FalClient) -> None:
     sim.set_config(bad_media_rate=1)
     req = client.submit(MODEL, MODEL_INPUT, None)

@@ -153,20 +153,31 @@ def test_body_that_is_not_a_fal_webhook_is_400(stack, raw):
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "code"),
     [
-        {"status": "ERROR", "error": "Invalid status code: 422", "payload": {"detail": [{"msg": "field required"}]}},
-        {"status": "OK", "payload": None, "payload_error": "Response payload is not JSON serializable"},
-        {"status": "OK", "payload": {"images": []}},
+        (
+            {
+                "status": "ERROR",
+                "error": "Invalid status code: 422",
+                "payload": {"detail": [{"msg": "field required"}]},
+            },
+            "invalid_input",
+        ),
+        ({"status": "ERROR", "error": "Invalid status code: 500", "payload": {"detail": "boom"}}, "generation_failed"),
+        (
+            {"status": "OK", "payload": None, "payload_error": "Response payload is not JSON serializable"},
+            "generation_failed",
+        ),
+        ({"status": "OK", "payload": {"images": []}}, "generation_failed"),
     ],
 )
-def test_error_deliveries_fail_and_refund_exactly_once(stack, body):
+def test_error_deliveries_fail_and_refund_exactly_once(stack, body, code):
     token, job = _submitted_job(stack)
     full = {"request_id": job.fal.request_id, "gateway_request_id": "g", **body}
     assert _deliver(stack, job, full).status == 200
     assert _deliver(stack, job, full).status == 200  # a duplicate
     failed = stack.job(job.id)
-    assert failed.status == JobStatus.FAILED and failed.error.code == "generation_failed"
+    assert failed.status == JobStatus.FAILED and failed.error.code == code
     ledger = stack.request("GET", "/v1/credits", token=token).json["ledger"]
     assert [e["type"] for e in ledger].count("refund") == 1
 
