@@ -26,7 +26,9 @@ the workflow's bounded retry is cheaper than refunding a job that fal still runs
 Result calls: a 401/403 says nothing about the request (our key is wrong or the account is
 locked), so it raises :class:`FalRejectedError` instead of reporting the job as failed; every
 other non-transient 4xx (400, 404 expired result, 422 validation) is the request's failure and
-comes back as ``FalResult(error=...)``.
+comes back as ``FalResult(error=..., code=..., field=...)``: what it means for the job is decided
+by :func:`videogen.domain.endings.fal_failure` (so is a refused submit's, carried on the
+``FalRejectedError``, and an ``ERROR`` webhook's).
 
 The key comes from a ``key_provider`` callable on every call (Powertools caches it), is sent
 only in the ``Authorization`` header, and never appears in a log line or an error message.

@@ -18,7 +18,7 @@ from videogen.domain.models import ALLOWED_FROM, CancelIntent, Job, JobError, Jo
 
 
 class FailureCode(StrEnum):
-    """``error.code`` of a failed job, exactly the contract's list. Every one refunds the credits."""
+    """Why a failed job failed (its error.code): exactly the contract's list; every one refunds the credits."""
 
     INVALID_INPUT = "invalid_input"  # fal rejected the input (a validation error naming it)
     CONTENT_POLICY = "content_policy"  # the provider's safety check refused it; error.field names the input
