@@ -354,11 +354,11 @@ def parse_delivery(raw_body: bytes) -> FalDelivery | None:
     if status == "OK":
         return FalDelivery(body["request_id"], result_from_payload(body.get("payload"), body.get("payload_error")))
     if status == "ERROR":
-        return FalDelivery(body["request_id"], FalResult.failed(delivery_failure(body)))
+        return FalDelivery(body["request_id"], FalResult.failed(_delivery_failure(body)))
     return None
 
 
-def delivery_failure(body: Mapping[str, Any]) -> Failure:
+def _delivery_failure(body: Mapping[str, Any]) -> Failure:
     """An ERROR webhook's failure: ``error`` says fal's status (``Invalid status code: 422``) and
     ``payload`` holds the result's error body (``{"detail": [...]}`` or ``{"detail", "error_type"}``)."""
     error = str(body.get("error") or "") or "generation failed"

@@ -54,8 +54,8 @@ OLDER_CODES: dict[str, FailureCode] = {
 }
 
 # fal's ``error_type`` / validation ``type`` values (docs/fal.md, "Errors").
-CONTENT_POLICY_TYPES = frozenset({"content_policy_violation", "content_policy"})
-TIMEOUT_TYPES = frozenset({"request_timeout", "startup_timeout", "timeout"})
+CONTENT_POLICY_TYPES = frozenset({"content_policy_violation"})
+TIMEOUT_TYPES = frozenset({"request_timeout", "startup_timeout"})
 # The codes a refused submit keeps (the input's fault); any other refusal is submit_failed.
 INPUT_CODES = frozenset({FailureCode.INVALID_INPUT, FailureCode.CONTENT_POLICY})
 _CODES = frozenset(FailureCode)
