@@ -19,6 +19,7 @@ from pathlib import Path
 
 from devstack.template import SamTemplate
 from videogen import contract
+from videogen.domain.endings import FailureCode
 from videogen.domain.errors import error_classes
 from videogen.domain.registry import Registry
 
@@ -82,6 +83,50 @@ ADVICE: dict[str, str] = {
     "internal_error": "Retry the SAME request with backoff (a submit with the SAME key: a replay answers if the "
     "first one went through); report it if it persists.",
 }
+
+
+# What each job ``error.code`` means and what the app can do, keyed by the codes' one home
+# (videogen.domain.endings.FailureCode): every code must be here, and nothing else.
+JOB_ERRORS: dict[FailureCode, tuple[str, str]] = {
+    FailureCode.INVALID_INPUT: (
+        "fal rejected an input (a validation error; `field` names it when fal says which, e.g. an image it "
+        "could not download or decode)",
+        "show `message` next to the input named by `field`; let the user change it and submit again (a new key)",
+    ),
+    FailureCode.CONTENT_POLICY: (
+        "the provider's safety check refused the request; `field` names the flagged input when the provider "
+        "says which (e.g. `prompt`, `image_url`)",
+        "tell the user the input was refused by the content policy; let them change that input",
+    ),
+    FailureCode.GENERATION_FAILED: (
+        "fal reported any other failure (a model error, an empty or unreadable result)",
+        "let the user try again (a new key); report it if it repeats",
+    ),
+    FailureCode.PROVIDER_TIMEOUT: (
+        "fal itself timed out (its request or startup timeout)",
+        "try again later (a new key)",
+    ),
+    FailureCode.MEDIA_REJECTED: (
+        "the generated video failed a safety check of ours (host, size, type)",
+        "try again; report it if it repeats",
+    ),
+    FailureCode.EXPIRED: (
+        "the job did not finish within its model's deadline, or fal no longer holds the request",
+        "try again later (a new key)",
+    ),
+    FailureCode.SUBMIT_FAILED: (
+        "fal could not accept the request (it refused it, or every retry failed: 5xx, 429, timeouts)",
+        "try again later (a new key)",
+    ),
+}
+
+
+def render_job_errors() -> str:
+    lines = ["| code | meaning | what the app can do |", "|---|---|---|"]
+    for code in FailureCode:
+        meaning, advice = JOB_ERRORS[code]
+        lines.append(f"| `{code}` | {meaning} | {advice} |")
+    return "\n".join(lines)
 
 
 # One line per route of template.yaml (the routes API Gateway serves). Every route must be here,
@@ -187,11 +232,6 @@ PLANNED: list[Planned] = [
         fields=((contract.CreditsPage, "app_account_token"),),
     ),
     Planned("On the Job: `progress.eta_s`.", fields=((contract.Progress, "eta_s"),)),
-    Planned(
-        "Finer job error codes: `invalid_input`, `content_policy` (with `error.field` naming the flagged "
-        "input), `provider_timeout`, `expired`, in place of some of today's.",
-        fields=((contract.JobError, "field"),),
-    ),
 ]
 
 
@@ -202,6 +242,7 @@ def render_planned() -> str:
 SECTIONS: dict[str, Callable[[], str]] = {
     "routes": render_routes,
     "error-codes": render_errors,
+    "job-error-codes": render_job_errors,
     "models": render_models,
     "planned": render_planned,
 }

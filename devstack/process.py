@@ -28,10 +28,20 @@ class StackStartError(RuntimeError):
     """The stack exited or did not become healthy in time (its log says why)."""
 
 
+PORTS_FROM_ENV = "STACK_PORTS_FROM"  # set: the API, simulator and moto ports are it, +1, +2 (a shared host)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ports() -> tuple[int, int, int]:
+    first = os.environ.get(PORTS_FROM_ENV)
+    if first:
+        return int(first), int(first) + 1, int(first) + 2
+    return _free_port(), _free_port(), _free_port()
 
 
 class StackProcess:
@@ -50,7 +60,7 @@ class StackProcess:
         conflict_rate: float = 0.0,
         host: str = "127.0.0.1",
     ) -> None:
-        self.port, self.sim_port, self.moto_port = _free_port(), _free_port(), _free_port()
+        self.port, self.sim_port, self.moto_port = _ports()
         self.host = host  # HOST: what the stack binds and names in every URL
         self.log_path = log_path
         self.env = {

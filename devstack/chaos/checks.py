@@ -115,7 +115,7 @@ def violations(ev: Evidence) -> tuple[Audit, dict[str, list[str]]]:
         j for j in obs.canceled_ok if jobs.get(j, {}).get("status") != "canceled"
     )
     # Only our own cancels (the user's, the deadline's, an orphan's) make fal answer "cancelled":
-    # such a job ends as we asked (canceled / deadline_exceeded), never as the provider's failure.
+    # such a job ends as we asked (canceled / expired), never as the provider's failure.
     found["our cancel ended as a provider failure"] += sorted(
         j for j, item in jobs.items() if CANCELLED_TEXT in str(_error(item).get("message", ""))
     )

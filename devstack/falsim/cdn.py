@@ -1,5 +1,6 @@
 """The CDN: a finished request's video as a streamed, real MP4, and the download faults
-(``cdn_error_rate``: half a 503, half the headers of the whole file then an early close)."""
+(``cdn_error_rate``: half a 503, half the headers of the whole file then an early close;
+``bad_media_rate``: a text answer, not a video,, which our media guard refuses)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def serve_video(req: SimRequest | None, method: str, video: bytes, plan: FaultPl
     """The answer to ``GET|HEAD /cdn/{request_id}.mp4`` (``req``: the finished request, or None)."""
     if req is None:
         return plain_response(404, b"Not Found")
+    if req.bad_media:
+        stats.add("bad_media")
+        return plain_response(200, b"not a video (simulated)")
     total = req.video_size
     headers = {
         "Content-Type": "video/mp4",

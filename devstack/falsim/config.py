@@ -9,12 +9,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "queue_s": 1.0,  # time in IN_QUEUE (number or [min, max])
     "run_s": 2.0,  # time in IN_PROGRESS (number or [min, max])
     "webhook_delay_s": 0.0,  # extra delay before a webhook goes out (number or [min, max])
-    "fail_rate": 0.0,  # runs that finish COMPLETED + error (result 422)
+    "fail_rate": 0.0,  # runs that finish COMPLETED + a generic error (result 500 internal_error)
+    "invalid_input_rate": 0.0,  # runs that finish with a 422 validation error naming an image input
+    "content_policy_rate": 0.0,  # runs that finish with a 422 content_policy_violation naming the prompt
+    "provider_timeout_rate": 0.0,  # runs that finish with fal's 504 request_timeout
     "submit_error_rate": 0.0,  # submits answered 503 runner_scheduling_failure or 429
+    "submit_reject_rate": 0.0,  # submits answered a final 403 account_locked (submit_failed)
     "webhook_drop_rate": 0.0,  # webhooks never sent
     "webhook_duplicate_rate": 0.0,  # webhooks sent twice
     "webhook_payload_error_rate": 0.0,  # OK webhooks with payload null + payload_error
     "cdn_error_rate": 0.0,  # CDN answers truncated (Content-Length then early close) or 5xx
+    "bad_media_rate": 0.0,  # runs whose CDN URL serves text/plain instead of the video (media_rejected)
     # cancels of queued requests whose ERROR webhook is delivered BEFORE the cancel call is answered
     # (docs/fal.md: "often before the cancel call's own answer has been acted on"), the worst case
     "cancel_webhook_first_rate": 0.0,
@@ -28,11 +33,16 @@ _RANGE_KEYS = frozenset({"queue_s", "run_s", "webhook_delay_s"})
 _RATE_KEYS = frozenset(
     {
         "fail_rate",
+        "invalid_input_rate",
+        "content_policy_rate",
+        "provider_timeout_rate",
         "submit_error_rate",
+        "submit_reject_rate",
         "webhook_drop_rate",
         "webhook_duplicate_rate",
         "webhook_payload_error_rate",
         "cdn_error_rate",
+        "bad_media_rate",
         "cancel_webhook_first_rate",
     }
 )

@@ -17,7 +17,20 @@ REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
     "fal-ai/sora-2/image-to-video": ("prompt", "image_url"),
 }
 CANCELLED_ERROR = ("Request was cancelled", "request_cancelled")
-FAILED_ERROR = ("Invalid status code: 422", "validation_error")
+VALIDATION_ERROR = ("Invalid status code: 422", "validation_error")
+# The injected failures (each turned on by the config key ``<kind>_rate``, ``generic`` by ``fail_rate``):
+# the status's (error, error_type), and the result's status code. A validation kind's result body is
+# ``{"detail": [items]}`` (failure_detail), the others' fal's request error ``{"detail", "error_type"}``.
+FAULTS: dict[str, tuple[tuple[str, str], int]] = {
+    "generic": (("Invalid status code: 500", "internal_error"), 500),
+    "invalid_input": (VALIDATION_ERROR, 422),
+    "content_policy": (VALIDATION_ERROR, 422),
+    "provider_timeout": (("Invalid status code: 504", "request_timeout"), 504),
+}
+FAULT_DETAIL = {
+    "generic": "Internal server error (simulated)",
+    "provider_timeout": "Request timed out (simulated)",
+}
 
 
 class FalError(Exception):
@@ -44,7 +57,8 @@ class SimRequest:
     submitted_at: float
     queue_s: float
     run_s: float
-    fails: bool  # injected failure (fail_rate)
+    fault: str | None  # injected failure: a key of FAULTS (fail_rate, <kind>_rate), or None
+    bad_media: bool  # its CDN URL serves text, not a video (bad_media_rate)
     missing_inputs: tuple[str, ...]
     video_size: int
     cancel: str | None = None  # None | "removed" (was queued) | "signalled" (was running)
@@ -81,23 +95,47 @@ class SimRequest:
     def error(self) -> tuple[str, str] | None:
         if self.cancel == "removed":
             return CANCELLED_ERROR
-        if self.missing_inputs or self.fails:
-            return FAILED_ERROR
-        return None
+        if self.missing_inputs:
+            return VALIDATION_ERROR
+        return FAULTS[self.fault][0] if self.fault else None
 
-    def failure_detail(self) -> list[dict[str, Any]]:
+    def failure_detail(self) -> list[dict[str, Any]] | str:
+        """The result's ``detail``: validation items (loc, msg, type) or a request error's text."""
         if self.missing_inputs:
             return [
                 {"loc": ["body", name], "msg": "field required", "type": "value_error.missing"}
                 for name in self.missing_inputs
             ]
-        return [
-            {
-                "loc": ["body", "image_url"],
-                "msg": "Failed to process the input image (simulated failure)",
-                "type": "image_load_error",
-            }
-        ]
+        if self.fault == "content_policy":
+            return [
+                {
+                    "loc": ["body", "prompt"],
+                    "msg": "The prompt was flagged by the content checker (simulated)",
+                    "type": "content_policy_violation",
+                    "ctx": {"category": "violence"},
+                }
+            ]
+        if self.fault == "invalid_input":
+            return [
+                {
+                    "loc": ["body", self._an_image_input()],
+                    "msg": "Failed to process the input image (simulated failure)",
+                    "type": "image_load_error",
+                }
+            ]
+        return FAULT_DETAIL[self.fault or "generic"]
+
+    def _an_image_input(self) -> str:
+        return next((name for name in sorted(self.input) if name.endswith("image_url")), "image_url")
+
+    def failure_body(self) -> tuple[int, dict[str, Any]]:
+        """The result's status and body for a failed (not cancelled) request."""
+        detail = self.failure_detail()
+        if isinstance(detail, list):
+            return 422, {"detail": detail}
+        assert self.fault is not None
+        (_, error_type), status = FAULTS[self.fault]
+        return status, {"detail": detail, "error_type": error_type}
 
     # -- what fal answers about it ---------------------------------------------------------
 
@@ -148,7 +186,7 @@ class SimRequest:
         if self.cancel == "removed":
             return 400, {"detail": CANCELLED_ERROR[0], "error_type": CANCELLED_ERROR[1]}
         if self.error is not None:
-            return 422, {"detail": self.failure_detail()}
+            return self.failure_body()
         return 200, self.output(base_url)
 
     def output(self, base_url: str) -> dict[str, Any]:
@@ -168,7 +206,7 @@ class SimRequest:
         if self.cancel == "removed":
             return {**base, "status": "ERROR", "error": CANCELLED_ERROR[0], "payload": {"detail": CANCELLED_ERROR[0]}}
         if self.error is not None:
-            return {**base, "status": "ERROR", "error": self.error[0], "payload": {"detail": self.failure_detail()}}
+            return {**base, "status": "ERROR", "error": self.error[0], "payload": self.failure_body()[1]}
         if payload_error:
             return {
                 **base,
@@ -190,6 +228,7 @@ class SimRequest:
             "run_s": self.run_s,
             "failed": self.error is not None,
             "error": self.error[0] if self.error else None,
+            "fault": self.fault,
             "cancel": self.cancel,
             "video_size": self.video_size,
             "deliveries": list(self.deliveries),

@@ -12,7 +12,7 @@ from typing import Any
 
 from devstack.falsim import media
 from devstack.falsim.faults import FaultPlan
-from devstack.falsim.lifecycle import REQUIRED_INPUTS, FalError, SimRequest
+from devstack.falsim.lifecycle import FAULTS, REQUIRED_INPUTS, FalError, SimRequest
 from devstack.falsim.stats import Stats
 from devstack.falsim.timers import Scheduler
 from devstack.falsim.webhooks import WebhookSender
@@ -64,13 +64,24 @@ class RequestQueue:
     # -- the queue API ----------------------------------------------------------------------
 
     def submit_fault(self) -> FalError | None:
-        """The injected submit refusal (429 or 503) for this submit, if any."""
+        """The injected submit refusal for this submit, if any: a transient 429 or 503
+        (``submit_error_rate``), or a final 403 of a locked account (``submit_reject_rate``)."""
+        if self._plan.chance("submit_reject_rate"):
+            self._stats.add("submit_rejections")
+            return FalError(403, "The account is locked (simulated)", "account_locked")
         if not self._plan.chance("submit_error_rate"):
             return None
         self._stats.add("submit_errors")
         if self._plan.coin():
             return FalError(429, "Too many requests (simulated)", "rate_limited", {"Retry-After": "1"})
         return FalError(503, "Could not schedule a runner (simulated)", "runner_scheduling_failure")
+
+    def _draw_fault(self) -> str | None:
+        """The failure this run will end with, if any (``fail_rate`` drawn first, as it always was:
+        a seeded run without the other rates draws the same)."""
+        if self._plan.chance("fail_rate"):
+            return "generic"
+        return next((kind for kind in FAULTS if kind != "generic" and self._plan.chance(f"{kind}_rate")), None)
 
     def submit(self, model_id: str, body: dict[str, Any], webhook_url: str | None) -> dict[str, Any]:
         """Queue a request; the submit answer."""
@@ -88,7 +99,8 @@ class RequestQueue:
                 submitted_at=now,
                 queue_s=self._plan.duration("queue_s"),
                 run_s=self._plan.duration("run_s"),
-                fails=self._plan.chance("fail_rate"),
+                fault=self._draw_fault(),
+                bad_media=self._plan.chance("bad_media_rate"),
                 missing_inputs=tuple(name for name in required if body.get(name) in (None, "")),
                 video_size=media.served_size(self._video_len(), int(self._plan.value("video_bytes"))),
             )
@@ -160,8 +172,10 @@ class RequestQueue:
             if req.cancel != "removed":
                 if req.missing_inputs:
                     self._stats.add("validation_failures")
-                elif req.fails:
+                elif req.fault == "generic":
                     self._stats.add("failures")
+                elif req.fault:
+                    self._stats.add(f"{req.fault}_failures")
             if not req.webhook_url:
                 return
             payload_error = req.error is None and self._plan.chance("webhook_payload_error_rate")

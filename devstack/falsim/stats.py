@@ -8,9 +8,13 @@ from collections import Counter
 STAT_KEYS = (
     "submits",
     "submit_errors",
+    "submit_rejections",
     "completed",
     "failures",
     "validation_failures",
+    "invalid_input_failures",
+    "content_policy_failures",
+    "provider_timeout_failures",
     "cancel_requests",
     "cancelled",
     "webhooks_sent",
@@ -21,6 +25,7 @@ STAT_KEYS = (
     "webhooks_delayed",
     "webhooks_without_payload",
     "cdn_errors",
+    "bad_media",
     "cancel_webhooks_first",
 )
 

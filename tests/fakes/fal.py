@@ -38,8 +38,8 @@ def in_progress(message: str | None = None) -> FalStatus:
     return FalStatus(status="IN_PROGRESS", logs=[{"message": message}] if message else [])
 
 
-def completed(error: str | None = None) -> FalStatus:
-    return FalStatus(status="COMPLETED", error=error)
+def completed(error: str | None = None, error_type: str | None = None) -> FalStatus:
+    return FalStatus(status="COMPLETED", error=error, error_type=error_type)
 
 
 def video_url(request_id: str) -> str:

@@ -28,12 +28,15 @@ from videogen.adapters.fal import (
     FalClient,
     classify_status,
     fal_key_provider,
+    parse_delivery,
     parse_retry_after,
 )
 from videogen.adapters.webhook_signature import WebhookVerifier
 from videogen.config import Settings
+from videogen.domain.endings import FailureCode
 from videogen.domain.errors import FalRejectedError, FalTransientError
 from videogen.domain.models import FalRequest
+from videogen.ports import FalResult
 
 MODEL = "fal-ai/kling-video/v2.6/standard/motion-control"
 MODEL_INPUT = {
@@ -232,15 +235,65 @@ def test_queue_position_decreases(sim: FalSimulator, client: FalClient) -> None:
     assert client.cancel(req) == "requested"
 
 
-def test_failed_run_is_completed_with_error(sim: FalSimulator, client: FalClient) -> None:
+def test_failed_run_is_completed_with_a_generic_500(sim: FalSimulator, client: FalClient) -> None:
     sim.set_config(fail_rate=1)
     req = client.submit(MODEL, MODEL_INPUT, None)
     run_to_completion(client, req)
     status = client.status(req)
-    assert status.status == "COMPLETED" and status.error and status.error_type
-    result = client.result(req)
-    assert not result.ok and result.video_url is None and result.error and "422" in result.error
+    assert (status.status, status.error, status.error_type) == (
+        "COMPLETED",
+        "Invalid status code: 500",
+        "internal_error",
+    )
+    with pytest.raises(FalTransientError, match="500 internal_error"):  # the model's own 500, as fal relays it
+        client.result(req)
     assert sim.stats()["failures"] == 1
+
+
+@pytest.mark.parametrize(
+    ("knob", "code", "field", "stat"),
+    [
+        ("fail_rate", FailureCode.GENERATION_FAILED, None, "failures"),
+        ("invalid_input_rate", FailureCode.INVALID_INPUT, "image_url", "invalid_input_failures"),
+        ("content_policy_rate", FailureCode.CONTENT_POLICY, "prompt", "content_policy_failures"),
+        ("provider_timeout_rate", FailureCode.PROVIDER_TIMEOUT, None, "provider_timeout_failures"),
+    ],
+)
+def test_each_injected_failure_reads_as_its_code_from_the_status_result_and_webhook(
+    sim: FalSimulator, client: FalClient, receiver: Receiver, knob: str, code: FailureCode, field: str | None, stat: str
+) -> None:
+    sim.set_config(**{knob: 1})
+    req = client.submit(MODEL, MODEL_INPUT, receiver.url)
+    run_to_completion(client, req)
+    status = client.status(req)
+    assert status.failure is not None
+    try:
+        result = client.result(req)
+    except FalTransientError:  # a 5xx result: the status's own error is what the poller uses
+        result = FalResult.failed(status.failure)
+    assert (result.ok, result.code, result.field) == (False, code, field)
+    _, _, body = wait_for(lambda: receiver.deliveries and receiver.deliveries[0])
+    delivery = parse_delivery(body)
+    assert delivery is not None and (delivery.result.code, delivery.result.field) == (code, field)
+    assert sim.stats()[stat] == 1
+
+
+def test_a_rejected_submit_is_a_final_403(sim: FalSimulator, client: FalClient) -> None:
+    sim.set_config(submit_reject_rate=1)
+    with pytest.raises(FalRejectedError) as refused:
+        client.submit(MODEL, MODEL_INPUT, None)
+    assert (refused.value.status, refused.value.error_type) == (403, "account_locked")
+    assert refused.value.failure is not None and refused.value.failure.code == FailureCode.GENERATION_FAILED
+    assert sim.stats()["submit_rejections"] == 1 and sim.stats()["submits"] == 0
+
+
+def test_bad_media_is_served_as_something_that_is_not_a_video(sim: FalSimulator, client: FalClient) -> None:
+    sim.set_config(bad_media_rate=1)
+    req = client.submit(MODEL, MODEL_INPUT, None)
+    run_to_completion(client, req)
+    answer = requests.get(client.result(req).video_url or "", timeout=5)
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "text/plain"
+    assert sim.stats()["bad_media"] == 1
 
 
 def test_missing_required_input_fails_the_run_with_422(sim: FalSimulator, client: FalClient) -> None:

@@ -152,7 +152,7 @@ def test_request_fal_lost_is_failed_and_refunded(stack):
     )
     assert _reconcile_later()["failed_refunded"] == 1
     job = stack.job(job_id)
-    assert job.status == JobStatus.FAILED and job.error.code == "provider_lost"
+    assert job.status == JobStatus.FAILED and job.error.code == "expired"
     assert _ledger_types(stack, token) == ["refund", "charge", "grant"]
 
 
@@ -173,7 +173,7 @@ def test_job_past_its_deadline_is_expired_with_a_refund(stack, monkeypatch):
     stack.pass_deadline(job_id)
     assert _reconcile_later()["expired"] == 1
     job = stack.job(job_id)
-    assert job.status == JobStatus.FAILED and job.error.code == "deadline_exceeded"
+    assert job.status == JobStatus.FAILED and job.error.code == "expired"
     assert stack.sim.stats()["cancelled"] == 1
     assert _ledger_types(stack, token) == ["refund", "charge", "grant"]  # refunded once
 

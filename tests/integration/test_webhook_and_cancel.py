@@ -153,20 +153,31 @@ def test_body_that_is_not_a_fal_webhook_is_400(stack, raw):
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "code"),
     [
-        {"status": "ERROR", "error": "Invalid status code: 422", "payload": {"detail": [{"msg": "field required"}]}},
-        {"status": "OK", "payload": None, "payload_error": "Response payload is not JSON serializable"},
-        {"status": "OK", "payload": {"images": []}},
+        (
+            {
+                "status": "ERROR",
+                "error": "Invalid status code: 422",
+                "payload": {"detail": [{"msg": "field required"}]},
+            },
+            "invalid_input",
+        ),
+        ({"status": "ERROR", "error": "Invalid status code: 500", "payload": {"detail": "boom"}}, "generation_failed"),
+        (
+            {"status": "OK", "payload": None, "payload_error": "Response payload is not JSON serializable"},
+            "generation_failed",
+        ),
+        ({"status": "OK", "payload": {"images": []}}, "generation_failed"),
     ],
 )
-def test_error_deliveries_fail_and_refund_exactly_once(stack, body):
+def test_error_deliveries_fail_and_refund_exactly_once(stack, body, code):
     token, job = _submitted_job(stack)
     full = {"request_id": job.fal.request_id, "gateway_request_id": "g", **body}
     assert _deliver(stack, job, full).status == 200
     assert _deliver(stack, job, full).status == 200  # a duplicate
     failed = stack.job(job.id)
-    assert failed.status == JobStatus.FAILED and failed.error.code == "generation_failed"
+    assert failed.status == JobStatus.FAILED and failed.error.code == code
     ledger = stack.request("GET", "/v1/credits", token=token).json["ledger"]
     assert [e["type"] for e in ledger].count("refund") == 1
 
@@ -353,7 +364,7 @@ def test_deadline_of_a_job_in_fal_queue_is_deadline_exceeded_even_when_the_webho
     token, job = _submitted_job(stack, queue_s=30, webhook_drop_rate=0, cancel_webhook_first_rate=1)
     done = wiring.expire_job().run(job.id, "deadline_exceeded", cancel_at_fal=True)
     assert _deliveries_answered(stack, job.fal.request_id) == [200]
-    assert done.status == JobStatus.FAILED and done.error.code == "deadline_exceeded", done.error
+    assert done.status == JobStatus.FAILED and done.error.code == "expired", done.error
     assert stack.job(job.id) == done
     assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
 
@@ -451,7 +462,7 @@ def test_submit_after_the_deadline_never_reaches_fal(stack, monkeypatch):
     time.sleep(0.3)
     assert wiring.submit_to_fal().run(job_id) == {"done": True}
     job = stack.job(job_id)
-    assert job.status == JobStatus.FAILED and job.error.code == "deadline_exceeded"
+    assert job.status == JobStatus.FAILED and job.error.code == "expired"
     assert stack.sim.stats().get("submits", 0) == 0
     assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
 

@@ -130,7 +130,7 @@ def test_deadline_cancels_at_fal_fails_and_refunds(stack_sfn, events):
     stack_sfn.wait_status(job_id, {"submitted", "in_progress"})  # at fal, its Check loop running
     stack_sfn.pass_deadline(job_id)
     job = stack_sfn.wait_status(job_id, {"failed"}, timeout_s=30)
-    assert job.error.code == "deadline_exceeded"
+    assert job.error.code == "expired"
     assert stack_sfn.store.get_balance(job.user_id).balance == 10
     assert "Expire" in _history_states(job_id)
     assert stack_sfn.sim.stats()["cancelled"] == 1

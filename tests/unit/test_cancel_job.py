@@ -224,7 +224,7 @@ def test_given_fal_unreachable_after_the_intent_then_503_and_the_retry_cancels(s
 
 def test_given_fal_started_generating_then_a_later_failure_is_the_providers_not_a_cancel(system: System) -> None:
     job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
-    system.fal.script_status("req-1", in_progress("frame 1"), completed("Invalid status code: 422"))
+    system.fal.script_status("req-1", in_progress("frame 1"), completed("Invalid status code: 500"))
     with pytest.raises(NotCancelable, match="started"):
         system.cancel.run(job)
     assert system.check.run(job.id, 1, {})["done"] is True

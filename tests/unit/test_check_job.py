@@ -53,13 +53,14 @@ def test_given_fal_completed_with_a_video_when_checked_then_completed_stored_and
     assert system.store.refunds(job.id) == 0 and system.store.get_balance(job.user_id).active_jobs == 0
 
 
-def test_given_fal_completed_with_an_error_in_the_status_when_checked_then_failed_and_refunded_without_result(
+def test_given_fal_completed_with_an_error_in_the_status_when_checked_then_its_result_read_failed_and_refunded(
     system: System,
 ) -> None:
     job = system.given_job(JobStatus.IN_PROGRESS, request_id="req-1")
     system.fal.script_status("req-1", completed(error="out of memory"))
+    system.fal.script_result("req-1", FalResult(error="500: out of memory"))
     assert system.check.run(job.id, 0, TIMING)["done"] is True
-    assert system.fal.calls == [("status", "req-1")]
+    assert system.fal.calls == [("status", "req-1"), ("result", "req-1")]
     failed = system.job(job.id)
     assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "generation_failed"
     assert system.store.refunds(job.id) == 1

@@ -56,7 +56,7 @@ def test_a_failure_or_cancel_publishes_its_error_counts_the_refund_and_logs_it(
     assert done.error is not None and done.error.message == "m" * 500  # cut to 500 characters
     [(kind, detail)] = system.events.published
     assert (kind, detail["status"], detail["credits_charged"]) == (event, status.value, 4)
-    assert detail["error"] == {"code": "generation_failed", "message": "m" * 500}
+    assert detail["error"] == {"code": "generation_failed", "message": "m" * 500, "field": None}
     assert "video" not in detail
     other = "JobsCanceled" if metric == "JobsFailed" else "JobsFailed"
     assert (counted(metric), counted(other), counted("CreditsRefunded")) == (1, 0, 4)

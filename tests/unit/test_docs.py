@@ -51,3 +51,9 @@ def test_nothing_listed_as_planned_is_built():
 def test_a_planned_route_that_appears_in_the_template_is_seen_as_built():
     item = docs.Planned("x", routes=("POST /v1/uploads",), fields=((docs.contract.Video, "poster_url"),))
     assert item.built(set(docs.route_keys())) == ["POST /v1/uploads", "Video.poster_url"]
+
+
+def test_every_job_error_code_is_explained_and_no_explanation_is_stale():
+    assert set(docs.JOB_ERRORS) == set(docs.FailureCode)
+    table = docs.render_job_errors()
+    assert [line.split("`")[1] for line in table.splitlines()[2:]] == [code.value for code in docs.FailureCode]

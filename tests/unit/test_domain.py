@@ -6,7 +6,7 @@ import pytest
 
 from tests.fakes import make_job
 from videogen.config import Settings
-from videogen.domain.endings import DEADLINE_EXCEEDED, USER_CANCELED, Ending, provider_failure_ending
+from videogen.domain.endings import DEADLINE_EXCEEDED, USER_CANCELED, Ending, fal_failure, provider_failure_ending
 from videogen.domain.errors import ModelNotFound, ValidationFailed
 from videogen.domain.models import ACTIVE, ALLOWED_FROM, TERMINAL, CancelIntent, JobStatus, new_id
 from videogen.domain.registry import Registry
@@ -109,7 +109,7 @@ def test_settings_from_env(monkeypatch):
 def test_a_provider_failure_ends_as_the_cancel_we_asked_for(status: JobStatus, intent: CancelIntent | None) -> None:
     """fal reports a request we cancelled as a failure: the recorded intent decides the ending."""
     job = make_job(status, cancel_requested=intent)
-    ending = provider_failure_ending(job, "Request was cancelled")
+    ending = provider_failure_ending(job, fal_failure("Request was cancelled"))
     if intent == CancelIntent.DEADLINE:
         assert ending == DEADLINE_EXCEEDED
     elif intent == CancelIntent.USER and status != JobStatus.IN_PROGRESS:
@@ -121,4 +121,6 @@ def test_a_provider_failure_ends_as_the_cancel_we_asked_for(status: JobStatus, i
 
 
 def test_a_provider_failure_without_a_message_still_says_what_happened() -> None:
-    assert provider_failure_ending(make_job(JobStatus.SUBMITTED), None).message == "the provider reported a failure"
+    assert provider_failure_ending(make_job(JobStatus.SUBMITTED), fal_failure(None)).message == (
+        "the provider reported a failure"
+    )

@@ -36,7 +36,7 @@ def test_given_fal_still_working_when_expired_then_canceled_at_fal_failed_and_re
     system.fal.script_status("req-1", in_progress())
     failed = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True, cause="States.Timeout")
     assert failed is not None and failed.status == JobStatus.FAILED
-    assert failed.error and failed.error.code == "deadline_exceeded"
+    assert failed.error and failed.error.code == "expired"
     assert failed.error.message == "the provider did not finish in time"
     assert system.fal.calls == [("status", "req-1"), ("cancel", "req-1")]
     assert system.store.refunds(job.id) == 1
@@ -99,7 +99,7 @@ def test_given_fal_finished_but_storing_breaks_on_the_last_look_then_it_raises_a
 
 def _assert_deadline_exceeded_once(system: System, job_id: str) -> None:
     failed = system.job(job_id)
-    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "deadline_exceeded"
+    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "expired"
     assert failed.error.message == "the provider did not finish in time"
     assert system.store.refunds(job_id) == 1 and system.events.types_for(job_id) == ["Job Failed"]
 
@@ -167,5 +167,5 @@ def test_given_progress_cannot_be_written_when_expired_then_the_job_still_fails_
     system.store.fail("update_progress", decimal.Overflow("[<class 'decimal.Overflow'>]"), times=5)
     failed = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
     assert failed is not None and failed.status == JobStatus.FAILED and failed.error
-    assert failed.error.code == "deadline_exceeded" and system.store.refunds(job.id) == 1
+    assert failed.error.code == "expired" and system.store.refunds(job.id) == 1
     assert system.fal.calls == [("status", "req-1"), ("cancel", "req-1")]

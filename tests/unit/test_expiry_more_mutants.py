@@ -13,5 +13,5 @@ def test_given_fal_says_already_completed_but_still_works_then_no_progress_is_wr
     system.fal.script_cancel("req-1", "already_completed")
     failed = system.expire.run(job.id, "deadline_exceeded", cancel_at_fal=True)
     assert failed is not None and failed.status == JobStatus.FAILED
-    assert failed.error is not None and failed.error.code == "deadline_exceeded"
+    assert failed.error is not None and failed.error.code == "expired"
     assert system.fal.count("status") == 2 and "update_progress" not in system.store.calls

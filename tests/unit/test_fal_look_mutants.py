@@ -7,10 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.fakes import completed, in_progress, in_queue
 from tests.fakes.system import System
-from videogen.domain.errors import FalTransientError
-from videogen.domain.models import CancelIntent, JobStatus, Progress
+from videogen.domain.endings import FailureCode
+from videogen.domain.errors import FalRejectedError, FalTransientError
+from videogen.domain.models import CancelIntent, JobError, JobStatus, Progress
+from videogen.ports import FalResult
 from videogen.services.fal_poll import progress_of
 
 Logged = Callable[..., list[tuple[Any, ...]]]
@@ -23,16 +27,35 @@ def test_the_progress_of_each_fal_status() -> None:
     assert progress_of(in_progress("rendering")) == (JobStatus.IN_PROGRESS, Progress(message="rendering"))
 
 
-def test_a_failure_in_fals_status_fails_the_job_with_it_without_fetching_a_result(system: System) -> None:
+@pytest.mark.parametrize(
+    "answer",
+    [FalResult(video_url="https://v3.fal.media/x.mp4"), FalTransientError("503"), FalRejectedError(403, None, "key")],
+    ids=["a-video", "transient", "rejected"],
+)
+def test_a_failure_in_fals_status_whose_result_cannot_say_more_fails_the_job_with_the_statuss_error(
+    system: System, answer: object
+) -> None:
     job = system.given_job(JobStatus.IN_PROGRESS, request_id="req-1")
-    system.fal.script_status("req-1", completed(error="the model crashed"))
+    system.fal.script_status("req-1", completed(error="Request timed out", error_type="request_timeout"))
+    system.fal.script_result("req-1", answer)
     assert system.poller.poll_and_settle(job) is True
     failed = system.job(job.id)
     assert failed.error is not None and (failed.error.code, failed.error.message) == (
-        "generation_failed",
-        "the model crashed",
+        "provider_timeout",
+        "Request timed out",
     )
-    assert system.fal.count("result") == 0
+    assert system.fal.count("result") == 1
+
+
+def test_a_failure_in_fals_status_takes_the_results_detail(system: System) -> None:
+    job = system.given_job(JobStatus.IN_PROGRESS, request_id="req-1")
+    system.fal.script_status("req-1", completed(error="Invalid status code: 422"))
+    system.fal.script_result(
+        "req-1", FalResult(error="422: prompt: flagged", code=FailureCode.CONTENT_POLICY, field="prompt")
+    )
+    assert system.poller.poll_and_settle(job) is True
+    failed = system.job(job.id)
+    assert failed.error == JobError(code="content_policy", message="422: prompt: flagged", field="prompt")
 
 
 def test_a_user_cancel_fal_says_came_too_late_keeps_a_generating_job_active(system: System) -> None:
@@ -70,4 +93,4 @@ def test_a_reason_without_a_message_of_its_own_is_its_own_message(system: System
     job = system.given_job()
     failed = system.expire.run(job.id, "operator_stopped", False)
     assert failed is not None and failed.error is not None
-    assert (failed.error.code, failed.error.message) == ("operator_stopped", "operator_stopped")
+    assert (failed.error.code, failed.error.message) == ("generation_failed", "operator_stopped")

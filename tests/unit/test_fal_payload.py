@@ -30,7 +30,7 @@ def test_a_video_payload_is_the_same_result_from_the_result_call_and_the_webhook
         ({"status": "OK", "payload": {"images": []}}, "no video in result"),
         ({"status": "OK", "payload": None, "payload_error": "not serializable"}, "payload error: not serializable"),
         ({"status": "OK", "payload": {"video": {"url": ""}}}, "no video in result"),
-        ({"status": "ERROR", "error": "Invalid status code: 422"}, "Invalid status code: 422"),
+        ({"status": "ERROR", "error": "Invalid status code: 500"}, "Invalid status code: 500"),
         ({"status": "ERROR"}, "generation failed"),
     ],
 )

@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes.system import System
 from videogen import contract
+from videogen.domain.endings import FailureCode
 from videogen.domain.errors import JobNotFound
 from videogen.domain.models import JobError, JobStatus, LedgerType, Progress
 from videogen.domain.registry import Registry
@@ -25,7 +26,7 @@ def test_a_completed_job_is_answered_with_every_field_and_a_url_to_its_stored_vi
     assert (view.credits_charged, view.credits_refunded) == (job.credits_charged, 0)
     assert (view.created_at, view.updated_at, view.completed_at) == (job.created_at, job.updated_at, job.completed_at)
     assert view.completed_at is not None
-    assert view.progress == contract.Progress(queue_position=None, message="done")
+    assert view.progress == contract.Progress(queue_position=None, message=None)  # finished: no progress
     assert view.error is None
     assert view.video is not None
     assert view.video.url.startswith(f"https://bucket.test/{job.video.s3_key}?")
@@ -52,15 +53,44 @@ def test_a_job_view_without_a_video_store_has_no_video(system: System) -> None:
     assert f"X-Amz-Expires={system.videos.window_s + 3600}" in job_view(job, system.videos).video.url  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.CANCELED])
-def test_a_failed_or_canceled_job_shows_its_whole_charge_refunded_and_its_error(
-    system: System, status: JobStatus
-) -> None:
-    job = system.given_job(status, credits=7, error=JobError(code="generation_failed", message="fal said no"))
+def test_a_failed_job_shows_its_whole_charge_refunded_and_its_error(system: System) -> None:
+    error = JobError(code="content_policy", message="flagged", field="prompt")
+    job = system.given_job(JobStatus.FAILED, credits=7, error=error)
     view = job_view(job, system.videos)
     assert (view.credits_charged, view.credits_refunded) == (7, 7)
-    assert view.error == contract.JobError(code="generation_failed", message="fal said no")
+    assert view.error == contract.JobError(code=FailureCode.CONTENT_POLICY, message="flagged", field="prompt")
     assert view.video is None
+
+
+def test_a_canceled_job_shows_its_whole_charge_refunded_and_no_error(system: System) -> None:
+    job = system.given_job(
+        JobStatus.CANCELED, credits=7, error=JobError(code="canceled", message="canceled by the user")
+    )
+    view = job_view(job, system.videos)
+    assert (view.credits_charged, view.credits_refunded) == (7, 7)
+    assert view.error is None and view.video is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("deadline_exceeded", "expired"),
+        ("provider_lost", "expired"),
+        ("execution_failed", "submit_failed"),
+        ("provider_rejected", "submit_failed"),
+        ("something_new", "generation_failed"),
+        ("media_rejected", "media_rejected"),
+    ],
+)
+def test_a_failed_job_stored_with_an_older_code_shows_the_contracts(system: System, stored: str, shown: str) -> None:
+    job = system.given_job(JobStatus.FAILED, error=JobError(code=stored, message="why"))
+    assert job_view(job, system.videos).error == contract.JobError(code=FailureCode(shown), message="why", field=None)
+
+
+@pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED])
+def test_a_finished_job_shows_no_progress_whatever_was_last_recorded(system: System, status: JobStatus) -> None:
+    job = system.given_job(status, progress=Progress(queue_position=4, message="Generating video: 75%"))
+    assert job_view(job, system.videos).progress == contract.Progress(queue_position=None, message=None)
 
 
 @pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.IN_PROGRESS])
@@ -171,3 +201,10 @@ def test_the_model_list_is_the_registry_with_prices_and_schemas() -> None:
             spec.expected_s,
         )
         assert info.input_schema == spec.input_schema()
+
+
+def test_a_failed_job_stored_without_an_error_still_shows_why(system: System) -> None:
+    job = system.given_job(JobStatus.FAILED).model_copy(update={"error": None})
+    assert job_view(job).error == contract.JobError(
+        code=FailureCode.GENERATION_FAILED, message="the provider reported a failure", field=None
+    )

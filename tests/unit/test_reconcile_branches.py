@@ -20,6 +20,7 @@ from tests.fakes.system import GRACE_S, WEBHOOK_TOKEN, System
 from videogen.domain.errors import FalRejectedError, FalTransientError
 from videogen.domain.models import Job, JobStatus
 from videogen.domain.registry import Registry
+from videogen.ports import FalResult
 from videogen.services.fal_submit import SubmitToFal
 from videogen.services.reconcile import Reconciler
 
@@ -73,7 +74,7 @@ def test_a_queued_job_whose_execution_ended_fails_with_one_refund_and_its_event(
     job = system.given_job()
     system.workflow.executions[job.id] = state
     assert repair(system, job) == Effects(
-        "failed_refunded", JobStatus.FAILED, 1, [], [], ["Job Failed"], 0, "execution_failed"
+        "failed_refunded", JobStatus.FAILED, 1, [], [], ["Job Failed"], 0, "submit_failed"
     )
 
 
@@ -88,7 +89,7 @@ def test_a_job_past_its_deadline_is_expired_whatever_its_execution(system: Syste
         [],
         ["Job Failed"],
         0,
-        "deadline_exceeded",
+        "expired",
     )
 
 
@@ -104,8 +105,16 @@ def test_a_job_fal_finished_is_completed_without_a_refund(system: System) -> Non
 def test_a_job_fal_failed_is_failed_with_one_refund(system: System) -> None:
     job = system.given_job(JobStatus.IN_PROGRESS, request_id="req-1")
     system.fal.script_status("req-1", completed("Invalid status code: 500"))
+    system.fal.script_result("req-1", FalResult(error="500: internal_error"))
     assert repair(system, job) == Effects(
-        "finished", JobStatus.FAILED, 1, [("status", "req-1")], [], ["Job Failed"], 0, "generation_failed"
+        "finished",
+        JobStatus.FAILED,
+        1,
+        [("status", "req-1"), ("result", "req-1")],
+        [],
+        ["Job Failed"],
+        0,
+        "generation_failed",
     )
 
 
@@ -133,7 +142,7 @@ def test_a_request_fal_no_longer_knows_fails_the_job_with_one_refund(system: Sys
     job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
     system.fal.script_status("req-1", FalRejectedError(code, None, "gone"))
     assert repair(system, job) == Effects(
-        "failed_refunded", JobStatus.FAILED, 1, [("status", "req-1")], [], ["Job Failed"], 0, "provider_lost"
+        "failed_refunded", JobStatus.FAILED, 1, [("status", "req-1")], [], ["Job Failed"], 0, "expired"
     )
 
 

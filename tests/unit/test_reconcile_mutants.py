@@ -131,7 +131,7 @@ def test_an_unsubmitted_job_whose_execution_ended_stores_why_it_failed(system: S
     assert run(system) == {"found": 1, "failed_refunded": 1}
     error = system.job(job.id).error
     assert error is not None and (error.code, error.message) == (
-        "execution_failed",
+        "submit_failed",
         "the job could not be handed to the provider",
     )
 
@@ -141,7 +141,10 @@ def test_a_request_fal_lost_stores_why_it_failed(system: System) -> None:
     system.fal.script_status("req-1", FalRejectedError(404, None, "not found"))
     assert run(system) == {"found": 1, "failed_refunded": 1}
     error = system.job(job.id).error
-    assert error is not None and (error.code, error.message) == ("provider_lost", "the provider lost the request")
+    assert error is not None and (error.code, error.message) == (
+        "expired",
+        "the provider no longer holds the request",
+    )
 
 
 def test_a_pass_counts_what_it_found_and_logs_its_outcomes(system: System, logged: Logged, counted: Counted) -> None:

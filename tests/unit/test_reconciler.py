@@ -55,7 +55,7 @@ def test_given_a_job_past_its_deadline_then_canceled_at_fal_expired_and_refunded
     job = system.given_job(JobStatus.SUBMITTED, request_id="req-1", deadline_in_s=-1)
     assert run_later(system) == {"found": 1, "expired": 1}
     failed = system.job(job.id)
-    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "deadline_exceeded"
+    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "expired"
     assert system.fal.calls == [("status", "req-1"), ("cancel", "req-1")]
     assert system.store.refunds(job.id) == 1
 
@@ -94,7 +94,7 @@ def test_given_a_queued_job_whose_execution_ended_then_failed_and_refunded(syste
     system.workflow.executions[job.id] = state
     assert run_later(system) == {"found": 1, "failed_refunded": 1}
     failed = system.job(job.id)
-    assert failed.error and failed.error.code == "execution_failed" and system.store.refunds(job.id) == 1
+    assert failed.error and failed.error.code == "submit_failed" and system.store.refunds(job.id) == 1
 
 
 def test_given_fal_finished_a_job_nobody_watched_then_it_is_completed(system: System) -> None:
@@ -123,7 +123,7 @@ def test_given_fal_lost_the_request_then_failed_provider_lost_and_refunded(syste
     system.fal.script_status("req-1", FalRejectedError(code, None, "not found"))
     assert run_later(system) == {"found": 1, "failed_refunded": 1}
     failed = system.job(job.id)
-    assert failed.error and failed.error.code == "provider_lost" and system.store.refunds(job.id) == 1
+    assert failed.error and failed.error.code == "expired" and system.store.refunds(job.id) == 1
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def test_given_a_job_past_its_deadline_when_submitting_then_failed_and_refunded_
     assert system.submit.run(job.id) == {"done": True}
     assert system.fal.calls == []
     failed = system.job(job.id)
-    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "deadline_exceeded"
+    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "expired"
     assert system.store.refunds(job.id) == 1
     assert system.events.types_for(job.id) == ["Job Failed"]
 
@@ -90,15 +90,15 @@ def test_given_an_earlier_attempt_died_after_calling_fal_when_retried_then_it_su
     assert stored.submit_attempts == 2 and stored.status == JobStatus.SUBMITTED
 
 
-def test_given_fal_rejects_the_request_when_submitting_then_failed_provider_rejected_with_one_refund(
+def test_given_fal_rejects_the_request_when_submitting_then_failed_submit_failed_with_one_refund(
     system: System,
 ) -> None:
     job = system.given_job()
-    system.fal.on_submit(FalRejectedError(422, "validation", "bad input"))
+    system.fal.on_submit(FalRejectedError(401, "unauthorized", "bad key"))
     assert system.submit.run(job.id) == {"done": True}
     failed = system.job(job.id)
-    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "provider_rejected"
-    assert "422" in failed.error.message
+    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "submit_failed"
+    assert "401" in failed.error.message
     assert system.store.refunds(job.id) == 1
     assert system.store.get_balance(job.user_id).active_jobs == 0
 

@@ -23,7 +23,7 @@ def ok_body(request_id: str) -> dict[str, Any]:
 
 
 def error_body(request_id: str) -> dict[str, Any]:
-    return {"request_id": request_id, "status": "ERROR", "error": "Invalid status code: 422", "payload": None}
+    return {"request_id": request_id, "status": "ERROR", "error": "Invalid status code: 500", "payload": None}
 
 
 def deliver(

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from videogen.domain.devices import TOKEN_MAX, Platform
+from videogen.domain.endings import FailureCode
 from videogen.domain.errors import a_or_an, error_classes
 from videogen.domain.models import JobStatus, LedgerType
 from videogen.domain.registry import INTEGRAL, VideoRequest
@@ -59,12 +60,12 @@ class Progress(_Body):
 
 
 class JobError(_Body):
-    code: str = Field(
-        description="Why the job failed: invalid_input, content_policy, generation_failed, provider_timeout, "
-        "media_rejected, expired or submit_failed; canceled when the user canceled it. Every one of them "
-        "refunds the credits"
-    )
+    code: FailureCode = Field(description="Why the job failed; every one of them refunds the credits")
     message: str
+    field: str | None = Field(
+        description="The input the provider named (content_policy: the flagged input; invalid_input: the "
+        "rejected one), when it says which",
+    )
 
 
 class Video(_Body):
@@ -99,7 +100,7 @@ class Job(_Body):
     completed_at: Timestamp | None
     progress: Progress
     video: Video | None = Field(description="Set once the job is completed")
-    error: JobError | None = Field(description="Set once the job failed or was canceled")
+    error: JobError | None = Field(description="Set once the job failed, else null (also for a canceled job)")
 
 
 class ChargedCredits(_Body):

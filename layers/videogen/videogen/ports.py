@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from videogen.domain.devices import Device, Notification, Platform
+from videogen.domain.endings import FAILURE_MESSAGES, Failure, FailureCode, fal_failure
 from videogen.domain.limits import Usage
 from videogen.domain.models import (
     Balance,
@@ -244,6 +245,11 @@ class FalStatus:
     error_type: str | None = None
 
     @property
+    def failure(self) -> Failure | None:
+        """What a COMPLETED status with an error means (None without one)."""
+        return fal_failure(self.error, error_type=self.error_type) if self.error else None
+
+    @property
     def last_message(self) -> str | None:
         for entry in reversed(self.logs):
             msg = entry.get("message") if isinstance(entry, dict) else None
@@ -259,10 +265,20 @@ class FalResult:
     video_url: str | None = None
     content_type: str | None = None
     error: str | None = None  # set when the request failed (never both)
+    code: FailureCode = FailureCode.GENERATION_FAILED  # what the failure means (fal_failure)
+    field: str | None = None  # the input fal named, if any
 
     @property
     def ok(self) -> bool:
         return self.video_url is not None and self.error is None
+
+    @property
+    def failure(self) -> Failure:
+        return Failure(self.code, self.error or FAILURE_MESSAGES[self.code], self.field)
+
+    @classmethod
+    def failed(cls, failure: Failure) -> FalResult:
+        return cls(error=failure.message, code=failure.code, field=failure.field)
 
 
 CancelOutcome = Literal["requested", "already_completed", "not_found"]

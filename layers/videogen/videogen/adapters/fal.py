@@ -26,7 +26,9 @@ the workflow's bounded retry is cheaper than refunding a job that fal still runs
 Result calls: a 401/403 says nothing about the request (our key is wrong or the account is
 locked), so it raises :class:`FalRejectedError` instead of reporting the job as failed; every
 other non-transient 4xx (400, 404 expired result, 422 validation) is the request's failure and
-comes back as ``FalResult(error=...)``.
+comes back as ``FalResult(error=..., code=..., field=...)``: what it means for the job is decided
+by :func:`videogen.domain.endings.fal_failure` (so is a refused submit's, carried on the
+``FalRejectedError``, and an ``ERROR`` webhook's).
 
 The key comes from a ``key_provider`` callable on every call (Powertools caches it), is sent
 only in the ``Authorization`` header, and never appears in a log line or an error message.
@@ -48,6 +50,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from videogen import jsonbody
+from videogen.domain.endings import Failure, fal_failure
 from videogen.domain.errors import BadRequest, FalRejectedError, FalTransientError
 from videogen.domain.models import FalRequest
 from videogen.ports import CancelOutcome, FalDelivery, FalResult, FalStatus
@@ -183,9 +186,7 @@ class FalClient:
         if kind == "rejected":
             if resp.status_code in {401, 403}:
                 raise self._error_for(resp)
-            error_type, detail = _error_info(resp)
-            label = f"{resp.status_code} {error_type}" if error_type else str(resp.status_code)
-            return FalResult(error=_short(f"{label}: {detail}"))
+            return FalResult.failed(_failure_of(resp))
         return result_from_payload(_json_object(resp))
 
     def cancel(self, request: FalRequest) -> CancelOutcome:
@@ -271,7 +272,7 @@ class FalClient:
         if classify_status(resp.status_code) == "transient":
             return self._transient_for(resp)
         error_type, detail = _error_info(resp)
-        return FalRejectedError(resp.status_code, error_type, self._scrub(detail))
+        return FalRejectedError(resp.status_code, error_type, self._scrub(detail), _failure_of(resp))
 
     def _transient_for(self, resp: requests.Response) -> FalTransientError:
         error_type, detail = _error_info(resp)
@@ -353,9 +354,36 @@ def parse_delivery(raw_body: bytes) -> FalDelivery | None:
     if status == "OK":
         return FalDelivery(body["request_id"], result_from_payload(body.get("payload"), body.get("payload_error")))
     if status == "ERROR":
-        error = body.get("error")
-        return FalDelivery(body["request_id"], FalResult(error=_short(str(error)) if error else "generation failed"))
+        return FalDelivery(body["request_id"], FalResult.failed(_delivery_failure(body)))
     return None
+
+
+def _delivery_failure(body: Mapping[str, Any]) -> Failure:
+    """An ERROR webhook's failure: ``error`` says fal's status (``Invalid status code: 422``) and
+    ``payload`` holds the result's error body (``{"detail": [...]}`` or ``{"detail", "error_type"}``)."""
+    error = str(body.get("error") or "") or "generation failed"
+    payload = body.get("payload")
+    payload = payload if isinstance(payload, Mapping) else {}
+    error_type = payload.get("error_type")
+    detail = payload.get("detail")
+    text = _detail_text(detail)
+    return fal_failure(
+        _short(f"{error}: {text}" if text and text != error else error),
+        error_type=str(error_type)[:100] if isinstance(error_type, str) and error_type else None,
+        detail=detail,
+    )
+
+
+def _failure_of(resp: requests.Response) -> Failure:
+    """What a final error answer of fal means for the job (``endings.fal_failure``)."""
+    error_type, detail = _error_info(resp)
+    label = f"{resp.status_code} {error_type}" if error_type else str(resp.status_code)
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    raw = body.get("detail") if isinstance(body, dict) else None
+    return fal_failure(_short(f"{label}: {detail}"), http_status=resp.status_code, error_type=error_type, detail=raw)
 
 
 def fal_key_provider(settings: Any, max_age_s: int = 300) -> Callable[[], str]:
@@ -437,14 +465,17 @@ def _error_info(resp: requests.Response) -> tuple[str | None, str]:
     if isinstance(body, dict):
         if not error_type and isinstance(body.get("error_type"), str):
             error_type = body["error_type"]
-        raw = body.get("detail")
-        if isinstance(raw, str) and raw:
-            detail = raw
-        elif isinstance(raw, list) and raw:
-            detail = "; ".join(_validation_item(item) for item in raw[:3])
-        elif isinstance(body.get("status"), str):
-            detail = body["status"]
+        detail = _detail_text(body.get("detail")) or (body["status"] if isinstance(body.get("status"), str) else detail)
     return (error_type[:100] if error_type else None), _short(detail)
+
+
+def _detail_text(raw: object) -> str:
+    """fal's ``detail`` as one short line: a string as is, validation items as ``loc: msg; ...``."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, list) and raw:
+        return "; ".join(_validation_item(item) for item in raw[:3])
+    return ""
 
 
 def _validation_item(item: object) -> str:

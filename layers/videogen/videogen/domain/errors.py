@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from videogen.domain.endings import Failure
     from videogen.domain.models import IdempotencyRecord
 
 
@@ -285,11 +286,12 @@ class FalTransientError(Exception):
 class FalRejectedError(Exception):
     """A final refusal (400/401/403/404/422, ...). ``detail`` is short and never holds the key."""
 
-    def __init__(self, status: int, error_type: str | None, detail: str) -> None:
+    def __init__(self, status: int, error_type: str | None, detail: str, failure: Failure | None = None) -> None:
         super().__init__(f"fal rejected the call ({status} {error_type or 'error'}): {detail}")
         self.status = status
         self.error_type = error_type
         self.detail = detail
+        self.failure = failure  # what the refusal means for a job (endings.fal_failure), when known
 
 
 # --- store purchases (POST /v1/purchases, the store webhooks) ---------------------------------

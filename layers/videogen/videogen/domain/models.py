@@ -90,8 +90,9 @@ class Progress(BaseModel):
 
 
 class JobError(BaseModel):
-    code: str
+    code: str  # a videogen.domain.endings.FailureCode, or "canceled" (shown as no error)
     message: str
+    field: str | None = None  # the input the provider named (content_policy, invalid_input)
 
 
 class VideoMedia(BaseModel):

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from videogen import crash
-from videogen.domain.endings import Ending, provider_failure_ending
+from videogen.domain.endings import MEDIA_REJECTED, Ending, provider_failure_ending
 from videogen.domain.errors import MediaRejected, MediaTransferError, StoreBusy, TransitionRejected
 from videogen.domain.media import poster_key
-from videogen.domain.models import Job, JobError, JobStatus, StoredVideo
+from videogen.domain.models import Job, JobStatus, StoredVideo
 from videogen.observability import count, logger
 from videogen.ports import SHA256_PLACEHOLDER, EventPublisher, FalResult, JobStore, MediaSource, VideoStore
 
@@ -66,14 +66,29 @@ class JobFinisher:
             current = self._store.get_job(job.id) or current
             if current.is_terminal:
                 return current
-            current = self.end(current, provider_failure_ending(current, result.error))
+            current = self.end(current, provider_failure_ending(current, result.failure))
             if current.is_terminal:
                 break
         return current
 
     def end(self, job: Job, ending: Ending, *, unsubmitted: bool = False) -> Job:
-        """Fail or cancel the job as ``ending`` says (see :meth:`fail`)."""
-        return self.fail(job, ending.code, ending.message, ending.status, unsubmitted=unsubmitted)
+        """Fail or cancel the job as ``ending`` says, and refund its credits, exactly once.
+        ``unsubmitted``: only if no fal request was stored meanwhile (else the caller decides
+        again on the fresh job)."""
+        try:
+            done = self._store.finish_with_refund(job, ending.status, ending.error, unsubmitted=unsubmitted)
+        except TransitionRejected:
+            latest = self._store.get_job(job.id) or job
+            logger.info("failure lost the race", extra={"job_id": job.id, "status": latest.status.value})
+            return latest
+        count("JobsCanceled" if ending.status == JobStatus.CANCELED else "JobsFailed")
+        count("CreditsRefunded", job.credits_charged)
+        logger.info(
+            "job ended with refund", extra={"job_id": job.id, "status": ending.status.value, "code": ending.code}
+        )
+        crash.point(crash.AFTER_TRANSITION)
+        self.publish(done)
+        return done
 
     def complete_from_url(self, job: Job, url: str) -> Job:
         """Copy the provider's video into our bucket and mark the job completed.
@@ -95,7 +110,7 @@ class JobFinisher:
             except MediaRejected as exc:
                 logger.warning("result media rejected", extra={"job_id": job.id, "reason": str(exc)[:200]})
                 count("MediaRejected")
-                return self.fail(current, "media_rejected", "the generated video failed a safety check")
+                return self.end(current, MEDIA_REJECTED)
             count("VideoBytesStored", video.size_bytes)
         crash.point(crash.AFTER_S3_UPLOAD)
         return self._transition_completed(current, video)
@@ -121,22 +136,8 @@ class JobFinisher:
     def fail(
         self, job: Job, code: str, message: str, status: JobStatus = JobStatus.FAILED, *, unsubmitted: bool = False
     ) -> Job:
-        """Fail (or cancel) the job and refund its credits, exactly once. ``unsubmitted``: only if
-        no fal request was stored meanwhile (else the caller decides again on the fresh job)."""
-        try:
-            done = self._store.finish_with_refund(
-                job, status, JobError(code=code, message=message[:500]), unsubmitted=unsubmitted
-            )
-        except TransitionRejected:
-            latest = self._store.get_job(job.id) or job
-            logger.info("failure lost the race", extra={"job_id": job.id, "status": latest.status.value})
-            return latest
-        count("JobsCanceled" if status == JobStatus.CANCELED else "JobsFailed")
-        count("CreditsRefunded", job.credits_charged)
-        logger.info("job ended with refund", extra={"job_id": job.id, "status": status.value, "code": code})
-        crash.point(crash.AFTER_TRANSITION)
-        self.publish(done)
-        return done
+        """:meth:`end` with the ending spelled out (``code`` as stored: a FailureCode, or canceled)."""
+        return self.end(job, Ending(status, code, message), unsubmitted=unsubmitted)
 
     def publish(self, job: Job) -> None:
         """Remove the objects the job does not own, emit its terminal event (at least once) and

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from videogen.domain.endings import FAILURE_MESSAGES
+from videogen.domain.endings import workflow_ending
 from videogen.domain.errors import (
     FalRejectedError,
     FalTransientError,
@@ -52,4 +52,4 @@ class ExpireJob:
                 )
         if cause:
             logger.info("failing job", extra={"job_id": job_id, "cause": cause[:200]})
-        return self._finisher.fail(job, reason, FAILURE_MESSAGES.get(reason, reason))
+        return self._finisher.end(job, workflow_ending(reason))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 
 from videogen.domain.endings import USER_CANCELED
-from videogen.domain.errors import TransitionRejected
+from videogen.domain.errors import FalRejectedError, FalTransientError, TransitionRejected
 from videogen.domain.models import CancelIntent, Job, JobStatus, Progress
 from videogen.ports import FalGateway, FalResult, FalStatus, JobStore
 from videogen.services.completion import JobFinisher
@@ -51,8 +51,16 @@ class FalPoller:
 
     def _settle_completed(self, job: Job, status: FalStatus) -> bool:
         assert job.fal is not None
-        result = FalResult(error=status.error) if status.error else self._fal.result(job.fal)
-        return self._finisher.settle(job, result).is_terminal
+        failure = status.failure
+        if failure is None:
+            return self._finisher.settle(job, self._fal.result(job.fal)).is_terminal
+        # COMPLETED + error: the result holds fal's detail (a validation error names the input);
+        # when it cannot be read, or oddly holds a video, the status's own error says what failed.
+        try:
+            result = self._fal.result(job.fal)
+        except (FalTransientError, FalRejectedError):
+            result = FalResult.failed(failure)
+        return self._finisher.settle(job, result if not result.ok else FalResult.failed(failure)).is_terminal
 
     def _carry_out_user_cancel(self, job: Job, record: bool) -> bool:
         """The user asked to cancel and fal still holds the request in its queue: cancel it there,

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 
 from videogen import crash
-from videogen.domain.endings import DEADLINE_EXCEEDED
+from videogen.domain.endings import DEADLINE_EXCEEDED, failed, submit_rejected
 from videogen.domain.errors import FalRejectedError, FalTransientError, TransitionRejected
 from videogen.domain.models import FalRequest, Progress
 from videogen.domain.registry import Registry
@@ -69,7 +69,7 @@ class SubmitToFal:
             raise
         except FalRejectedError as exc:
             count("FalSubmitRejected")
-            self._finisher.fail(job, "provider_rejected", f"fal rejected the request ({exc.status})")
+            self._finisher.end(job, failed(submit_rejected(exc.failure, exc.status)))
             return {"done": True}
         crash.point(crash.AFTER_FAL_SUBMIT)
         try:

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
+from videogen.domain.endings import FailureCode, failed, failure_of
 from videogen.domain.errors import (
     FalRejectedError,
     FalTransientError,
@@ -116,7 +117,9 @@ class Reconciler:
             self._store.touch(job.id)
             return "running"
         # The execution ended but the job never reached fal: nothing will move it again.
-        self._finisher.fail(job, "execution_failed", "the job could not be handed to the provider")
+        self._finisher.end(
+            job, failed(failure_of(FailureCode.SUBMIT_FAILED, "the job could not be handed to the provider"))
+        )
         return "failed_refunded"
 
     def _poll_at_fal(self, job: Job, state: ExecutionState) -> str:
@@ -128,7 +131,7 @@ class Reconciler:
             if exc.status not in (404, 410):
                 raise FalTransientError(f"fal refused the status call ({exc.status})") from None
             # fal does not know the request any more (lost, expired result): nothing to wait for.
-            self._finisher.fail(job, "provider_lost", "the provider lost the request")
+            self._finisher.end(job, failed(failure_of(FailureCode.EXPIRED, "the provider no longer holds the request")))
             return "failed_refunded"
         # fal is still working. A running execution keeps polling; if it died, the reconciler
         # polls on its next passes until the job's deadline.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from videogen import contract
-from videogen.domain.models import Job, JobStatus, LedgerEntry, rfc3339
+from videogen.domain.endings import FailureCode, public_error
+from videogen.domain.models import Job, JobStatus, LedgerEntry, Progress, rfc3339
 from videogen.domain.registry import ModelSpec
 from videogen.ports import VideoStore
 
@@ -33,6 +34,9 @@ def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) 
             has_audio=media.has_audio if media else None,
             poster_url=poster.url if poster is not None else None,
         )
+    # A terminal job is no longer in fal's queue or generating: its last progress is history.
+    progress = Progress() if job.is_terminal else job.progress
+    error = public_error(job.status, job.error)
     return contract.Job(
         id=job.id,
         status=job.status,
@@ -43,9 +47,11 @@ def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) 
         created_at=job.created_at,
         updated_at=job.updated_at,
         completed_at=job.completed_at,
-        progress=contract.Progress(queue_position=job.progress.queue_position, message=job.progress.message),
+        progress=contract.Progress(queue_position=progress.queue_position, message=progress.message),
         video=video,
-        error=contract.JobError(code=job.error.code, message=job.error.message) if job.error else None,
+        error=contract.JobError(code=FailureCode(error.code), message=error.message, field=error.field)
+        if error
+        else None,
     )
 
 
