@@ -93,6 +93,7 @@ ROUTE_SUMMARY: dict[str, str] = {
     "POST /v1/videos/{id}/cancel": "cancel a job that has not started generating (refunds)",
     "GET /v1/credits": "balance and ledger, newest first, paged",
     "GET /v1/models": "the models on sale, their prices and input schemas",
+    "GET /v1/products": "the credit packs on sale, with each store's product id",
     "GET /openapi.json": "the OpenAPI document of the app's routes",
     "PUT /v1/devices/{device_id}": "register or update a push notification target (at most 10)",
     "GET /v1/devices": "the caller's push notification targets (never their tokens)",
@@ -101,7 +102,7 @@ ROUTE_SUMMARY: dict[str, str] = {
     "GET /v1/uploads/{id}": "one upload of the caller's: pending, ready (use it as `upload:<id>`) or rejected",
     "POST /webhooks/fal": "fal.ai reports a finished request (operators; not in the OpenAPI document)",
 }
-ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token"}
+ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token", "/webhooks/app-store": "Apple's signature (x5c chain)"}
 
 
 def error_rows() -> list[tuple[str, int, str]]:
@@ -174,17 +175,9 @@ PLANNED: list[Planned] = [
         ),
     ),
     Planned(
-        "`GET /v1/products`, `POST /v1/purchases`, `GET /v1/purchases`, and the store webhooks — in-app "
-        "purchases turned into credits (with `purchase` and `clawback` ledger entries and an "
-        "`app_account_token` in `GET /v1/credits`).",
-        routes=(
-            "GET /v1/products",
-            "POST /v1/purchases",
-            "GET /v1/purchases",
-            "POST /webhooks/app-store",
-            "POST /webhooks/google-play",
-        ),
-        fields=((contract.CreditsPage, "app_account_token"),),
+        "Google Play purchases (`POST /v1/purchases` with a purchase token, `POST /webhooks/google-play`) "
+        "and `GET /v1/purchases`.",
+        routes=("GET /v1/purchases", "POST /webhooks/google-play"),
     ),
     Planned("On the Job: `progress.eta_s`.", fields=((contract.Progress, "eta_s"),)),
     Planned(

@@ -130,6 +130,7 @@ def test_routes_match_the_public_contract() -> None:
         ("POST", "/v1/videos/{id}/cancel"): ("ApiFunction", True),
         ("GET", "/v1/credits"): ("ApiFunction", True),
         ("GET", "/v1/models"): ("ApiFunction", False),
+        ("GET", "/v1/products"): ("ApiFunction", False),
         ("GET", "/openapi.json"): ("ApiFunction", False),
         ("POST", "/webhooks/fal"): ("WebhookFunction", False),
         ("POST", "/v1/uploads"): ("UploadsFunction", True),

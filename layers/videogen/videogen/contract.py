@@ -34,6 +34,8 @@ __all__ = [
     "ModelList",
     "Problem",
     "ProblemCode",
+    "Product",
+    "ProductList",
     "Progress",
     "SubmitAccepted",
     "Upload",
@@ -122,11 +124,17 @@ class LedgerEntry(_Body):
     type: LedgerType
     amount: int
     job_id: str | None
+    purchase_id: str | None = Field(description="The purchase a purchase or clawback entry is of; else null")
     created_at: Timestamp
 
 
 class CreditsPage(_Body):
-    balance: int
+    balance: int = Field(description="May be below zero after a clawback; then nothing can be spent until it is back")
+    app_account_token: str = Field(
+        json_schema_extra={"format": "uuid"},
+        description="Pass this to the store at purchase time (StoreKit appAccountToken, Play Billing "
+        "obfuscatedAccountId): a purchase carrying another user's token is refused. Stable per user",
+    )
     ledger: list[LedgerEntry] = Field(description="Newest first")
     next_cursor: str | None
 
@@ -142,6 +150,20 @@ class ModelInfo(_Body):
 
 class ModelList(_Body):
     items: list[ModelInfo]
+
+
+# --- products and purchases ----------------------------------------------------------------
+
+
+class Product(_Body):
+    id: str = Field(examples=["credits_100"])
+    credits: int = Field(description="The credits a purchase of this pack grants")
+    app_store_product_id: str | None = Field(description="The App Store product id; null: not sold there")
+    google_play_product_id: str | None = Field(description="The Google Play product id; null: not sold there")
+
+
+class ProductList(_Body):
+    items: list[Product]
 
 
 class DeviceRequest(_Body):

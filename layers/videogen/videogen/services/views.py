@@ -51,7 +51,12 @@ def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) 
 
 def ledger_view(entry: LedgerEntry) -> contract.LedgerEntry:
     return contract.LedgerEntry(
-        id=entry.id, type=entry.type, amount=entry.amount, job_id=entry.job_id, created_at=entry.created_at
+        id=entry.id,
+        type=entry.type,
+        amount=entry.amount,
+        job_id=entry.job_id,
+        purchase_id=entry.purchase_id,
+        created_at=entry.created_at,
     )
 
 
