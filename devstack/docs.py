@@ -79,6 +79,9 @@ ADVICE: dict[str, str] = {
     "purchase_revoked": "The store refunded or revoked this purchase: nothing is granted; finish the "
     "transaction and refresh `GET /v1/credits`.",
     "product_unknown": "The product is not a credit pack on sale: refresh `GET /v1/products`; nothing was granted.",
+    "purchase_already_claimed": "The purchase was credited to another account, or was bought with another "
+    "account's `app_account_token`: nothing was granted. Pass the signed-in user's token from `GET /v1/credits` "
+    "to the store at purchase time.",
     "internal_error": "Retry the SAME request with backoff (a submit with the SAME key: a replay answers if the "
     "first one went through); report it if it persists.",
 }
@@ -94,6 +97,9 @@ ROUTE_SUMMARY: dict[str, str] = {
     "GET /v1/credits": "balance and ledger, newest first, paged",
     "GET /v1/models": "the models on sale, their prices and input schemas",
     "GET /v1/products": "the credit packs on sale, with each store's product id",
+    "POST /v1/purchases": "turn a verified App Store purchase into credits, once per store transaction",
+    "POST /webhooks/app-store": "App Store Server Notifications V2: refunds claw back (Apple only; not in the "
+    "OpenAPI document)",
     "GET /openapi.json": "the OpenAPI document of the app's routes",
     "PUT /v1/devices/{device_id}": "register or update a push notification target (at most 10)",
     "GET /v1/devices": "the caller's push notification targets (never their tokens)",

@@ -133,6 +133,8 @@ def test_routes_match_the_public_contract() -> None:
         ("GET", "/v1/products"): ("ApiFunction", False),
         ("GET", "/openapi.json"): ("ApiFunction", False),
         ("POST", "/webhooks/fal"): ("WebhookFunction", False),
+        ("POST", "/v1/purchases"): ("PurchasesFunction", True),
+        ("POST", "/webhooks/app-store"): ("StoreWebhookFunction", False),
         ("POST", "/v1/uploads"): ("UploadsFunction", True),
         ("GET", "/v1/uploads/{id}"): ("UploadsFunction", True),
         ("PUT", "/v1/devices/{device_id}"): ("DevicesFunction", True),

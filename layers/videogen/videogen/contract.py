@@ -15,10 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from videogen.domain.devices import TOKEN_MAX, Platform
 from videogen.domain.errors import a_or_an, error_classes
 from videogen.domain.models import JobStatus, LedgerType
+from videogen.domain.purchases import MAX_JWS_CHARS, StoreEnvironment
 from videogen.domain.registry import VideoRequest
 from videogen.domain.uploads import CONTENT_TYPES, MAX_BYTES, MediaKind, UploadStatus
 
 __all__ = [
+    "AppStorePurchaseRequest",
     "ChargedCredits",
     "CreditsPage",
     "Device",
@@ -26,6 +28,7 @@ __all__ = [
     "DeviceRequest",
     "FieldError",
     "GatewayMessage",
+    "GrantedCredits",
     "Job",
     "JobError",
     "JobPage",
@@ -37,6 +40,8 @@ __all__ = [
     "Product",
     "ProductList",
     "Progress",
+    "Purchase",
+    "PurchaseCreated",
     "SubmitAccepted",
     "Upload",
     "UploadCreated",
@@ -164,6 +169,39 @@ class Product(_Body):
 
 class ProductList(_Body):
     items: list[Product]
+
+
+class AppStorePurchaseRequest(_Body):
+    """``POST /v1/purchases`` with an App Store purchase."""
+
+    store: Literal["app_store"]
+    signed_transaction: str = Field(
+        min_length=1,
+        max_length=MAX_JWS_CHARS,
+        description="StoreKit 2's Transaction.jwsRepresentation of the purchase, as StoreKit handed it to the app",
+    )
+
+
+class Purchase(_Body):
+    id: str = Field(examples=["pur_01jd0000000000000000000000"])
+    store: Literal["app_store", "google_play"]
+    product_id: str = Field(description="The store's product id")
+    transaction_id: str = Field(description="The store's transaction id (App Store transactionId)")
+    credits: int
+    status: Literal["granted", "revoked"] = Field(description="revoked: the store refunded it, credits taken back")
+    environment: StoreEnvironment = Field(description="sandbox: App Review, TestFlight or a sandbox tester; no revenue")
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+
+
+class GrantedCredits(_Body):
+    granted: int
+    balance: int = Field(description="The balance right after the grant")
+
+
+class PurchaseCreated(_Body):
+    purchase: Purchase
+    credits: GrantedCredits
 
 
 class DeviceRequest(_Body):
