@@ -282,3 +282,36 @@ def test_the_same_attacks_on_the_service_with_a_chain_lacking_apples_extensions_
     xcode = stack.stack.app_store.signer.transaction(PRODUCT, environment="Xcode")
     with pytest.raises(PurchaseInvalid):
         _unchanged(stack, lambda: deployed.claim_app_store(user_id, xcode))
+
+
+class _Recording:
+    """A DynamoDB client that records each operation (and a transaction's items)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(**kwargs: Any) -> Any:
+            items = kwargs.get("TransactItems")
+            self.calls.append(name + (f"[{'+'.join(next(iter(i)) for i in items)}]" if items else ""))
+            return method(**kwargs)
+
+        return call
+
+
+def test_the_aws_calls_of_a_first_claim_and_of_a_replay(stack):
+    """What the purchase path costs in DynamoDB (the account-token secret is read once per cold start)."""
+    user_id, _ = _user(stack)
+    db = _Recording(stack.db)
+    service = PurchaseService(
+        DynamoPurchaseStore(db, stack.table), wiring.app_store(), wiring.account_token, wiring.catalog()
+    )
+    jws = _sign(stack, user_id)["signed_transaction"]
+    service.claim_app_store(user_id, jws)
+    assert db.calls == ["get_item", "transact_write_items[Put+Update+Put]", "get_item", "update_item"]
+    db.calls.clear()
+    assert service.claim_app_store(user_id, jws).replayed
+    assert db.calls == ["get_item"]

@@ -10,13 +10,15 @@ Every change of credits is ONE ``TransactWriteItems`` of the record, the user's 
 conditioned on the transaction id being unclaimed (``attribute_not_exists``), so a transaction
 credits at most once, whoever posts it, however often, also concurrently.
 
-AWS calls: a first claim is GetItem (the record: none) + TransactWriteItems + GetItem (the balance
-it left) + UpdateItem (``balance_after`` on the record, for the replays); a replay is one GetItem.
+AWS calls: a first claim is GetItem (the record: none) + TransactWriteItems (record, balance,
+ledger entry) + GetItem (the balance it left) + UpdateItem (``balance_after`` on the record, for the
+replays); a replay is one GetItem.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -130,7 +132,12 @@ class DynamoPurchaseStore(DynamoTable):
         ]
         if not self._transact(f"purchase {purchase.transaction_id}", items):
             return None
-        return self.answered(purchase)
+        written = replace(
+            purchase,
+            notifications=replacing.notifications if replacing else frozenset(),
+            rev=(replacing.rev + 1) if replacing else 1,
+        )
+        return self.answered(written)
 
     def answered(self, purchase: Purchase) -> Purchase:
         """The record with the balance the claim left, kept on the record so a replay answers the
@@ -153,9 +160,10 @@ class DynamoPurchaseStore(DynamoTable):
         except ClientError as exc:
             if not failed_condition(exc):
                 raise
-        stored = self.get_purchase(purchase.store, purchase.transaction_id)
-        assert stored is not None
-        return stored
+            stored = self.get_purchase(purchase.store, purchase.transaction_id)  # recorded by another answer
+            assert stored is not None
+            return stored
+        return replace(purchase, balance_after=balance)
 
     def _status_write(
         self, seen: Purchase, status: str, notification_id: str, sets: Mapping[str, Any], removes: tuple[str, ...] = ()
