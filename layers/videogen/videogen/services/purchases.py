@@ -35,7 +35,7 @@ from videogen.domain.purchases import (
     new_purchase,
     unclaimed_refund,
 )
-from videogen.observability import logger
+from videogen.observability import count, logger
 from videogen.ports_purchases import AppStoreVerification, PurchaseStore
 
 ATTEMPTS = 5  # reads and conditional writes that lose to another writer of the same record
@@ -94,6 +94,7 @@ class PurchaseService:
             fresh = new_purchase(user_id, verified, seen.id if seen else new_id("pur"), rfc3339())
             stored = self._store.claim(fresh, seen)
             if stored is not None:
+                count("PurchaseGranted" if stored.environment == "production" else "SandboxPurchaseGranted")
                 logger.info(
                     "purchase granted",
                     extra={
@@ -137,6 +138,8 @@ class PurchaseService:
             outcome = self._revoke(tx, notification.notification_id)
         else:
             outcome = self._reverse(tx, notification.notification_id)
+        if outcome in ("clawed_back", "regranted"):
+            count("PurchaseClawedBack" if outcome == "clawed_back" else "PurchaseRegranted")
         logger.info(
             "app store notification",
             extra={
