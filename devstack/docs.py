@@ -80,6 +80,9 @@ ADVICE: dict[str, str] = {
     "purchase_revoked": "The store refunded or revoked this purchase: nothing is granted; finish the "
     "transaction and refresh `GET /v1/credits`.",
     "product_unknown": "The product is not a credit pack on sale: refresh `GET /v1/products`; nothing was granted.",
+    "purchase_already_claimed": "The purchase was credited to another account, or was bought with another "
+    "account's `app_account_token`: nothing was granted. Pass the signed-in user's token from `GET /v1/credits` "
+    "to the store at purchase time.",
     "internal_error": "Retry the SAME request with backoff (a submit with the SAME key: a replay answers if the "
     "first one went through); report it if it persists.",
 }
@@ -138,6 +141,10 @@ ROUTE_SUMMARY: dict[str, str] = {
     "POST /v1/videos/{id}/cancel": "cancel a job that has not started generating (refunds)",
     "GET /v1/credits": "balance and ledger, newest first, paged",
     "GET /v1/models": "the models on sale, their prices and input schemas",
+    "GET /v1/products": "the credit packs on sale, with each store's product id",
+    "POST /v1/purchases": "turn a verified App Store purchase into credits, once per store transaction",
+    "POST /webhooks/app-store": "App Store Server Notifications V2: refunds claw back (Apple only; not in the "
+    "OpenAPI document)",
     "GET /openapi.json": "the OpenAPI document of the app's routes",
     "PUT /v1/devices/{device_id}": "register or update a push notification target (at most 10)",
     "GET /v1/devices": "the caller's push notification targets (never their tokens)",
@@ -146,7 +153,7 @@ ROUTE_SUMMARY: dict[str, str] = {
     "GET /v1/uploads/{id}": "one upload of the caller's: pending, ready (use it as `upload:<id>`) or rejected",
     "POST /webhooks/fal": "fal.ai reports a finished request (operators; not in the OpenAPI document)",
 }
-ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token"}
+ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token", "/webhooks/app-store": "Apple's signature (x5c chain)"}
 
 
 def error_rows() -> list[tuple[str, int, str]]:
@@ -219,17 +226,9 @@ PLANNED: list[Planned] = [
         ),
     ),
     Planned(
-        "`GET /v1/products`, `POST /v1/purchases`, `GET /v1/purchases`, and the store webhooks — in-app "
-        "purchases turned into credits (with `purchase` and `clawback` ledger entries and an "
-        "`app_account_token` in `GET /v1/credits`).",
-        routes=(
-            "GET /v1/products",
-            "POST /v1/purchases",
-            "GET /v1/purchases",
-            "POST /webhooks/app-store",
-            "POST /webhooks/google-play",
-        ),
-        fields=((contract.CreditsPage, "app_account_token"),),
+        "Google Play purchases (`POST /v1/purchases` with a purchase token, `POST /webhooks/google-play`) "
+        "and `GET /v1/purchases`.",
+        routes=("GET /v1/purchases", "POST /webhooks/google-play"),
     ),
     Planned("On the Job: `progress.eta_s`.", fields=((contract.Progress, "eta_s"),)),
 ]

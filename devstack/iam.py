@@ -63,7 +63,8 @@ _TABLE = "JobsTableAccess is one policy for the one store every function uses (G
 KEPT_UNUSED: dict[tuple[str, str], str] = {
     ("*", "secretsmanager:GetSecretValue"): (
         "read once per cold start in AWS; the local stack passes the fal key and the webhook token in the"
-        " environment instead, so no local call shows it"
+        " environment instead, and its functions share one process, whose Powertools secret cache serves the"
+        " account-token secret one of them read to the others, so no local call may show it"
     ),
     (
         "ReconcileFunction",

@@ -25,7 +25,7 @@ from videogen.domain.media import poster_key
 
 _de = TypeDeserializer()
 TERMINAL = {"completed", "failed", "canceled"}
-LEDGER_TYPES = {"grant", "charge", "refund"}
+LEDGER_TYPES = {"grant", "charge", "refund", "purchase", "clawback"}
 STAGING_PREFIX = "_staging/"  # where a video is uploaded before it is copied to its key (adapters/media.py)
 UPLOADS_PREFIX = "uploads/"  # the apps' input files (domain/uploads.py): no job owns them, a lifecycle rule ends them
 
@@ -42,6 +42,9 @@ KINDS = (  # every kind of problem the audit reports, in the chaos table's order
     "unknown ledger entry types",
     "ledger-vs-balance mismatches",
     "negative balances",
+    "purchase entries out of step with the purchase's status",
+    "purchase or clawback amount differs from the purchase's credits",
+    "purchase entries for a purchase that does not exist or another user",
     "active-counter mismatches",
     "completed without S3 object",
     "checksum mismatches",
@@ -205,6 +208,7 @@ def audit_items(
     balances: dict[str, dict[str, Any]] = {}
     ledger: dict[str, list[dict[str, Any]]] = defaultdict(list)
     jobs: dict[str, dict[str, Any]] = {}
+    purchases: dict[str, dict[str, Any]] = {}
     for item in items:
         pk, sk = str(item["pk"]), str(item["sk"])
         if sk == "BALANCE":
@@ -213,9 +217,12 @@ def audit_items(
             ledger[pk.removeprefix("USER#")].append(item)
         elif sk == "JOB":
             jobs[str(item["id"])] = item
+        elif sk == "PURCHASE":
+            purchases[str(item["id"])] = item
 
     charges: dict[str, list[int]] = defaultdict(list)
     refunds: dict[str, list[int]] = defaultdict(list)
+    moves: dict[str, list[tuple[str, str, int]]] = defaultdict(list)  # purchase id -> (user, type, amount)
     users = set(balances) | set(ledger)
     result.users = len(users)
     for user in sorted(users):
@@ -230,12 +237,16 @@ def audit_items(
             elif kind == "refund":
                 total += amount
                 refunds[str(e["job_id"])].append(amount)
+            elif kind in ("purchase", "clawback"):
+                total += amount if kind == "purchase" else -amount
+                moves[str(e.get("purchase_id"))].append((user, kind, amount))
             else:
                 result.fail("unknown ledger entry types", f"user {user}: ledger entry {e['sk']} of type {kind!r}")
         balance = int(balances.get(user, {}).get("balance", 0))
         if balance != total:
             result.fail("ledger-vs-balance mismatches", f"user {user}: balance {balance} != ledger sum {total}")
-        if balance < 0:
+        clawed = any(str(e["type"]) == "clawback" for e in ledger.get(user, []))
+        if balance < 0 and not clawed:  # below zero only after a clawback of credits already spent
             result.fail("negative balances", f"user {user}: negative balance {balance}")
         active = sum(1 for j in jobs.values() if j["user_id"] == user and j["status"] not in TERMINAL)
         counter = int(balances.get(user, {}).get("active_jobs", 0))
@@ -244,6 +255,7 @@ def audit_items(
                 "active-counter mismatches", f"user {user}: active_jobs counter {counter} != {active} unfinished jobs"
             )
 
+    _check_purchases(result, purchases, moves)
     result.charges = sum(len(v) for v in charges.values())
     result.refunds = sum(len(v) for v in refunds.values())
     owned_keys: set[str] = set()
@@ -283,6 +295,36 @@ def _video_prefix(job_id: str) -> str:
 
     only_the_id: dict[str, Any] = {"id": job_id}  # all the prefix is made of
     return video_prefix(Job.model_construct(**only_the_id))
+
+
+def _check_purchases(
+    result: Audit, purchases: Mapping[str, Mapping[str, Any]], moves: Mapping[str, list[tuple[str, str, int]]]
+) -> None:
+    """Each purchase's ``purchase`` and ``clawback`` entries: under its user, of its credits, one
+    more ``purchase`` than ``clawback`` while granted, as many once revoked (none while no user holds it)."""
+    for pid, entries in sorted(moves.items()):
+        purchase = purchases.get(pid)
+        if purchase is None or any(user != purchase.get("user_id") for user, _, _ in entries):
+            result.fail(
+                "purchase entries for a purchase that does not exist or another user",
+                f"ledger entries of purchase {pid}, which is not theirs or does not exist",
+            )
+    for pid, purchase in sorted(purchases.items()):
+        entries = moves.get(pid, [])
+        bought = sum(1 for _, kind, _ in entries if kind == "purchase")
+        taken = len(entries) - bought
+        expected = 1 if purchase.get("status") == "granted" else 0
+        if (purchase.get("user_id") is None and entries) or bought - taken != expected:
+            result.fail(
+                "purchase entries out of step with the purchase's status",
+                f"purchase {pid}: {purchase.get('status')} with {bought} purchase and {taken} clawback entries",
+            )
+        for _, kind, amount in entries:
+            if amount != int(purchase.get("credits", -1)):
+                result.fail(
+                    "purchase or clawback amount differs from the purchase's credits",
+                    f"purchase {pid}: {kind} of {amount}, the purchase is {purchase.get('credits')} credits",
+                )
 
 
 def _check_money(

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -230,6 +231,7 @@ class LocalStack:
         self.resources: Any = None
         self._reconcile_runs = 0
         self._reconcile_totals: dict[str, int] = {}
+        self.app_store: Any = None  # the local App Store (devstack/stores/local_store.py)
 
     @property
     def api_url(self) -> str:
@@ -327,6 +329,7 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            **self._store_env(),
             **cfg.extra_env,
         }
         if real_fal:
@@ -343,6 +346,14 @@ class LocalStack:
                 MEDIA_REQUIRE_HTTPS="false",
             )
         return env
+
+    def _store_env(self) -> dict[str, str]:
+        """The local App Store: a chain generated now, trusted instead of Apple's roots (only because
+        ENVIRONMENT is local), the local app's bundle id and the local packs on sale."""
+        from devstack.stores.local_store import LocalAppStore
+
+        self.app_store = LocalAppStore.start()
+        return self.app_store.env()
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -381,7 +392,27 @@ class LocalStack:
             ("GET", "/_local/stats"): lambda _: (200, self.stats()),
             ("GET", "/_local/notifications"): lambda _: (200, {"items": self.push_log.items()}),
             ("POST", "/_local/push/disable"): self._disable_push,
+            ("POST", "/_local/store/app-store/transactions"): self._sign_transaction,
+            ("POST", "/_local/store/refunds"): self._store_refund,
         }
+
+    def _sign_transaction(self, body: bytes) -> tuple[int, Any]:
+        from videogen import wiring
+
+        return self.app_store.sign_transaction(body, wiring.account_token)
+
+    def _store_refund(self, body: bytes) -> tuple[int, Any]:
+        """Apple's refund notification, sent to the real webhook through the gateway as Apple sends it."""
+
+        def deliver(method: str, path: str, payload: bytes) -> tuple[int, Any]:
+            headers = {"host": self.public_host, "content-type": "application/json", "user-agent": "App Store"}
+            status, _, answer = self.server.api.handle(method, path, headers, payload)
+            try:
+                return status, json.loads(answer)
+            except ValueError:
+                return status, answer.decode(errors="replace")
+
+        return self.app_store.refund(body, deliver)
 
     def _disable_push(self, body: bytes) -> tuple[int, Any]:
         """``{"user_id", "device_id"}``: its SNS endpoint becomes disabled, as when APNs or FCM

@@ -1,5 +1,5 @@
 """The read API and cancel: GET /v1/videos[/{id}], POST /v1/videos/{id}/cancel, GET /v1/credits,
-GET /v1/models, GET /openapi.json (routes in videogen.api.routes.reads)."""
+GET /v1/models, GET /v1/products, GET /openapi.json (routes in videogen.api.routes.reads)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from videogen import wiring
 from videogen.api.http import build_resolver
 from videogen.api.routes import reads
 from videogen.observability import logger, metrics, trace_handler
 
+wiring.catalog()  # a bad Products parameter fails the cold start, not GET /v1/products
 app = build_resolver(validate=True)
 app.include_router(reads)
 

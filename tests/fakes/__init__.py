@@ -13,10 +13,12 @@ from tests.fakes.devices import FakeDeviceStore, FakePosters, FakePush
 from tests.fakes.fal import FakeFal, completed, fal_request, in_progress, in_queue, video_url
 from tests.fakes.jobs import make_job
 from tests.fakes.media import FakeClip, FakeMediaSource, FakeMediaTools, FakeStream, FakeVideoStore
+from tests.fakes.purchases import FakeAppStore, FakePurchaseStore
 from tests.fakes.store import FakeStore
 from tests.fakes.workflow import FakeEvents, FakeWorkflow
 
 __all__ = [
+    "FakeAppStore",
     "FakeClip",
     "FakeDeviceStore",
     "FakeEvents",
@@ -24,6 +26,7 @@ __all__ = [
     "FakeMediaSource",
     "FakeMediaTools",
     "FakePosters",
+    "FakePurchaseStore",
     "FakePush",
     "FakeStore",
     "FakeStream",
@@ -38,7 +41,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from videogen import ports
+    from videogen import ports, ports_purchases
 
     _store: ports.JobStore = FakeStore()
     _fal: ports.FalGateway = FakeFal()
@@ -51,3 +54,5 @@ if TYPE_CHECKING:
     _devices: ports.DeviceStore = FakeDeviceStore()
     _push: ports.PushGateway = FakePush()
     _posters: ports.PosterLookup = FakePosters()
+    _purchases: ports_purchases.PurchaseStore = FakePurchaseStore(FakeStore())
+    _app_store: ports_purchases.AppStoreVerification = FakeAppStore()

@@ -144,6 +144,7 @@ class FakeStore:
         self.calls: list[str] = []  # every operation, in order (reads included)
         self.idempotency_expiry: dict[tuple[str, str], int] = {}  # (user, key) -> epoch s, as the adapter's TTL
         self.clock: Callable[[], float] = time.time  # what updated_at / completed_at say
+        self.purchases: dict[tuple[str, str], dict[str, Any]] = {}  # (store, tx id) -> item (tests/fakes/purchases.py)
 
     def _now(self) -> str:
         return rfc3339(datetime.fromtimestamp(self.clock(), UTC))
@@ -234,6 +235,7 @@ class FakeStore:
             out.extend({"pk": pk, "sk": f"LEDGER#{e.id}", **e.model_dump(mode="json")} for e in account.ledger)
         for job in self._jobs.values():
             out.append({"pk": f"JOB#{job.id}", "sk": "JOB", **job.model_dump(mode="json", exclude_none=True)})
+        out.extend(dict(item) for item in self.purchases.values())
         return out
 
     # --- users and credits --------------------------------------------------------------------
@@ -528,8 +530,12 @@ class FakeStore:
             self._by_request[job.fal.request_id] = job.id
 
 
-def _entry(kind: LedgerType, amount: int, job_id: str | None, now: str | None = None) -> LedgerEntry:
-    return LedgerEntry(id=new_id("le"), type=kind, amount=amount, job_id=job_id, created_at=now or rfc3339())
+def _entry(
+    kind: LedgerType, amount: int, job_id: str | None, now: str | None = None, purchase_id: str | None = None
+) -> LedgerEntry:
+    return LedgerEntry(
+        id=new_id("le"), type=kind, amount=amount, job_id=job_id, purchase_id=purchase_id, created_at=now or rfc3339()
+    )
 
 
 def _page(items: list[Any], limit: int, cursor: str | None, key: Callable[[Any], str]) -> tuple[list[Any], str | None]:

@@ -18,8 +18,13 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from devstack.stores.local_store import LOCAL_PRODUCTS
+
 PROBLEM = "application/problem+json"
 CODES = "x-problem-codes"
+
+ALICE_ID = "contract-alice"
+PACK_PRODUCT = str(LOCAL_PRODUCTS[0]["app_store_product_id"])
 
 
 def _strict(node: Any) -> Any:
@@ -123,7 +128,7 @@ def test_every_route_answers_as_the_document_says(stack):
     def submit(token: str | None, expected: int, code: str | None = None, **kwargs: Any) -> Any:
         return _submit(stack, conf, token, expected, code, **kwargs)
 
-    alice = stack.user(credits=100)
+    alice = stack.user(credits=100, user_id=ALICE_ID)
     first, _ = submit(alice, 202, key="k1")
     queued = f"/v1/videos/{first['job']['id']}"
     assert conf.check("GET", queued, stack.request("GET", queued, token=alice), 200)["status"] == "queued"
@@ -203,6 +208,23 @@ def test_every_route_answers_as_the_document_says(stack):
     assert gone.status == 204 and "204" in conf.operation("DELETE", phone)["responses"]
     conf.seen.add(("deleteDevice", 204))
     conf.check("DELETE", phone, stack.request("DELETE", phone, token=alice), 404, "device_not_found")
+
+    # products and purchases: the packs, a claim (201), its replay (200), another user (409), the 422s, 401
+    conf.check("GET", "/v1/products", stack.request("GET", "/v1/products"), 200)
+    signed = stack.request(
+        "POST", "/_local/store/app-store/transactions", body={"user_id": ALICE_ID, "product_id": PACK_PRODUCT}
+    ).json["signed_transaction"]
+    claim = {"store": "app_store", "signed_transaction": signed}
+    conf.check("POST", "/v1/purchases", stack.request("POST", "/v1/purchases", token=alice, body=claim), 201)
+    conf.check("POST", "/v1/purchases", stack.request("POST", "/v1/purchases", token=alice, body=claim), 200)
+    reply = stack.request("POST", "/v1/purchases", token=carol, body=claim)
+    conf.check("POST", "/v1/purchases", reply, 409, "purchase_already_claimed")
+    forged = {"store": "app_store", "signed_transaction": "a.b.c"}
+    reply = stack.request("POST", "/v1/purchases", token=alice, body=forged)
+    conf.check("POST", "/v1/purchases", reply, 422, "purchase_invalid")
+    reply = stack.request("POST", "/v1/purchases", token=alice, body={"store": "app_store"})
+    conf.check("POST", "/v1/purchases", reply, 422, "validation_failed")
+    conf.check("POST", "/v1/purchases", stack.request("POST", "/v1/purchases", body=claim), 401)
 
     operations = {op["operationId"] for item in conf.doc["paths"].values() for op in item.values()}
     assert {op for op, status in conf.seen if 200 <= status < 300} == operations  # every route was driven

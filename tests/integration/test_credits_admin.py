@@ -39,7 +39,7 @@ def test_grant_is_idempotent_by_grant_id_even_concurrently_and_under_contention(
     assert stack.store.get_balance("dora").balance == 30 * applied == stack.store.ledger_totals("dora")["grant"]
     assert grant_credits(stack.store, user_id="dora", credits=30, grant_id="g-1") is (applied == 0)
     assert grant_credits(stack.store, user_id="dora", credits=5, grant_id="g-2") is True
-    assert stack.store.ledger_totals("dora") == {"grant": 35, "charge": 0, "refund": 0}
+    assert stack.store.ledger_totals("dora") == {"grant": 35, "charge": 0, "refund": 0, "purchase": 0, "clawback": 0}
 
 
 def test_same_grant_id_with_another_amount_is_refused(stack):

@@ -20,6 +20,8 @@ CASES = [
     ("WebhookFunction", "webhook.json", 401),  # not the deployment's token
     ("UploadsFunction", "uploads.json", 404),  # user-123 has no such upload
     ("DevicesFunction", "devices.json", 200),  # user-123's devices: none yet
+    ("PurchasesFunction", "purchases.json", 422),  # a JWS Apple never signed: purchase_invalid
+    ("StoreWebhookFunction", "store_webhook.json", 401),  # a notification Apple never signed
 ]
 
 

@@ -168,7 +168,7 @@ def test_submit_charges_once_replays_the_key_and_refuses_a_moved_balance(subject
     with pytest.raises(BalanceChanged):  # the active-job cap (2) is a condition on the balance item too
         _create(store, user, key="k4", cost=1)
     assert store.get_job(other.id) is None
-    assert store.ledger_totals(user) == {"grant": 12, "charge": 6, "refund": 0}
+    assert store.ledger_totals(user) == {"grant": 12, "charge": 6, "refund": 0, "purchase": 0, "clawback": 0}
     assert subject.audit().ok
 
 

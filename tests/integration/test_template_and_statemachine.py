@@ -130,8 +130,11 @@ def test_routes_match_the_public_contract() -> None:
         ("POST", "/v1/videos/{id}/cancel"): ("ApiFunction", True),
         ("GET", "/v1/credits"): ("ApiFunction", True),
         ("GET", "/v1/models"): ("ApiFunction", False),
+        ("GET", "/v1/products"): ("ApiFunction", False),
         ("GET", "/openapi.json"): ("ApiFunction", False),
         ("POST", "/webhooks/fal"): ("WebhookFunction", False),
+        ("POST", "/v1/purchases"): ("PurchasesFunction", True),
+        ("POST", "/webhooks/app-store"): ("StoreWebhookFunction", False),
         ("POST", "/v1/uploads"): ("UploadsFunction", True),
         ("GET", "/v1/uploads/{id}"): ("UploadsFunction", True),
         ("PUT", "/v1/devices/{device_id}"): ("DevicesFunction", True),
@@ -159,6 +162,8 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
         "UploadValidatorFunction",
         "DevicesFunction",
         "NotifierFunction",
+        "PurchasesFunction",
+        "StoreWebhookFunction",
     }
     for fn in functions.values():
         assert (fn.code_dir / "app.py").is_file(), fn
@@ -276,6 +281,8 @@ def test_the_fal_key_secret_is_a_required_full_arn() -> None:
         "UploadValidatorFunction",
         "DevicesFunction",
         "NotifierFunction",
+        "PurchasesFunction",
+        "StoreWebhookFunction",
     }
     grant = {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": FAL_KEY_ARN}}
     for logical_id in template.resources_of_type("AWS::Serverless::Function"):
@@ -336,11 +343,9 @@ def test_the_fal_webhook_route_has_a_throttle_of_its_own_and_the_limits_reach_ev
     template = SamTemplate.load()
     api = template.resources["HttpApi"]["Properties"]
     route_keys = {f"{r.method} {r.path}" for r in template.routes()}
-    assert set(api["RouteSettings"]) == {"POST /webhooks/fal"} <= route_keys
-    for stage in ("dev", "prod"):
-        webhook = {
-            k: template.resolve(v, {"Stage": stage}) for k, v in api["RouteSettings"]["POST /webhooks/fal"].items()
-        }
+    assert set(api["RouteSettings"]) == {"POST /webhooks/fal", "POST /webhooks/app-store"} <= route_keys
+    for stage, route in [(s, r) for s in ("dev", "prod") for r in api["RouteSettings"]]:
+        webhook = {k: template.resolve(v, {"Stage": stage}) for k, v in api["RouteSettings"][route].items()}
         default = {k: template.resolve(v, {"Stage": stage}) for k, v in api["DefaultRouteSettings"].items()}
         assert set(webhook) == set(default) == {"ThrottlingBurstLimit", "ThrottlingRateLimit"}
         assert all(isinstance(v, int) and v > 0 for v in (*webhook.values(), *default.values()))
@@ -350,6 +355,9 @@ def test_the_fal_webhook_route_has_a_throttle_of_its_own_and_the_limits_reach_ev
     assert env["USER_REQUEST_BURST"] == {"Ref": "UserRequestBurst"}
     assert env["DAILY_CREDIT_CAP"] == {"Ref": "DailyCreditCap"}
     assert template.parameters["DailyCreditCap"]["Default"] == 0  # off unless the operator sets it
+    # the two webhooks never share a budget: their own mapping keys, never the fal webhook's
+    store = api["RouteSettings"]["POST /webhooks/app-store"]
+    assert [v["Fn::FindInMap"][2] for v in store.values()] == ["StoreWebhookThrottleBurst", "StoreWebhookThrottleRate"]
 
 
 # --- provisioning -------------------------------------------------------------------------

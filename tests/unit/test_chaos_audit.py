@@ -49,6 +49,18 @@ def _ledger(n: int, kind: str, amount: int, job_id: str | None) -> dict[str, Any
     return {"pk": f"USER#{USER.user_id}", "sk": f"LEDGER#{n:03d}", "type": kind, "amount": amount, "job_id": job_id}
 
 
+BUYER = "buyer"  # bought two packs, one since refunded (its own user: a clawback may take a balance below zero)
+
+
+def _buyer_ledger(n: int, kind: str, amount: int, purchase_id: str) -> dict[str, Any]:
+    return {"pk": f"USER#{BUYER}", "sk": f"LEDGER#{n:03d}", "type": kind, "amount": amount, "purchase_id": purchase_id}
+
+
+def _purchase(pid: str, status: str) -> dict[str, Any]:
+    return {"pk": f"PURCHASE#app_store#{pid}", "sk": "PURCHASE", "id": pid, "user_id": BUYER, "credits": 50,
+            "status": status}  # fmt: skip
+
+
 def _idem(key: str, job_id: str) -> dict[str, Any]:
     return {"pk": f"USER#{USER.user_id}", "sk": f"IDEM#{key}", "job_id": job_id}
 
@@ -64,6 +76,12 @@ def baseline() -> Evidence:
         _ledger(3, "charge", PRICE, "j3"),
         _ledger(4, "refund", PRICE, "j2"),
         _ledger(5, "refund", PRICE, "j3"),
+        {"pk": f"USER#{BUYER}", "sk": "BALANCE", "balance": 50, "active_jobs": 0},
+        _buyer_ledger(0, "purchase", 50, "p1"),
+        _buyer_ledger(1, "purchase", 50, "p2"),
+        _buyer_ledger(2, "clawback", 50, "p2"),
+        _purchase("p1", "granted"),
+        _purchase("p2", "revoked"),
         _job("j1", "completed", video=video),
         _job("j2", "failed", error={"code": "provider_failed", "message": "the generation failed"}),
         _job("j3", "canceled", error={"code": "canceled", "message": "canceled by the user"}),
@@ -244,6 +262,20 @@ def _not_quiet(ev: Evidence) -> None:
     ev.quiet = False
 
 
+def _clawback_not_recorded(ev: Evidence) -> None:
+    _item(ev, "PURCHASE", "PURCHASE#app_store#p2")["status"] = "granted"
+
+
+def _clawback_of_other_amount(ev: Evidence) -> None:
+    _item(ev, "LEDGER#002", f"USER#{BUYER}")["amount"] = 49
+    _item(ev, "BALANCE", f"USER#{BUYER}")["balance"] = 51
+
+
+def _purchase_entry_for_a_missing_purchase(ev: Evidence) -> None:
+    ev.items.append(_buyer_ledger(3, "purchase", 50, "p9"))
+    _item(ev, "BALANCE", f"USER#{BUYER}")["balance"] = 100
+
+
 def _plan_price_differs(ev: Evidence) -> None:
     ev.obs.job_plan["j1"].cost = PRICE + 1
 
@@ -264,6 +296,12 @@ MUTANTS: dict[str, tuple[Callable[[Evidence], None], str]] = {
     "unknown ledger type": (_unknown_ledger_type, "unknown ledger entry types"),
     "balance": (_set(lambda ev: _item(ev, "BALANCE"), balance=1), "ledger-vs-balance mismatches"),
     "negative balance": (_set(lambda ev: _item(ev, "BALANCE"), balance=-1), "negative balances"),
+    "purchase out of step": (_clawback_not_recorded, "purchase entries out of step with the purchase's status"),
+    "clawback amount": (_clawback_of_other_amount, "purchase or clawback amount differs from the purchase's credits"),
+    "purchase entry for a missing purchase": (
+        _purchase_entry_for_a_missing_purchase,
+        "purchase entries for a purchase that does not exist or another user",
+    ),
     "active counter": (_set(lambda ev: _item(ev, "BALANCE"), active_jobs=2), "active-counter mismatches"),
     "missing object": (_missing_object, "completed without S3 object"),
     "checksum": (_other_bytes_in_object, "checksum mismatches"),
@@ -300,6 +338,14 @@ def test_the_baseline_run_holds_every_invariant() -> None:
     assert table.ok, table.problems
     assert {k: v for k, v in found.items() if v} == {}
     assert (table.charges, table.refunds) == (3, 2)
+
+
+def test_a_balance_below_zero_after_a_clawback_is_no_problem() -> None:
+    ev = baseline()
+    ev.items.append({"pk": f"USER#{BUYER}", "sk": "LEDGER#003", "type": "grant", "amount": -80, "job_id": None})
+    _item(ev, "BALANCE", f"USER#{BUYER}")["balance"] = -30  # the credits were spent before the refund
+    result = audit_items(ev.items, ev.bucket, ev.events)
+    assert result.ok, result.problems
 
 
 def test_every_kind_has_a_mutant_that_trips_it() -> None:

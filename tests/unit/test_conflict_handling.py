@@ -105,7 +105,7 @@ def test_a_grant_absorbs_conflicts_and_a_persistent_one_applies_nothing_until_re
     assert system.store.get_balance("u2").balance == 7
     assert grant_credits(system.store, user_id="u2", credits=3, grant_id="g2") is True
     assert grant_credits(system.store, user_id="u2", credits=3, grant_id="g2") is False
-    assert system.store.ledger_totals("u2") == {"grant": 10, "charge": 0, "refund": 0}
+    assert system.store.ledger_totals("u2") == {"grant": 10, "charge": 0, "refund": 0, "purchase": 0, "clawback": 0}
 
 
 # --- the webhook (complete / fail): 503, fal delivers again -------------------------------------

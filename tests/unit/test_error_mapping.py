@@ -50,6 +50,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "PurchaseInvalid": (422, "purchase_invalid"),
     "PurchaseRevoked": (422, "purchase_revoked"),
     "ProductUnknown": (422, "product_unknown"),
+    "PurchaseAlreadyClaimed": (409, "purchase_already_claimed"),
     "UploadNotReady": (409, "upload_not_ready"),
     "UploadNotFound": (422, "upload_not_found"),
     "UnknownUpload": (404, "upload_not_found"),

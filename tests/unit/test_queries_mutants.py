@@ -16,6 +16,7 @@ from videogen.services import queries
 from videogen.services.views import job_view
 
 TTL_S = 321
+TOKEN = "3f2c0e7a-51b2-8d4e-9a10-6c1d2e3f4a5b"
 
 
 def test_a_completed_job_is_answered_with_every_field_and_a_url_to_its_stored_video(system: System) -> None:
@@ -166,23 +167,23 @@ def test_the_credits_page_is_the_balance_and_the_ledger_newest_first(system: Sys
     system.store.grant("u-1", 10, "g-1")
     system.store.grant("u-1", 5, "g-2")
     system.store.grant("u-1", 1, "g-3")
-    page = queries.credits(system.store, "u-1", 2, None)
+    page = queries.credits(system.store, "u-1", 2, None, TOKEN)
     assert page.balance == 16
     newest = sorted(system.store.ledger("u-1"), key=lambda e: e.id, reverse=True)  # the store's order
     assert [(e.id, e.type, e.amount, e.created_at) for e in page.ledger] == [
         (e.id, LedgerType.GRANT, e.amount, e.created_at) for e in newest[:2]
     ]
     assert page.next_cursor == newest[1].id
-    rest = queries.credits(system.store, "u-1", 2, page.next_cursor)
+    rest = queries.credits(system.store, "u-1", 2, page.next_cursor, TOKEN)
     assert ([e.amount for e in rest.ledger], rest.next_cursor) == ([newest[2].amount], None)
-    assert queries.credits(system.store, "u-1", 10, "").next_cursor is None
+    assert queries.credits(system.store, "u-1", 10, "", TOKEN).next_cursor is None
 
 
 def test_each_ledger_entry_is_shown_whole_a_charge_naming_its_job(system: System) -> None:
     system.store.grant("u-1", 10, "g-1")
     system.given_job(user_id="u-1", credits=3)
     entries = sorted(system.store.ledger("u-1"), key=lambda e: e.id, reverse=True)
-    shown = [e.model_dump() for e in queries.credits(system.store, "u-1", 10, None).ledger]
+    shown = [e.model_dump() for e in queries.credits(system.store, "u-1", 10, None, TOKEN).ledger]
     assert shown == [e.model_dump() for e in entries]
     assert [e["job_id"] is not None for e in shown].count(True) == 1  # the charge
 

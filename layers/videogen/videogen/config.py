@@ -84,11 +84,30 @@ class Settings(BaseSettings):
     )
     push_poster_poll_s: float = Field(1.0, gt=0)
 
+    # credit packs and store purchases (issue 12; domain/products.py, adapters/app_store.py)
+    products: str = Field("", description="the credit packs on sale: a JSON array (domain/products.py)")
+    account_token_secret_parameter: str = Field("", description="Secrets Manager id of the account-token secret")
+    account_token_secret: str = Field("", description="the account-token secret itself (local/test only)")
+    app_store_bundle_id: str = Field("", description="the iOS app's bundle id; empty: no App Store purchases")
+    app_store_app_apple_id: int = Field(0, ge=0, description="the app's Apple ID (App Store Connect)")
+    app_store_accept_sandbox: bool = Field(True, description="credit sandbox purchases (App Review, TestFlight)")
+    app_store_local_root: str = Field(
+        "", description="base64 DER of the local stack's App Store root (honoured only when is_local)"
+    )
+
     # crash points (never honoured outside local/test)
     crash_points: str = ""
     crash_rate: float = 0.0
 
-    @field_validator("media_require_https", mode="before")
+    @field_validator("products")
+    @classmethod
+    def _valid_products(cls, v: str) -> str:
+        from videogen.domain.products import parse_products
+
+        parse_products(v)  # a bad Products parameter fails the cold start, naming the pack and field
+        return v
+
+    @field_validator("media_require_https", "app_store_accept_sandbox", mode="before")
     @classmethod
     def _boolish(cls, v: object) -> object:
         if isinstance(v, str):

@@ -16,10 +16,12 @@ from videogen.domain.devices import TOKEN_MAX, Platform
 from videogen.domain.endings import FailureCode
 from videogen.domain.errors import a_or_an, error_classes
 from videogen.domain.models import JobStatus, LedgerType
+from videogen.domain.purchases import MAX_JWS_CHARS, StoreEnvironment
 from videogen.domain.registry import INTEGRAL, VideoRequest
 from videogen.domain.uploads import CONTENT_TYPES, MAX_BYTES, MediaKind, UploadStatus
 
 __all__ = [
+    "AppStorePurchaseRequest",
     "ChargedCredits",
     "CreditsPage",
     "Device",
@@ -27,6 +29,7 @@ __all__ = [
     "DeviceRequest",
     "FieldError",
     "GatewayMessage",
+    "GrantedCredits",
     "Job",
     "JobError",
     "JobPage",
@@ -35,7 +38,11 @@ __all__ = [
     "ModelList",
     "Problem",
     "ProblemCode",
+    "Product",
+    "ProductList",
     "Progress",
+    "Purchase",
+    "PurchaseCreated",
     "SubmitAccepted",
     "Upload",
     "UploadCreated",
@@ -123,11 +130,17 @@ class LedgerEntry(_Body):
     type: LedgerType
     amount: int
     job_id: str | None
+    purchase_id: str | None = Field(description="The purchase a purchase or clawback entry is of; else null")
     created_at: Timestamp
 
 
 class CreditsPage(_Body):
-    balance: int
+    balance: int = Field(description="May be below zero after a clawback; then nothing can be spent until it is back")
+    app_account_token: str = Field(
+        json_schema_extra={"format": "uuid"},
+        description="Pass this to the store at purchase time (StoreKit appAccountToken, Play Billing "
+        "obfuscatedAccountId): a purchase carrying another user's token is refused. Stable per user",
+    )
     ledger: list[LedgerEntry] = Field(description="Newest first")
     next_cursor: str | None
 
@@ -143,6 +156,53 @@ class ModelInfo(_Body):
 
 class ModelList(_Body):
     items: list[ModelInfo]
+
+
+# --- products and purchases ----------------------------------------------------------------
+
+
+class Product(_Body):
+    id: str = Field(examples=["credits_100"])
+    credits: int = Field(description="The credits a purchase of this pack grants")
+    app_store_product_id: str | None = Field(description="The App Store product id; null: not sold there")
+    google_play_product_id: str | None = Field(description="The Google Play product id; null: not sold there")
+
+
+class ProductList(_Body):
+    items: list[Product]
+
+
+class AppStorePurchaseRequest(_Body):
+    """``POST /v1/purchases`` with an App Store purchase."""
+
+    store: Literal["app_store"]
+    signed_transaction: str = Field(
+        min_length=1,
+        max_length=MAX_JWS_CHARS,
+        description="StoreKit 2's Transaction.jwsRepresentation of the purchase, as StoreKit handed it to the app",
+    )
+
+
+class Purchase(_Body):
+    id: str = Field(examples=["pur_01jd0000000000000000000000"])
+    store: Literal["app_store", "google_play"]
+    product_id: str = Field(description="The store's product id")
+    transaction_id: str = Field(description="The store's transaction id (App Store transactionId)")
+    credits: int
+    status: Literal["granted", "revoked"] = Field(description="revoked: the store refunded it, credits taken back")
+    environment: StoreEnvironment = Field(description="sandbox: App Review, TestFlight or a sandbox tester; no revenue")
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+
+
+class GrantedCredits(_Body):
+    granted: int
+    balance: int = Field(description="The balance right after the grant")
+
+
+class PurchaseCreated(_Body):
+    purchase: Purchase
+    credits: GrantedCredits
 
 
 class DeviceRequest(_Body):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction
+from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction, Purchase, Store
 
 
 class AppStoreVerification(Protocol):
@@ -26,4 +26,38 @@ class AppStoreVerification(Protocol):
     def notification(self, signed_payload: str) -> AppStoreNotification:
         """A Server Notification V2 ``signedPayload`` and its transaction. Raises InvalidSignature
         (401) when either does not verify; ServiceUnavailable when verification could not run."""
+        ...
+
+
+class PurchaseStore(Protocol):
+    """The purchase records (keyed by store and transaction id) and the credits they move. Every
+    change is ONE conditional transaction of the record, the user's balance and a ledger entry,
+    conditioned on the record as read (absent, or its ``rev``): False/None = another write won
+    (nothing changed; read again)."""
+
+    def get_purchase(self, store: Store, transaction_id: str) -> Purchase | None:
+        """The record, strongly consistent."""
+        ...
+
+    def claim(self, purchase: Purchase, replacing: Purchase | None = None) -> Purchase | None:
+        """Record ``purchase`` (status granted) and credit its user: the record, ADD credits to the
+        balance and a ``purchase`` ledger entry, while the transaction id is unclaimed (no record,
+        or ``replacing`` unchanged). The stored record with ``balance_after``; None when lost."""
+        ...
+
+    def answered(self, purchase: Purchase) -> Purchase:
+        """The record with ``balance_after`` (the user's balance now, recorded once when missing)."""
+        ...
+
+    def clawback(self, purchase: Purchase, notification_id: str, revoked_at: str) -> bool:
+        """granted → revoked, its credits taken back (the balance may go below zero), one
+        ``clawback`` entry, ``notification_id`` recorded as applied."""
+        ...
+
+    def regrant(self, purchase: Purchase, notification_id: str) -> bool:
+        """revoked → granted, its credits given again, one ``purchase`` entry."""
+        ...
+
+    def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:
+        """Write a record no user holds (a refund before any claim: revoked; its reversal: cleared)."""
         ...

@@ -16,16 +16,19 @@ from botocore.config import Config
 from videogen.config import Settings, get_settings
 
 if TYPE_CHECKING:  # imported lazily below so each function loads only the adapters it uses
+    from videogen.adapters.app_store import AppStoreVerifier
     from videogen.adapters.av_media import PyAvMedia
     from videogen.adapters.devices import DynamoDeviceStore
     from videogen.adapters.dynamo import DynamoStore
     from videogen.adapters.events import EventBridgePublisher
     from videogen.adapters.fal import FalClient
     from videogen.adapters.media import GuardedMediaSource, S3VideoStore
+    from videogen.adapters.purchases import DynamoPurchaseStore
     from videogen.adapters.push import SnsPush
     from videogen.adapters.uploads import S3UploadBucket
     from videogen.adapters.workflow import StepFunctionsWorkflow
     from videogen.domain.limits import UserLimits
+    from videogen.domain.products import Catalog
     from videogen.domain.registry import Registry
     from videogen.ports import UrlSigner
     from videogen.services.cancel import CancelJob
@@ -36,6 +39,7 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.services.fal_submit import SubmitToFal
     from videogen.services.notify import Notifier
     from videogen.services.poster import PosterMaker
+    from videogen.services.purchases import PurchaseService
     from videogen.services.reconcile import Reconciler
     from videogen.services.submission import SubmitLimits
     from videogen.services.uploads import UploadValidator
@@ -340,6 +344,69 @@ def upload_validator() -> UploadValidator:
     return UploadValidator(store(), upload_bucket())
 
 
+# --- products and purchases -----------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def catalog() -> Catalog:
+    """The credit packs on sale (the Products parameter, validated when the settings are read)."""
+    from videogen.domain.products import parse_products
+
+    return parse_products(settings().products)
+
+
+def account_token_secret() -> str:
+    """The per-deployment secret every user's app_account_token is derived from (Secrets Manager,
+    cached by Powertools; env locally). Never rotated: a new secret would give every user a new
+    token, and purchases the app made with the old one would name nobody (template.yaml)."""
+    s = settings()
+    if s.account_token_secret:
+        return s.account_token_secret
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_secret(s.account_token_secret_parameter, max_age=3600))
+
+
+def account_token(user_id: str) -> str:
+    """``user_id``'s app_account_token (domain/account_token.py)."""
+    from videogen.domain.account_token import app_account_token
+
+    return app_account_token(account_token_secret(), user_id)
+
+
+@lru_cache(maxsize=1)
+def app_store() -> AppStoreVerifier | None:
+    """Apple's verifier for our app; None when the stack sells nothing on the App Store (no bundle
+    id). Trusts Apple's roots; only a local stack (settings.is_local) may trust its generated root."""
+    import base64
+
+    from videogen.adapters.app_store import AppStoreConfig, AppStoreVerifier
+
+    s = settings()
+    if not s.app_store_bundle_id:
+        return None
+    config = AppStoreConfig(s.app_store_bundle_id, s.app_store_app_apple_id, s.app_store_accept_sandbox)
+    if s.app_store_local_root:
+        return AppStoreVerifier.trusting(
+            config, catalog(), [base64.b64decode(s.app_store_local_root)], local=s.is_local
+        )
+    return AppStoreVerifier(config, catalog())
+
+
+@lru_cache(maxsize=1)
+def purchase_store() -> DynamoPurchaseStore:
+    from videogen.adapters.purchases import DynamoPurchaseStore
+
+    return DynamoPurchaseStore(client("dynamodb"), settings().table_name)
+
+
+@lru_cache(maxsize=1)
+def purchases() -> PurchaseService:
+    from videogen.services.purchases import PurchaseService
+
+    return PurchaseService(purchase_store(), app_store(), account_token, catalog())
+
+
 def reset() -> None:
     """Forget every cached adapter and the settings (tests, local stack restarts)."""
     get_settings.cache_clear()
@@ -372,5 +439,9 @@ def reset() -> None:
         notifier,
         upload_bucket,
         upload_validator,
+        catalog,
+        app_store,
+        purchase_store,
+        purchases,
     ):
         factory.cache_clear()

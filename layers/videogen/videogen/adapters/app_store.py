@@ -41,6 +41,7 @@ from videogen.domain.account_token import normalized
 from videogen.domain.errors import DomainError, InvalidSignature, PurchaseInvalid, ServiceUnavailable
 from videogen.domain.products import Catalog
 from videogen.domain.purchases import (
+    MAX_JWS_CHARS,
     AppStoreNotification,
     AppStorePurchase,
     AppStoreTransaction,
@@ -50,7 +51,6 @@ from videogen.domain.purchases import (
 
 APPLE_ROOTS_DIR = Path(__file__).resolve().parent.parent / "certs" / "apple"
 APPLE_ROOT_FILES = ("AppleIncRootCertificate.cer", "AppleRootCA-G2.cer", "AppleRootCA-G3.cer")
-MAX_JWS_CHARS = 32 * 1024  # a StoreKit transaction is ~3 KB, a notification ~6 KB
 
 # The ONLY library environments a verifier is built for; Xcode and LocalTesting skip every check.
 _LIBRARY_ENVIRONMENTS: dict[StoreEnvironment, Environment] = {

@@ -12,6 +12,8 @@ pk                     sk                      what
 ``USER#<uid>``         ``LEDGER#<entry id>``   one ledger entry (ids are time ordered)
 ``USER#<uid>``         ``GRANT#<grant id>``    marks a grant as applied (idempotent grants)
 ``USER#<uid>``         ``IDEM#<key>``          idempotency record: fingerprint + stored answer (TTL)
+``PURCHASE#<tx key>``  ``PURCHASE``            a store transaction (``<store>#<transaction id>``):
+                                               its user, credits, status (adapters/purchases.py)
 ``USER#<uid>``         ``UPLOAD#<upload id>``  an upload (pending → ready | rejected; TTL): under its
                                                owner's key, so only the owner ever finds it
 ``JOB#<job id>``       ``JOB``                 the job; ``gsi1*`` lists it per user, ``gsi1pk`` +
@@ -120,6 +122,51 @@ def idem_key(user_id: str, key: str) -> dict[str, Any]:
 
 def upload_key(user_id: str, upload_id: str) -> dict[str, Any]:
     return to_item({"pk": user_pk(user_id), "sk": f"UPLOAD#{upload_id}"})
+
+
+def ledger_put(
+    table: str,
+    user_id: str,
+    entry_id: str,
+    kind: LedgerType,
+    amount: int,
+    now: str,
+    *,
+    job_id: str | None = None,
+    purchase_id: str | None = None,
+) -> dict[str, Any]:
+    """The transaction item writing one ledger entry (every entry is written beside a write of the
+    balance item that bumps its ``rev``: see credits_snapshot)."""
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": to_item(
+                {
+                    "pk": user_pk(user_id),
+                    "sk": f"LEDGER#{entry_id}",
+                    "id": entry_id,
+                    "type": kind.value,
+                    "amount": amount,
+                    "job_id": job_id,
+                    "purchase_id": purchase_id,
+                    "created_at": now,
+                }
+            ),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+
+
+def balance_add(table: str, user_id: str, amount: int, now: str) -> dict[str, Any]:
+    """The transaction item adding ``amount`` (may be negative) to a balance, unconditionally."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": balance_key(user_id),
+            "UpdateExpression": "ADD balance :a, rev :one SET updated_at = :now",
+            "ExpressionAttributeValues": to_values({":a": amount, ":now": now, ":one": 1}),
+        }
+    }
 
 
 def _upload_from(item: Mapping[str, Any]) -> Upload:
@@ -248,14 +295,7 @@ class DynamoStore(DynamoTable):
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": balance_key(user_id),
-                            "UpdateExpression": "ADD balance :a, rev :one SET updated_at = :now",
-                            "ExpressionAttributeValues": to_values({":a": amount, ":now": now, ":one": 1}),
-                        }
-                    },
+                    balance_add(self._table, user_id, amount, now),
                     self._ledger_put(user_id, entry_id, LedgerType.GRANT, amount, None, now),
                 ],
             )
@@ -275,23 +315,7 @@ class DynamoStore(DynamoTable):
     def _ledger_put(
         self, user_id: str, entry_id: str, kind: LedgerType, amount: int, job_id: str | None, now: str
     ) -> dict[str, Any]:
-        return {
-            "Put": {
-                "TableName": self._table,
-                "Item": to_item(
-                    {
-                        "pk": user_pk(user_id),
-                        "sk": f"LEDGER#{entry_id}",
-                        "id": entry_id,
-                        "type": kind.value,
-                        "amount": amount,
-                        "job_id": job_id,
-                        "created_at": now,
-                    }
-                ),
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
+        return ledger_put(self._table, user_id, entry_id, kind, amount, now, job_id=job_id)
 
     def list_ledger(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
         items, next_cursor = self._page(

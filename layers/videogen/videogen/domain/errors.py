@@ -311,3 +311,9 @@ class PurchaseRevoked(DomainError):
 
 class ProductUnknown(DomainError):
     code, status, title = "product_unknown", 422, "Not a credit pack on sale"
+
+
+class PurchaseAlreadyClaimed(DomainError):
+    """The store transaction was credited to another user, or carries another user's account token."""
+
+    code, status, title = "purchase_already_claimed", 409, "The purchase belongs to another user"

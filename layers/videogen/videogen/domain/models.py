@@ -82,6 +82,8 @@ class LedgerType(StrEnum):
     GRANT = "grant"
     CHARGE = "charge"
     REFUND = "refund"
+    PURCHASE = "purchase"  # a verified store purchase credited (services/purchases.py)
+    CLAWBACK = "clawback"  # the store refunded or revoked it: its credits taken back
 
 
 class Progress(BaseModel):
@@ -180,6 +182,7 @@ class LedgerEntry(BaseModel):
     type: LedgerType
     amount: int
     job_id: str | None = None
+    purchase_id: str | None = None  # the purchase of a ``purchase`` or ``clawback`` entry
     created_at: str
 
 

@@ -19,8 +19,14 @@ from videogen.domain.errors import ProductUnknown, PurchaseInvalid, PurchaseRevo
 from videogen.domain.products import Catalog, CreditPack
 
 StoreEnvironment = Literal["production", "sandbox"]
+Store = Literal["app_store", "google_play"]
+PurchaseStatus = Literal["granted", "revoked", "cleared"]
+"""``granted``: its credits are the user's; ``revoked``: refunded or revoked, credits taken back (or,
+with no user, a refund recorded before anyone claimed it: a later claim is purchase_revoked);
+``cleared``: such an unclaimed refund that the store reversed (the transaction may be claimed)."""
 NotificationAction = Literal["clawback", "regrant", "consumption_request", "ignore"]
 
+MAX_JWS_CHARS = 32 * 1024  # a StoreKit transaction is ~3 KB, a notification ~6 KB
 CONSUMABLE = "Consumable"  # Apple's ``type`` of a consumable in-app purchase
 _CLAWBACK = frozenset({"REFUND", "REVOKE"})
 _REGRANT = "REFUND_REVERSED"
@@ -100,3 +106,64 @@ class AppStorePurchase:
 
     transaction: AppStoreTransaction
     pack: CreditPack
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """A store transaction as recorded (adapters/purchases.py): keyed by (store, transaction id),
+    credited to at most one user, ever."""
+
+    id: str  # pur_...
+    store: Store
+    transaction_id: str
+    product_id: str
+    credits: int
+    status: PurchaseStatus
+    environment: StoreEnvironment
+    created_at: str
+    user_id: str | None = None  # None: a refund recorded before any claim
+    pack_id: str | None = None
+    revoked_at: str | None = None
+    balance_after: int | None = None  # the balance the first claim answered (a replay answers the same)
+    price_milli: int | None = None  # revenue only when environment is production
+    currency: str | None = None
+    notifications: frozenset[str] = frozenset()  # the store notifications applied (each at most once)
+    rev: int = 0  # +1 on every write: a status change is conditioned on the revision it read
+
+    @property
+    def claimable(self) -> bool:
+        """An unclaimed record a claim may take over (its refund was reversed)."""
+        return self.user_id is None and self.status == "cleared"
+
+
+def new_purchase(user_id: str, purchase: AppStorePurchase, purchase_id: str, now: str) -> Purchase:
+    tx = purchase.transaction
+    return Purchase(
+        id=purchase_id,
+        store="app_store",
+        transaction_id=tx.transaction_id,
+        product_id=tx.product_id,
+        credits=purchase.pack.credits,
+        status="granted",
+        environment=tx.environment,
+        created_at=now,
+        user_id=user_id,
+        pack_id=purchase.pack.id,
+        price_milli=tx.price_milli,
+        currency=tx.currency,
+    )
+
+
+def unclaimed_refund(tx: AppStoreTransaction, credits: int, purchase_id: str, now: str) -> Purchase:
+    """What a refund of a transaction nobody claimed records, so that a later claim is refused."""
+    return Purchase(
+        id=purchase_id,
+        store="app_store",
+        transaction_id=tx.transaction_id,
+        product_id=tx.product_id,
+        credits=credits,
+        status="revoked",
+        environment=tx.environment,
+        created_at=now,
+        revoked_at=now,
+    )

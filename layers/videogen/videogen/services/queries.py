@@ -5,6 +5,7 @@ from __future__ import annotations
 from videogen import contract
 from videogen.domain.errors import JobNotFound, shown
 from videogen.domain.models import Balance, Job, JobStatus
+from videogen.domain.products import Catalog
 from videogen.domain.registry import Registry
 from videogen.ports import JobStore, VideoStore
 from videogen.services.views import job_view, ledger_view, model_view
@@ -67,13 +68,19 @@ def list_jobs(
     return contract.JobPage(items=items, next_cursor=next_cursor)
 
 
-def credits(store: JobStore, user_id: str, limit: int, cursor: str | None) -> contract.CreditsPage:
+def credits(store: JobStore, user_id: str, limit: int, cursor: str | None, account_token: str) -> contract.CreditsPage:
+    """The balance and a ledger page, and the caller's ``account_token`` (domain/account_token.py)."""
     balance, entries, next_cursor = store.credits_snapshot(user_id, limit, cursor or None)
     return contract.CreditsPage(
         balance=balance.balance,
+        app_account_token=account_token,
         ledger=[ledger_view(e) for e in entries],
         next_cursor=next_cursor,
     )
+
+
+def products(catalog: Catalog) -> contract.ProductList:
+    return contract.ProductList(items=[contract.Product(**pack.as_dict()) for pack in catalog])
 
 
 def models(registry: Registry) -> contract.ModelList:

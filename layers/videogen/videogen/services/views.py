@@ -5,6 +5,7 @@ from __future__ import annotations
 from videogen import contract
 from videogen.domain.endings import FailureCode, public_error
 from videogen.domain.models import Job, JobStatus, LedgerEntry, Progress, rfc3339
+from videogen.domain.purchases import Purchase
 from videogen.domain.registry import ModelSpec
 from videogen.ports import VideoStore
 
@@ -57,7 +58,27 @@ def job_view(job: Job, videos: VideoStore | None = None, url_ttl_s: int = 3600) 
 
 def ledger_view(entry: LedgerEntry) -> contract.LedgerEntry:
     return contract.LedgerEntry(
-        id=entry.id, type=entry.type, amount=entry.amount, job_id=entry.job_id, created_at=entry.created_at
+        id=entry.id,
+        type=entry.type,
+        amount=entry.amount,
+        job_id=entry.job_id,
+        purchase_id=entry.purchase_id,
+        created_at=entry.created_at,
+    )
+
+
+def purchase_view(p: Purchase) -> contract.Purchase:
+    assert p.status != "cleared", "an unclaimed record is never shown"
+    return contract.Purchase(
+        id=p.id,
+        store=p.store,
+        product_id=p.product_id,
+        transaction_id=p.transaction_id,
+        credits=p.credits,
+        status=p.status,
+        environment=p.environment,
+        created_at=p.created_at,
+        revoked_at=p.revoked_at,
     )
 
 

@@ -1,5 +1,6 @@
 """The read API and cancel (the ApiFunction): GET /v1/videos[/{id}], POST /v1/videos/{id}/cancel,
-GET /v1/credits, GET /v1/models, GET /openapi.json. DynamoDB and S3 presigning only."""
+GET /v1/credits, GET /v1/models, GET /v1/products, GET /openapi.json. DynamoDB, S3 presigning and
+the account-token secret only."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def cancel_video(id: JobId) -> contract.Job:
 )
 def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPage:
     _decimal_limit()
-    return queries.credits(wiring.store(), caller(router), limit, cursor)
+    user_id = caller(router)
+    return queries.credits(wiring.store(), user_id, limit, cursor, wiring.account_token(user_id))
 
 
 @router.get(
@@ -122,6 +124,18 @@ def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPag
 )
 def list_models() -> contract.ModelList:
     return queries.models(wiring.registry())
+
+
+@router.get(
+    "/v1/products",
+    operation_id="listProducts",
+    summary="The credit packs on sale, with each store's product id",
+    tags=["purchases"],
+    openapi_extensions=PUBLIC,
+    responses={**ok(contract.ProductList, "the credit packs on sale", private=False), **problems(authorized=False)},
+)
+def list_products() -> contract.ProductList:
+    return queries.products(wiring.catalog())
 
 
 @router.get(

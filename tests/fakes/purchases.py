@@ -1,0 +1,149 @@
+"""In-memory fakes of the purchase ports (videogen.ports_purchases) with the adapters' semantics.
+
+:class:`FakePurchaseStore` keeps its records in a :class:`FakeStore` (``store.purchases``, in the
+DynamoDB adapter's item layout, so the invariant audit sees them) and moves the credits of that
+store's accounts: every change is one step conditioned on the record as read (absent, or its
+``rev``), exactly as adapters/purchases.py conditions its transactions. :meth:`before` runs a
+callback right before an operation (another writer winning the race between a read and a write).
+
+:class:`FakeAppStore` answers the verification port with what a test set: a purchase or
+notification per JWS string, or the error the real verifier would raise.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from tests.fakes.store import FakeStore, _entry
+from videogen.domain.errors import InvalidSignature, PurchaseInvalid
+from videogen.domain.models import LedgerType
+from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction, Purchase, Store
+
+
+def _item(p: Purchase) -> dict[str, Any]:
+    return {
+        "pk": f"PURCHASE#{p.store}#{p.transaction_id}",
+        "sk": "PURCHASE",
+        **{k: v for k, v in p.__dict__.items() if v is not None and k != "notifications"},
+        **({"notifications": sorted(p.notifications)} if p.notifications else {}),
+    }
+
+
+class FakePurchaseStore:
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+        self._records: dict[tuple[str, str], Purchase] = {}
+        self._before: dict[str, list[Callable[[], None]]] = defaultdict(list)
+        self.calls: list[str] = []
+
+    def before(self, operation: str, action: Callable[[], None]) -> None:
+        self._before[operation].append(action)
+
+    def _enter(self, operation: str) -> None:
+        self.calls.append(operation)
+        if self._before[operation]:
+            self._before[operation].pop(0)()
+
+    def _save(self, p: Purchase) -> None:
+        self._records[(p.store, p.transaction_id)] = p
+        self._store.purchases[(p.store, p.transaction_id)] = _item(p)
+
+    def _holds(self, seen: Purchase | None, key: tuple[str, str]) -> bool:
+        now = self._records.get(key)
+        return now is None if seen is None else now is not None and now.rev == seen.rev
+
+    def _credit(self, user_id: str, amount: int, kind: LedgerType, purchase_id: str) -> None:
+        account = self._store._accounts[user_id]
+        account.balance += amount
+        account.ledger.append(_entry(kind, abs(amount), None, self._store._now(), purchase_id=purchase_id))
+
+    # --- the port ---------------------------------------------------------------------------------
+
+    def get_purchase(self, store: Store, transaction_id: str) -> Purchase | None:
+        self._enter("get_purchase")
+        return self._records.get((store, transaction_id))
+
+    def claim(self, purchase: Purchase, replacing: Purchase | None = None) -> Purchase | None:
+        self._enter("claim")
+        key = (purchase.store, purchase.transaction_id)
+        if not self._holds(replacing, key):
+            return None
+        assert purchase.user_id is not None
+        notes = replacing.notifications if replacing else frozenset()
+        self._credit(purchase.user_id, purchase.credits, LedgerType.PURCHASE, purchase.id)
+        self._save(replace(purchase, notifications=notes, rev=(replacing.rev + 1) if replacing else 1))
+        return self.answered(self._records[key])
+
+    def answered(self, purchase: Purchase) -> Purchase:
+        self._enter("answered")
+        key = (purchase.store, purchase.transaction_id)
+        stored = self._records[key]
+        if stored.balance_after is None and stored.user_id is not None:
+            stored = replace(stored, balance_after=self._store._accounts[stored.user_id].balance)
+            self._save(stored)
+        return stored
+
+    def _move(self, seen: Purchase, notification_id: str, status: str, revoked_at: str | None) -> bool:
+        key = (seen.store, seen.transaction_id)
+        if not self._holds(seen, key):
+            return False
+        assert seen.user_id is not None
+        revoke = status == "revoked"
+        kind = LedgerType.CLAWBACK if revoke else LedgerType.PURCHASE
+        self._credit(seen.user_id, -seen.credits if revoke else seen.credits, kind, seen.id)
+        self._save(
+            replace(
+                self._records[key],
+                status=status,  # type: ignore[arg-type]
+                revoked_at=revoked_at,
+                notifications=seen.notifications | {notification_id},
+                rev=seen.rev + 1,
+            )
+        )
+        return True
+
+    def clawback(self, purchase: Purchase, notification_id: str, revoked_at: str) -> bool:
+        self._enter("clawback")
+        return self._move(purchase, notification_id, "revoked", revoked_at)
+
+    def regrant(self, purchase: Purchase, notification_id: str) -> bool:
+        self._enter("regrant")
+        return self._move(purchase, notification_id, "granted", None)
+
+    def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:
+        self._enter("record_unclaimed")
+        key = (purchase.store, purchase.transaction_id)
+        if not self._holds(replacing, key):
+            return False
+        notes = (replacing.notifications if replacing else frozenset()) | {notification_id}
+        self._save(replace(purchase, notifications=notes, rev=(replacing.rev + 1) if replacing else 1))
+        return True
+
+
+class FakeAppStore:
+    """The verification port answering what a test registered per JWS; anything else is refused as
+    the real verifier refuses a JWS that does not verify."""
+
+    def __init__(self) -> None:
+        self.purchases: dict[str, AppStorePurchase | Exception] = {}
+        self.notifications: dict[str, AppStoreNotification] = {}
+
+    def purchase(self, signed_transaction: str) -> AppStorePurchase:
+        found = self.purchases.get(signed_transaction)
+        if found is None:
+            raise PurchaseInvalid("the transaction does not verify")
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def transaction(self, signed_transaction: str) -> AppStoreTransaction:
+        return self.purchase(signed_transaction).transaction
+
+    def notification(self, signed_payload: str) -> AppStoreNotification:
+        found = self.notifications.get(signed_payload)
+        if found is None:
+            raise InvalidSignature("the notification does not verify")
+        return found
