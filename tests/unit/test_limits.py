@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from videogen.domain.errors import RateLimited
-from videogen.domain.limits import Usage, UserLimits, admit, utc_day
+from videogen.domain.errors import RateLimited, ValidationFailed
+from videogen.domain.limits import Usage, UserLimits, admit, check_within_cap, utc_day
 from videogen.domain.models import Balance
 
 NOON = int(datetime(2026, 12, 2, 12, 0, tzinfo=UTC).timestamp() * 1000)
@@ -119,3 +119,15 @@ def test_the_cap_is_checked_before_the_rate_so_the_longer_wait_is_told() -> None
     with pytest.raises(RateLimited) as over:
         admit(UserLimits(daily_credit_cap=1), seen, NOON, charge=1)
     assert over.value.retry_after_s == 12 * 3600
+
+
+def test_a_price_over_the_cap_on_its_own_is_a_422_naming_the_cap_and_the_price() -> None:
+    with pytest.raises(ValidationFailed) as never:
+        check_within_cap(UserLimits(daily_credit_cap=20), 21)
+    assert never.value.status == 422 and never.value.errors[0]["loc"] == "input"
+    assert "costs 21 credits" in never.value.errors[0]["msg"] and "cap of 20" in never.value.errors[0]["msg"]
+
+
+def test_a_price_at_the_cap_or_without_a_cap_passes_the_check() -> None:
+    check_within_cap(UserLimits(daily_credit_cap=20), 20)
+    check_within_cap(UserLimits(), 10_000)

@@ -11,7 +11,14 @@ import pytest
 from tests.fakes import in_queue
 from tests.fakes.system import System
 from tests.unit.test_submit_video import submit as submit_with
-from videogen.domain.errors import ConcurrentUpdate, InsufficientCredits, NotCancelable, RateLimited, TooManyActiveJobs
+from videogen.domain.errors import (
+    ConcurrentUpdate,
+    InsufficientCredits,
+    NotCancelable,
+    RateLimited,
+    TooManyActiveJobs,
+    ValidationFailed,
+)
 from videogen.domain.limits import UserLimits
 from videogen.domain.models import JobStatus, LedgerType
 from videogen.services.cancel import CancelJob
@@ -119,6 +126,20 @@ def test_the_daily_cap_refuses_a_charge_over_it_until_midnight_and_names_the_cap
     clock.t += 16 * 3600  # the next UTC day
     assert submit(rich, "k2", clock, **_limits(limits)).status_code == 202
     assert rich.store.get_balance("u1").spend_credits == 5
+
+
+def test_a_job_over_the_daily_cap_on_its_own_is_a_422_even_on_a_fresh_day_and_balance(system: System) -> None:
+    """It could never pass: 422 validation_failed (not a 429 retried at every midnight), decided
+    before the balance (a user with too little credit is not told to top up for it), nothing
+    written, not counted."""
+    clock, limits = Clock(), UserLimits(daily_credit_cap=4)  # the job costs 5
+    for credits in (0, 1000):
+        with pytest.raises(ValidationFailed) as never:
+            submit(system, "k0", clock, **_limits(limits))
+        assert never.value.status == 422 and "daily spending cap of 4" in never.value.errors[0]["msg"]
+        system.store.grant("u1", credits or 1000, f"g{credits}")
+    assert charges(system) == 0 and system.store.get_balance("u1").rl_tat_ms is None
+    assert system.store.get_idempotency("u1", "k0") is None and not system.workflow.starts
 
 
 def test_a_refund_does_not_give_the_days_budget_back(rich: System) -> None:

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from videogen.domain.errors import RateLimited
+from videogen.domain.errors import RateLimited, ValidationFailed
 from videogen.domain.models import Balance
 
 
@@ -77,6 +77,23 @@ def _until_midnight_ms(now_ms: int) -> int:
 
 def spent_today(seen: Balance, now_ms: int) -> int:
     return seen.spend_credits if seen.spend_day == utc_day(now_ms) else 0
+
+
+def check_within_cap(limits: UserLimits, charge: int) -> None:
+    """A request whose price alone is over the daily cap can never be admitted, on any day:
+    ``422 validation_failed`` (the app must change the input), not a ``429`` it would retry at
+    every midnight forever. Decided before the balance is looked at."""
+    if limits.daily_credit_cap and charge > limits.daily_credit_cap:
+        raise ValidationFailed(
+            [
+                {
+                    "loc": "input",
+                    "msg": f"this request costs {charge} credits, more than the daily spending cap of "
+                    f"{limits.daily_credit_cap} credits: choose cheaper inputs (e.g. a shorter duration)",
+                }
+            ],
+            detail=f"The request costs more than the daily spending cap of {limits.daily_credit_cap} credits",
+        )
 
 
 def admit(limits: UserLimits, seen: Balance, now_ms: int, *, charge: int = 0) -> Usage:
