@@ -74,8 +74,6 @@ CONFLICTING = frozenset(
     {
         "read_for_submit",
         "create_job",
-        "read_for_cancel",
-        "request_user_cancel",
         "grant",
         "record_submit_attempt",
         "record_submit_refused",
@@ -411,29 +409,6 @@ class FakeStore:
         if job is None or job.cancel_requested not in {None, intent, *CANCEL_INTENT_REPLACES[intent]}:
             raise TransitionRejected(job_id)
         return self._update(job_id, CANCEL_INTENT_FROM[intent], cancel_requested=intent)
-
-    def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
-        self._enter("read_for_cancel")
-        job = self._jobs.get(job_id)
-        return (job.model_copy(deep=True) if job else None), _snapshot(self._accounts[user_id])
-
-    def request_user_cancel(self, job: Job, seen: Balance, usage: Usage) -> Job:
-        """The intent and the rate state: both or neither (the job's condition is checked first)."""
-        self._enter("request_user_cancel")
-        current = self._jobs.get(job.id)
-        intent = CancelIntent.USER
-        if (
-            current is None
-            or current.status not in CANCEL_INTENT_FROM[intent]
-            or current.cancel_requested not in {None, intent, *CANCEL_INTENT_REPLACES[intent]}
-        ):
-            raise TransitionRejected(job.id)
-        account = self._accounts[job.user_id]
-        if not _usage_holds(account, seen, usage):
-            raise BalanceChanged()
-        _write_usage(account, usage)
-        self._update(job.id, CANCEL_INTENT_FROM[intent], cancel_requested=intent)
-        return job.model_copy(update={"cancel_requested": intent}, deep=True)
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
         self._enter("mark_submitted")

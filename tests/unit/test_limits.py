@@ -108,7 +108,7 @@ def test_a_second_before_midnight_waits_one_second() -> None:
     assert over.value.retry_after_s == 1
 
 
-def test_a_cancel_charges_nothing_so_it_leaves_the_spend_alone_and_ignores_the_cap() -> None:
+def test_a_request_that_charges_nothing_leaves_the_spend_alone_and_ignores_the_cap() -> None:
     seen = Balance(spend_day="2026-12-02", spend_credits=99)
     usage = admit(UserLimits(daily_credit_cap=1), seen, NOON)
     assert usage.spend_day is None and usage.rl_tat_ms == NOON + 2000

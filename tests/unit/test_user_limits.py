@@ -12,16 +12,13 @@ from tests.fakes import in_queue
 from tests.fakes.system import System
 from tests.unit.test_submit_video import submit as submit_with
 from videogen.domain.errors import (
-    ConcurrentUpdate,
     InsufficientCredits,
-    NotCancelable,
     RateLimited,
     TooManyActiveJobs,
     ValidationFailed,
 )
 from videogen.domain.limits import UserLimits
 from videogen.domain.models import JobStatus, LedgerType
-from videogen.services.cancel import CancelJob
 from videogen.services.submission import SubmitAnswer
 
 BODY = {"model": "minimax-video-01", "input": {"prompt": "a cat surfing"}}  # 5 credits
@@ -145,7 +142,7 @@ def test_a_job_over_the_daily_cap_on_its_own_is_a_422_even_on_a_fresh_day_and_ba
 def test_a_refund_does_not_give_the_days_budget_back(rich: System) -> None:
     clock, limits = Clock(), UserLimits(daily_credit_cap=5)
     job_id = submit(rich, "k0", clock, **_limits(limits)).body["job"]["id"]
-    CancelJob(rich.store, rich.poller, rich.finisher, limits, clock).run(rich.job(job_id))  # refunded
+    rich.cancel.run(rich.job(job_id))  # refunded
     assert rich.store.get_balance("u1").spend_credits == 5
     with pytest.raises(RateLimited):
         submit(rich, "k1", clock, **_limits(limits))
@@ -154,76 +151,16 @@ def test_a_refund_does_not_give_the_days_budget_back(rich: System) -> None:
 # --- cancel ------------------------------------------------------------------------------------
 
 
-def cancel_job(system: System, limits: UserLimits, clock: Clock) -> CancelJob:
-    return CancelJob(system.store, system.poller, system.finisher, limits, clock)
-
-
-def test_a_cancel_that_reaches_fal_counts_in_the_same_budget_as_submits(rich: System) -> None:
-    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=2)
-    submit(rich, "k0", clock, **_limits(limits))
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    rich.fal.script_status("req-1", in_queue(3))
-    job, seen = rich.store.read_for_cancel("u1", job.id)
-    assert job is not None
-    rich.store.calls.clear()
-    done = cancel_job(rich, limits, clock).run(job, seen)
-    assert done.status == JobStatus.CANCELED
-    assert rich.store.calls[0] == "request_user_cancel" and "get_balance" not in rich.store.calls
-    with pytest.raises(RateLimited):  # the budget of 2: one submit + one cancel
-        submit(rich, "k1", clock, **_limits(limits))
-
-
-def test_a_cancel_over_the_budget_is_refused_before_anything_is_written_or_fal_is_called(rich: System) -> None:
-    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
-    submit(rich, "k0", clock, **_limits(limits))
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    with pytest.raises(RateLimited) as refused:
-        cancel_job(rich, limits, clock).run(*_read(rich, job.id))
-    assert refused.value.retry_after_s == 60
-    assert rich.fal.calls == [] and rich.job(job.id).cancel_requested is None
-
-
-def _read(system: System, job_id: str) -> tuple[Any, Any]:
-    job, seen = system.store.read_for_cancel("u1", job_id)
-    return job, seen
-
-
-def test_cancels_answered_from_the_stored_job_or_without_fal_are_not_counted(rich: System) -> None:
+def test_a_cancel_is_neither_counted_nor_refused_when_submits_spent_the_budget(rich: System) -> None:
+    """docs/api.md: a cancel answers 200/404/409/503, never 429 rate_limited. A user whose submits
+    spent the whole budget can still stop a job fal holds, and the cancel spends none of it."""
     clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
     submit(rich, "k0", clock, **_limits(limits))  # the budget is spent
-    queued = rich.given_job(user_id="u1")  # never submitted: refunded at once, no fal call
-    generating = rich.given_job(JobStatus.IN_PROGRESS, request_id="req-2", user_id="u1")
-    service = cancel_job(rich, limits, clock)
-    assert service.run(*_read(rich, queued.id)).status == JobStatus.CANCELED
-    assert service.run(*_read(rich, queued.id)).status == JobStatus.CANCELED  # again: 200 from the job
-    with pytest.raises(NotCancelable):
-        service.run(*_read(rich, generating.id))
-    assert "request_user_cancel" not in rich.store.calls
-
-
-def test_a_cancel_whose_rate_state_moved_decides_again_on_a_fresh_read(rich: System) -> None:
-    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    job_read, seen = _read(rich, job.id)
-    rich.store.before("request_user_cancel", lambda: submit(rich, "k0", clock, **_limits(limits)))
-    with pytest.raises(RateLimited):
-        cancel_job(rich, limits, clock).run(job_read, seen)
-    assert rich.store.calls.count("get_balance") == 1 and rich.job(job.id).cancel_requested is None
-
-
-def test_a_cancel_whose_rate_state_keeps_moving_is_concurrent_update(rich: System) -> None:
-    clock, limits = Clock(), UserLimits(requests_per_minute=60_000, burst=10_000)
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    for i in range(10):
-        rich.store.before("request_user_cancel", lambda i=i: submit(rich, f"x{i}", clock, **_limits(limits)))
-    with pytest.raises(ConcurrentUpdate):
-        cancel_job(rich, limits, clock).run(*_read(rich, job.id))
-    assert rich.job(job.id).cancel_requested is None and rich.fal.calls == []
-
-
-def test_a_cancel_without_the_read_balance_reads_it_once_when_it_counts(rich: System) -> None:
-    clock, limits = Clock(), UserLimits()
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    rich.fal.script_status("req-1", in_queue(1))
-    assert cancel_job(rich, limits, clock).run(job).status == JobStatus.CANCELED
-    assert rich.store.calls.count("get_balance") == 1
+    tat = rich.store.get_balance("u1").rl_tat_ms
+    for i in range(3):
+        job = rich.given_job(JobStatus.SUBMITTED, request_id=f"req-{i}", user_id="u1")
+        rich.fal.script_status(f"req-{i}", in_queue(1))
+        assert rich.cancel.run(job).status == JobStatus.CANCELED
+    assert rich.store.get_balance("u1").rl_tat_ms == tat  # nothing spent
+    clock.t += 60  # the next submit is allowed exactly when it would have been without the cancels
+    assert submit(rich, "k1", clock, **_limits(limits)).status_code == 202

@@ -95,17 +95,6 @@ class JobStore(Protocol):
         ``IdempotencyKeyInUse`` (the key's record was in conflict) or ``StoreBusy``."""
         ...
 
-    # cancel
-    def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
-        """The job and the user's balance item (its limit state) in one read (``StoreBusy``)."""
-        ...
-
-    def request_user_cancel(self, job: Job, seen: Balance, usage: Usage) -> Job:
-        """:meth:`request_cancel` with intent USER and the user's new rate state, all or nothing:
-        ``TransitionRejected`` (the job's condition), ``BalanceChanged`` (the rate state is no
-        longer ``seen``'s). Returns ``job`` with the intent set."""
-        ...
-
     # jobs: reads
     def get_job(self, job_id: str) -> Job | None: ...
 

@@ -359,20 +359,6 @@ class DynamoStore(DynamoTable):
         found = {u: _upload_from(r["Item"]) for u, r in zip(uploads, got[2:], strict=True) if r.get("Item")}
         return balance, (self._idem_record(idem_item) if idem_item else None), found
 
-    def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
-        """The job and the caller's balance item (its limit state), one TransactGetItems: the
-        cancel route's one read (``StoreBusy`` on persistent contention, as read_for_submit)."""
-        got = self._call(
-            "transact_get_items",
-            "read_for_cancel",
-            TransactItems=[
-                {"Get": {"TableName": self._table, "Key": job_key(job_id)}},
-                {"Get": {"TableName": self._table, "Key": balance_key(user_id)}},
-            ],
-        )["Responses"]
-        job_item, bal_item = got[0].get("Item"), got[1].get("Item")
-        return (self._job(job_item) if job_item else None), _balance_from(from_item(bal_item) if bal_item else {})
-
     def create_job(
         self,
         job: Job,
@@ -755,46 +741,6 @@ class DynamoStore(DynamoTable):
         the job is in CANCEL_INTENT_FROM[intent] and its intent is unset or one ``intent`` may hold
         or replace."""
         return self._conditional_update(job_id, **self._cancel_intent_write(job_id, intent))
-
-    def request_user_cancel(self, job: Job, seen: Balance, usage: Usage) -> Job:
-        """:meth:`request_cancel` (intent USER) and the user's new rate state (``usage``, decided on
-        ``seen``) as ONE TransactWriteItems: a cancel that will reach fal counts against the user's
-        request rate. :class:`TransitionRejected` when the job's condition failed,
-        :class:`BalanceChanged` when the limit state moved since ``seen`` (re-read and decide again).
-
-        Returns ``job`` with the intent set (a transaction returns no item): the condition held, so
-        the stored job is still cancelable, and its fal request, once stored, never changes."""
-        sets, condition, values = _usage_write(seen, usage)
-        items = [
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": job_key(job.id),
-                    **self._cancel_intent_write(job.id, CancelIntent.USER),
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": balance_key(job.user_id),
-                    "UpdateExpression": "SET " + ", ".join(sets) + " ADD rev :one",
-                    "ConditionExpression": condition,
-                    "ExpressionAttributeValues": to_values(values | {":one": 1}),
-                }
-            },
-        ]
-        try:
-            self._call("transact_write_items", f"cancel {job.id}", TransactItems=items)
-        except ClientError as exc:
-            if not error_is(exc, "TransactionCanceledException"):
-                raise
-            reasons = cancel_reasons(exc)
-            if reasons[0] == "ConditionalCheckFailed":
-                raise TransitionRejected(job.id) from None
-            if reasons[1:2] == ["ConditionalCheckFailed"]:
-                raise BalanceChanged() from None
-            raise
-        return job.model_copy(update={"cancel_requested": CancelIntent.USER})
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
         return self._update_job(

@@ -148,7 +148,7 @@ class TooManyActiveJobs(DomainError):
 
 
 class RateLimited(DomainError):
-    """A user's own limit (videogen.domain.limits): the request rate of submits and cancels, or the
+    """A user's own limit (videogen.domain.limits): the request rate of submits, or the
     daily credit-spend cap. Carries the seconds until a request would be allowed (Retry-After)."""
 
     code, status, title = "rate_limited", 429, "Rate limited"

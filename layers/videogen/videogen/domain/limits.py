@@ -1,9 +1,9 @@
 """Per-user limits: the request rate (GCRA) and the daily credit-spend cap. Pure functions.
 
-The ONE place deciding whether a user's request may write. Submit and cancel both call
-:func:`admit`; the store writes the new state (:class:`Usage`) in the same transaction as the
-request's own change, conditioned on the state the decision read (:class:`Balance`), so two
-concurrent requests cannot both pass on one snapshot.
+The ONE place deciding whether a user's request may write. Submit calls :func:`admit` (a cancel
+never counts, nor is refused: docs/api.md); the store writes the new state (:class:`Usage`) in
+the same transaction as the request's own change, conditioned on the state the decision read
+(:class:`Balance`), so two concurrent requests cannot both pass on one snapshot.
 
 Rate: GCRA (generic cell rate algorithm). One stored value per user, the theoretical arrival
 time ``tat`` (epoch milliseconds: an integer, so the store's "still the value seen" condition is
@@ -31,7 +31,7 @@ from videogen.domain.models import Balance
 
 @dataclass(frozen=True)
 class UserLimits:
-    """``requests_per_minute``/``burst``: the shared budget of submits and cancels that write;
+    """``requests_per_minute``/``burst``: the budget of submits that charge;
     ``daily_credit_cap``: credits a user may be charged per UTC day (0: no cap)."""
 
     requests_per_minute: int = 30
@@ -56,7 +56,7 @@ class Usage:
     """The limit state a request that passed writes (conditioned on the values it was decided on)."""
 
     rl_tat_ms: int
-    spend_day: str | None = None  # None: the request charges nothing (a cancel): spend untouched
+    spend_day: str | None = None  # None: the request charges nothing: spend untouched
     spend_credits: int = 0
 
 
