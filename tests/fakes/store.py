@@ -307,6 +307,7 @@ class FakeStore:
         height: int | None = None,
         duration_s: float | None = None,
         error: UploadError | None = None,
+        input_key: str | None = None,
     ) -> bool:
         self._enter("finish_upload")
         if status is UploadStatus.PENDING:
@@ -315,7 +316,14 @@ class FakeStore:
         if found is None or found.status is not UploadStatus.PENDING:
             return False
         self._uploads[(user_id, upload_id)] = found.model_copy(
-            update={"status": status, "width": width, "height": height, "duration_s": duration_s, "error": error}
+            update={
+                "status": status,
+                "width": width,
+                "height": height,
+                "duration_s": duration_s,
+                "error": error,
+                "input_key": input_key,
+            }
         )
         return True
 

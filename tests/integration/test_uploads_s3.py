@@ -10,6 +10,7 @@ a policy would have refused (tests below).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -21,6 +22,7 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 import requests
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
@@ -30,6 +32,7 @@ from devstack.template import SamTemplate
 from tests.fakes.uploads import png
 from videogen.adapters.dynamo import DynamoStore
 from videogen.adapters.uploads import S3UploadBucket
+from videogen.domain.errors import UploadChanged
 from videogen.domain.uploads import POST_TTL_S, Upload, UploadStatus, object_key
 from videogen.services.uploads import UploadValidator
 
@@ -181,7 +184,100 @@ def test_the_fal_simulator_fetches_local_http_inputs_and_answers_fals_422_when_i
     good = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "uploads/u1/a"}, ExpiresIn=60)
     gone = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "uploads/u1/b"}, ExpiresIn=60)
     public = "https://example.com/a.png"  # not fetched: the simulator has no internet to reach it
-    assert fetch_inputs({"prompt": "x", "image_url": good, "end_image_url": public}) is None
-    refused = fetch_inputs({"image_url": good, "video_url": gone})
+    assert fetch_inputs({"prompt": "x", "image_url": good, "end_image_url": public}) == (
+        None,
+        {"image_url": hashlib.sha256(png()).hexdigest()},  # what fal got, by the bytes it fetched
+    )
+    refused, _ = fetch_inputs({"image_url": good, "video_url": gone})
     assert refused is not None and refused["loc"] == ["body", "video_url"]
     assert refused["type"] == "file_download_error" and "?" not in refused["input"]  # no signature echoed
+
+
+# --- the seal: CopyObject with CopySourceIfMatch, ranged reads If-Match -------------------------
+
+
+@pytest.fixture
+def patched() -> None:
+    from devstack import moto_patches
+
+    moto_patches.apply()  # the local stack's moto, with CopySourceIfMatch answered as S3 does
+
+
+def test_moto_as_patched_answers_412_to_a_copy_whose_source_etag_is_another_one(s3: Any, patched: None) -> None:
+    bucket = _bucket(s3)
+    etag = s3.put_object(Bucket=bucket, Key="uploads/u1/a", Body=b"checked")["ETag"]
+    s3.put_object(Bucket=bucket, Key="uploads/u1/a", Body=b"swapped")
+    with pytest.raises(ClientError) as refused:
+        s3.copy_object(
+            Bucket=bucket, Key="inputs/x", CopySource={"Bucket": bucket, "Key": "uploads/u1/a"}, CopySourceIfMatch=etag
+        )
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="inputs/")
+    now = s3.head_object(Bucket=bucket, Key="uploads/u1/a")["ETag"]
+    for wanted in (now, now.strip('"')):  # S3 compares the ETag with or without its quotes
+        s3.copy_object(
+            Bucket=bucket,
+            Key="inputs/x",
+            CopySource={"Bucket": bucket, "Key": "uploads/u1/a"},
+            CopySourceIfMatch=wanted,
+        )
+    assert s3.get_object(Bucket=bucket, Key="inputs/x")["Body"].read() == b"swapped"
+
+
+def test_the_adapter_reads_and_seals_only_the_version_it_was_given(s3: Any, patched: None) -> None:
+    bucket = _bucket(s3)
+    adapter = S3UploadBucket(s3, bucket)
+    s3.put_object(Bucket=bucket, Key="uploads/u1/a", Body=b"0123456789")
+    head = adapter.head(bucket, "uploads/u1/a")
+    assert head is not None and head.size == 10 and head.etag.startswith('"')
+    assert adapter.head(bucket, "uploads/u1/missing") is None
+    assert adapter.read(bucket, "uploads/u1/a", 2, 3, head.etag) == b"234"
+    assert adapter.read(bucket, "uploads/u1/a", 10, 5, head.etag) == b""  # past the end
+    assert adapter.seal(bucket, "uploads/u1/a", head.etag, "inputs/u1/a/1")
+    assert s3.get_object(Bucket=bucket, Key="inputs/u1/a/1")["Body"].read() == b"0123456789"
+    s3.put_object(Bucket=bucket, Key="uploads/u1/a", Body=b"9876543210")  # POSTed again, same size
+    with pytest.raises(UploadChanged):
+        adapter.read(bucket, "uploads/u1/a", 0, 4, head.etag)
+    assert not adapter.seal(bucket, "uploads/u1/a", head.etag, "inputs/u1/a/2")
+    assert not adapter.seal(bucket, "uploads/u1/gone", head.etag, "inputs/u1/a/3")
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="inputs/")["Contents"]) == [
+        "inputs/u1/a/1"
+    ]
+
+
+def test_the_validator_on_moto_seals_the_checked_bytes_and_a_swap_mid_check_seals_nothing(
+    s3: Any, endpoint: str, patched: None
+) -> None:
+    bucket = _bucket(s3)
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+    table = f"uploads-{uuid.uuid4().hex[:8]}"
+    create_table(dynamodb, table, SamTemplate.load().table_specs()["JobsTable"])
+    store = DynamoStore(dynamodb, table)
+    data = png()
+    upload = Upload(
+        id="upl_" + "2" * 26,
+        user_id="u/1",
+        status=UploadStatus.PENDING,
+        content_type="image/png",
+        size_bytes=len(data),
+        created_at="2026-11-22T09:00:00.000Z",
+        expires_at=int(time.time()) + 3600,
+    )
+    store.put_upload(upload)
+    s3.put_object(Bucket=bucket, Key=upload.s3_key, Body=data)
+
+    class SwapBeforeSeal(S3UploadBucket):
+        def seal(self, bucket: str, key: str, etag: str, sealed_key: str) -> bool:
+            s3.put_object(Bucket=bucket, Key=key, Body=b"\x00" * len(data))  # the app POSTs again
+            return super().seal(bucket, key, etag, sealed_key)
+
+    assert UploadValidator(store, SwapBeforeSeal(s3, bucket)).check(bucket, upload.s3_key) == "superseded"
+    assert store.get_upload("u/1", upload.id).status == UploadStatus.PENDING
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="inputs/")
+
+    s3.put_object(Bucket=bucket, Key=upload.s3_key, Body=data)  # and once more, a real PNG
+    assert UploadValidator(store, S3UploadBucket(s3, bucket)).check(bucket, upload.s3_key) == "ready"
+    done = store.get_upload("u/1", upload.id)
+    assert done is not None and done.input_key is not None and done.input_key.startswith(f"inputs/u%2F1/{upload.id}/")
+    assert s3.get_object(Bucket=bucket, Key=done.input_key)["Body"].read() == data

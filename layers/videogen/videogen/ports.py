@@ -189,9 +189,11 @@ class UploadStore(Protocol):
         height: int | None = None,
         duration_s: float | None = None,
         error: UploadError | None = None,
+        input_key: str | None = None,
     ) -> bool:
-        """``pending`` → ``status`` (ready or rejected) with what was measured. False, changing
-        nothing, when the upload is not pending (checked already: a redelivered event) or missing."""
+        """``pending`` → ``status`` (ready or rejected) with what was measured (and, ready, the
+        sealed copy's key). False, changing nothing, when the upload is not pending (checked
+        already: a redelivered event) or missing."""
         ...
 
 
@@ -203,19 +205,34 @@ class PresignedPost:
     fields: dict[str, str]
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    """One stored version of an object: its size and ETag (which names those bytes)."""
+
+    size: int
+    etag: str
+
+
 class UploadBucket(Protocol):
-    """The uploads prefix of our bucket: presigned POSTs for the app, ranged reads for the check."""
+    """The uploads prefix of our bucket: presigned POSTs for the app, ranged reads for the check,
+    and the seal (a copy of exactly the bytes checked under ``inputs/``)."""
 
     def presign_post(self, key: str, content_type: str, size_bytes: int, ttl_s: int) -> PresignedPost:
         """A POST accepted only for ``key``, that content type and exactly ``size_bytes`` bytes."""
         ...
 
-    def size(self, bucket: str, key: str) -> int | None:
-        """The object's size; None when there is no object."""
+    def head(self, bucket: str, key: str) -> ObjectHead | None:
+        """The object's size and ETag; None when there is no object."""
         ...
 
-    def read(self, bucket: str, key: str, offset: int, length: int) -> bytes:
-        """Up to ``length`` bytes from ``offset`` (``MediaTransferError`` when S3 fails)."""
+    def read(self, bucket: str, key: str, offset: int, length: int, etag: str) -> bytes:
+        """Up to ``length`` bytes from ``offset`` of the version ``etag`` names (``UploadChanged``
+        when the object is another one now, ``MediaTransferError`` when S3 fails)."""
+        ...
+
+    def seal(self, bucket: str, key: str, etag: str, sealed_key: str) -> bool:
+        """Copy ``key`` to ``sealed_key`` only if it is still the version ``etag`` names: False,
+        copying nothing, when it is not (S3 answers 412 to ``CopySourceIfMatch``) or gone."""
         ...
 
 

@@ -481,6 +481,7 @@ class DynamoStore(DynamoTable):
         height: int | None = None,
         duration_s: float | None = None,
         error: UploadError | None = None,
+        input_key: str | None = None,
     ) -> bool:
         """pending → ready | rejected, once: the condition makes a redelivered event a no-op."""
         if status is UploadStatus.PENDING:
@@ -491,6 +492,7 @@ class DynamoStore(DynamoTable):
             "height": height,
             "duration_s": Decimal(str(duration_s)) if duration_s is not None else None,
             "error": error.model_dump() if error else None,
+            "input_key": input_key,
             "checked_at": rfc3339(),
         }
         sets = {k: v for k, v in sets.items() if v is not None}
@@ -531,6 +533,8 @@ class DynamoStore(DynamoTable):
             "gsi1pk": user_pk(job.user_id),
             "gsi1sk": f"JOB#{job.id}",
         }
+        if job.input_objects:
+            values["input_objects"] = dict(job.input_objects)
         if not job.is_terminal:
             values["active_pk"] = active_shard(job.id)
             values["active_sk"] = job.updated_at

@@ -231,6 +231,11 @@ class MediaTransferError(Exception):
     """The result media could not be fetched or stored right now. Retry later."""
 
 
+class UploadChanged(Exception):
+    """The uploaded object is no longer the one being checked (the app POSTed new bytes to its
+    key meanwhile: S3 answered 412 to an If-Match). The new bytes' own event checks them."""
+
+
 class VideoMissing(Exception):
     """The stored video a job points to is not in the bucket (deleted, expired). Final."""
 

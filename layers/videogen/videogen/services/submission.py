@@ -181,7 +181,8 @@ def submit_video(
             cost = spec.credits(parsed)
             payload = normalised(parsed)
             check_within_cap(limits.per_user, cost)  # over the cap on its own: 422, never admitted
-        check_uploads(refs, uploads)  # the caller's own, ready, of the field's kind: else nothing charged
+        # the caller's own, ready, of the field's kind (else nothing charged): their sealed keys
+        input_objects = check_uploads(refs, uploads)
         if seen.balance < cost:
             raise InsufficientCredits(f"This video costs {cost} credits; the balance is {seen.balance}")
         if seen.active_jobs >= limits.max_active_jobs:
@@ -194,6 +195,7 @@ def submit_video(
             status=JobStatus.QUEUED,
             model=spec.id,
             input=payload,
+            input_objects=input_objects,
             credits_charged=cost,
             created_at=now,
             updated_at=now,

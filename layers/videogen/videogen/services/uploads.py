@@ -1,7 +1,8 @@
 """Uploads: POST /v1/uploads and GET /v1/uploads/{id}, the check of each uploaded file (S3
-ObjectCreated → :class:`UploadValidator`), and the two places an ``upload:<id>`` input is read:
-submit (:func:`check_uploads`, on the submit's one read) and SubmitToFal (:func:`inputs_for_fal`,
-a presigned GET of the object in place of the reference)."""
+ObjectCreated → :class:`UploadValidator`, which seals the bytes it checked under ``inputs/``), and
+the two places an ``upload:<id>`` input is read: submit (:func:`check_uploads`, on the submit's
+one read, which records each sealed key on the job) and SubmitToFal (:func:`inputs_for_fal`, a
+presigned GET of the sealed object in place of the reference)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from videogen import contract
 from videogen.domain import media_probe
-from videogen.domain.errors import MediaTransferError, UnknownUpload, shown_id
+from videogen.domain.errors import MediaTransferError, UnknownUpload, UploadChanged, shown_id
 from videogen.domain.models import Job, new_id, rfc3339
 from videogen.domain.registry import ModelSpec, upload_fields
 from videogen.domain.uploads import (
@@ -25,13 +26,13 @@ from videogen.domain.uploads import (
     Upload,
     UploadError,
     UploadStatus,
-    object_key,
+    input_key,
     parse_object_key,
     upload_id_of,
     usable,
 )
 from videogen.observability import count, logger
-from videogen.ports import UploadBucket, UploadStore, VideoStore
+from videogen.ports import ObjectHead, UploadBucket, UploadStore, VideoStore
 
 MIN_FAL_URL_TTL_S = 60  # a job past its deadline is never submitted; this only floors the arithmetic
 
@@ -83,11 +84,14 @@ def get_upload(store: UploadStore, user_id: str, upload_id: str) -> contract.Upl
 # --- submit ---------------------------------------------------------------------------------
 
 
-def check_uploads(refs: Mapping[str, tuple[str, MediaKind]], found: Mapping[str, Upload]) -> None:
+def check_uploads(refs: Mapping[str, tuple[str, MediaKind]], found: Mapping[str, Upload]) -> dict[str, str]:
     """Every ``upload:<id>`` input (field -> (id, kind)) names a ``ready`` upload of the caller's
-    of that kind; ``found``: the caller's uploads the submit's one read returned."""
-    for field, (upload_id, kind) in sorted(refs.items()):
-        usable(upload_id, found.get(upload_id), kind, f"input.{field}")
+    of that kind; ``found``: the caller's uploads the submit's one read returned. Returns the
+    job's input objects: field -> the sealed key of the bytes that were checked."""
+    return {
+        field: usable(upload_id, found.get(upload_id), kind, f"input.{field}")
+        for field, (upload_id, kind) in sorted(refs.items())
+    }
 
 
 # --- SubmitToFal ----------------------------------------------------------------------------
@@ -97,16 +101,26 @@ def inputs_for_fal(
     job: Job, spec: ModelSpec, videos: VideoStore, now: Callable[[], float] = time.time
 ) -> dict[str, Any]:
     """The job's input as fal gets it: each ``upload:<id>`` replaced by a presigned GET of the
-    object, valid until the job's deadline (fal may start it any time before; after, the job is
-    failed and never submitted). The job itself keeps ``upload:<id>``."""
+    sealed object the submit recorded for it (``job.input_objects``: the bytes the validator
+    checked, never the key the app POSTs to), valid until the job's deadline (fal may start it any
+    time before; after, the job is failed and never submitted). The job itself keeps
+    ``upload:<id>``. A reference without a recorded object (a job accepted before inputs were
+    sealed) is :class:`UnsealedInput`: its bytes were never pinned, so it is not sent."""
     fields = upload_fields(spec.input_model)
     payload = dict(job.input)
     ttl = max(MIN_FAL_URL_TTL_S, int(job.deadline_at - now()) + 1) if job.deadline_at else UPLOAD_TTL_S
     for name in fields:
-        upload_id = upload_id_of(payload.get(name))
-        if upload_id is not None:
-            payload[name] = videos.presign_input(object_key(job.user_id, upload_id), ttl).url
+        if upload_id_of(payload.get(name)) is None:
+            continue
+        sealed = job.input_objects.get(name)
+        if sealed is None:
+            raise UnsealedInput(f"input.{name} has no sealed object")
+        payload[name] = videos.presign_input(sealed, ttl).url
     return payload
+
+
+class UnsealedInput(Exception):
+    """An ``upload:<id>`` input of a job without the sealed object submit records for it."""
 
 
 # --- the check of an uploaded file --------------------------------------------------------------
@@ -117,9 +131,9 @@ _FIRST_READ = 64 * 1024  # one ranged GET covers the header of nearly every imag
 class _CachedReader:
     """Ranged reads of one object, the first 64 KiB read once and served from memory."""
 
-    def __init__(self, bucket: UploadBucket, bucket_name: str, key: str, size: int) -> None:
-        self._read = lambda offset, length: bucket.read(bucket_name, key, offset, length)
-        self._size = size
+    def __init__(self, bucket: UploadBucket, bucket_name: str, key: str, head: ObjectHead) -> None:
+        self._read = lambda offset, length: bucket.read(bucket_name, key, offset, length, head.etag)
+        self._size = head.size
         self._head = b""
         self._head_read = False
         self.reads = 0
@@ -153,16 +167,19 @@ class UploadValidator:
         upload = self._store.get_upload(user_id, upload_id)
         if upload is None or upload.status is not UploadStatus.PENDING:
             return "ignored"  # unknown (expired), or checked already: a redelivery
-        size = self._bucket.size(bucket_name, key)
-        if size is None:
+        head = self._bucket.head(bucket_name, key)
+        if head is None:
             return "ignored"  # gone again (lifecycle); nothing to check
+        size = head.size
         try:
             if size != upload.size_bytes:  # S3 enforces it, the local S3 does not: checked here too
                 raise media_probe.NotDecodable(
                     "size_mismatch", f"the file has {size} bytes; {upload.size_bytes} were declared"
                 )
-            reader = _CachedReader(self._bucket, bucket_name, key, size)
+            reader = _CachedReader(self._bucket, bucket_name, key, head)
             found = media_probe.probe(upload.content_type, reader, size)
+        except UploadChanged:
+            return self._superseded(upload_id)
         except media_probe.NotDecodable as bad:
             self._store.finish_upload(
                 user_id, upload_id, UploadStatus.REJECTED, error=UploadError(code=bad.code, message=bad.message)
@@ -173,6 +190,10 @@ class UploadValidator:
         except MediaTransferError:
             logger.warning("upload could not be read; the event is retried", extra={"upload_id": upload_id})
             raise
+        # The seal: fal will only ever read this copy, made only if the object is still the one checked.
+        sealed = input_key(user_id, upload_id, head.etag)
+        if not self._bucket.seal(bucket_name, key, head.etag, sealed):
+            return self._superseded(upload_id)
         self._store.finish_upload(
             user_id,
             upload_id,
@@ -180,6 +201,15 @@ class UploadValidator:
             width=found.width,
             height=found.height,
             duration_s=found.duration_s,
+            input_key=sealed,
         )
         count("UploadsReady")
         return "ready"
+
+    @staticmethod
+    def _superseded(upload_id: str) -> str:
+        """The app POSTed other bytes while these were checked: their own ObjectCreated event checks
+        them; the upload stays pending until then (nothing sealed, nothing marked)."""
+        count("UploadsSuperseded")
+        logger.info("upload changed while it was checked", extra={"upload_id": upload_id})
+        return "superseded"
