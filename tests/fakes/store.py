@@ -85,7 +85,7 @@ CONFLICTING = frozenset(
         "finish_with_refund",
         "clear_event_pending",
         "record_media",
-        "put_upload",
+        "create_upload",
         "finish_upload",
     }
 )
@@ -100,7 +100,10 @@ def _snapshot(account: _Account) -> Balance:
 
 
 def _usage_holds(account: _Account, seen: Balance, usage: Usage) -> bool:
-    """The adapter's condition on the limit state: still the one the decision read."""
+    """The adapter's condition on the limit state: still the one the decision read (or, decided
+    without a read, the user still idle at ``usage.idle_at_ms``)."""
+    if usage.idle_at_ms is not None:
+        return account.rl_tat_ms is None or account.rl_tat_ms <= usage.idle_at_ms
     rate_same = account.rl_tat_ms == seen.rl_tat_ms
     spend_same = usage.spend_day is None or (account.spend_day, account.spend_credits) == (
         seen.spend_day,
@@ -288,9 +291,17 @@ class FakeStore:
 
     # --- uploads (UploadStore) ----------------------------------------------------------------
 
-    def put_upload(self, upload: Upload) -> None:
-        self._enter("put_upload")
-        self._uploads.setdefault((upload.user_id, upload.id), upload.model_copy())
+    def create_upload(self, upload: Upload, seen: Balance, usage: Usage) -> None:
+        """The record and the rate state: both or neither; a refused rate state comes back with
+        the state as stored, as the adapter's ReturnValuesOnConditionCheckFailure returns it."""
+        self._enter("create_upload")
+        if (upload.user_id, upload.id) in self._uploads:
+            return
+        account = self._accounts[upload.user_id]
+        if not _usage_holds(account, seen, usage):
+            raise BalanceChanged(_snapshot(account))
+        _write_usage(account, usage)
+        self._uploads[(upload.user_id, upload.id)] = upload.model_copy()
 
     def get_upload(self, user_id: str, upload_id: str) -> Upload | None:
         self._enter("get_upload")

@@ -1,6 +1,7 @@
 """Per-user limits through the real handlers on moto (the DynamoDB conditions are the adapter's):
-the request rate of submits (cancels never count nor are refused), the daily credit cap, their 429 rate_limited with
-Retry-After, concurrency (never more accepted than the budget), and the body cap on every route."""
+the request rate of submits and uploads (cancels never count nor are refused), the daily credit
+cap, their 429 rate_limited with Retry-After, concurrency (never more accepted than the budget),
+and the body cap on every route."""
 
 from __future__ import annotations
 
@@ -61,6 +62,25 @@ def test_a_burst_from_one_user_is_429_rate_limited_with_retry_after_while_anothe
         assert 1 <= int(r.headers["retry-after"]) <= 60
     assert stack.request("GET", "/v1/credits", token=alice).json["balance"] == 500 - 4 * 5
     assert stack.submit(bob).status == 202  # another user's own budget
+
+
+def test_concurrent_uploads_of_one_user_share_the_budget_with_submits_and_never_pass_more(stack, limits):
+    limits(per_minute=1, burst=4)
+    token = stack.user(credits=50)
+    body = {"content_type": "image/png", "size_bytes": 100}
+    assert stack.submit(token).status == 202  # one of the four
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        replies = list(pool.map(lambda _: stack.request("POST", "/v1/uploads", token=token, body=body), range(10)))
+    statuses = [r.status for r in replies]
+    print(f"\n10 concurrent uploads, budget 4 with one submit: 201 {statuses.count(201)}, 429 {statuses.count(429)}")
+    assert statuses.count(201) == 3 and statuses.count(429) == 7
+    for r in replies:
+        if r.status == 429:
+            assert r.json["code"] == "rate_limited" and 1 <= int(r.headers["retry-after"]) <= 60
+    created = [r.json["upload"]["id"] for r in replies if r.status == 201]
+    assert all(stack.request("GET", f"/v1/uploads/{i}", token=token).status == 200 for i in created)
+    assert stack.submit(token).status == 429  # the same budget
+    assert stack.request("POST", "/v1/uploads", token=stack.user(credits=0), body=body).status == 201
 
 
 def test_a_replay_is_never_refused_by_the_limit(stack, limits):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from videogen.domain.errors import RateLimited, ValidationFailed
-from videogen.domain.limits import Usage, UserLimits, admit, check_within_cap, utc_day
+from videogen.domain.limits import Usage, UserLimits, admit, admit_unread, check_within_cap, utc_day
 from videogen.domain.models import Balance
 
 NOON = int(datetime(2026, 12, 2, 12, 0, tzinfo=UTC).timestamp() * 1000)
@@ -131,3 +131,11 @@ def test_a_price_over_the_cap_on_its_own_is_a_422_naming_the_cap_and_the_price()
 def test_a_price_at_the_cap_or_without_a_cap_passes_the_check() -> None:
     check_within_cap(UserLimits(daily_credit_cap=20), 20)
     check_within_cap(UserLimits(), 10_000)
+
+
+def test_admit_unread_is_what_admit_decides_for_any_idle_state() -> None:
+    """Idle (tat <= now): max(tat, now) = now, so the new state does not depend on the unread tat."""
+    usage = admit_unread(LIMITS, NOON)
+    assert usage == Usage(rl_tat_ms=NOON + 2000, idle_at_ms=NOON)
+    for tat in (None, 0, NOON - 1, NOON):
+        assert admit(LIMITS, Balance(rl_tat_ms=tat), NOON).rl_tat_ms == usage.rl_tat_ms

@@ -23,6 +23,7 @@ from tests.fakes.uploads import (
 from videogen import contract
 from videogen.domain import media_probe
 from videogen.domain.errors import MediaTransferError, UnknownUpload, UploadNotFound, UploadNotReady, UploadRejected
+from videogen.domain.limits import UserLimits
 from videogen.domain.models import LedgerType
 from videogen.domain.uploads import (
     CONTENT_TYPES,
@@ -36,6 +37,8 @@ from videogen.domain.uploads import (
 from videogen.services import uploads
 from videogen.services.submission import SubmitAnswer, SubmitLimits, submit_video
 
+ROOMY = UserLimits(requests_per_minute=60_000, burst=10_000)  # the rate is tested in test_user_limits.py
+
 
 @pytest.fixture
 def bucket() -> FakeUploadBucket:
@@ -44,7 +47,7 @@ def bucket() -> FakeUploadBucket:
 
 def create(system: System, bucket: FakeUploadBucket, content_type: str, size: int, user: str = "u1") -> str:
     request = contract.UploadRequest.model_validate({"content_type": content_type, "size_bytes": size})
-    return uploads.create_upload(system.store, bucket, user, request).upload.id
+    return uploads.create_upload(system.store, bucket, user, request, ROOMY).upload.id
 
 
 def uploaded(system: System, bucket: FakeUploadBucket, data: bytes, content_type: str, user: str = "u1") -> str:
@@ -60,7 +63,7 @@ def uploaded(system: System, bucket: FakeUploadBucket, data: bytes, content_type
 
 def test_given_a_declared_file_then_a_pending_upload_and_a_post_for_its_key_type_and_size(system, bucket) -> None:
     request = contract.UploadRequest.model_validate({"content_type": "image/png", "size_bytes": 1234})
-    created = uploads.create_upload(system.store, bucket, "u|1/x", request)
+    created = uploads.create_upload(system.store, bucket, "u|1/x", request, ROOMY)
     assert created.upload.status == UploadStatus.PENDING and created.upload.size_bytes == 1234
     key = object_key("u|1/x", created.upload.id)
     assert key == f"uploads/u%7C1%2Fx/{created.upload.id}" and parse_object_key(key) == ("u|1/x", created.upload.id)

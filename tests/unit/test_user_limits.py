@@ -10,15 +10,20 @@ import pytest
 
 from tests.fakes import in_queue
 from tests.fakes.system import System
+from tests.fakes.uploads import FakeUploadBucket
 from tests.unit.test_submit_video import submit as submit_with
+from videogen import contract
 from videogen.domain.errors import (
+    BalanceChanged,
+    ConcurrentUpdate,
     InsufficientCredits,
     RateLimited,
     TooManyActiveJobs,
     ValidationFailed,
 )
 from videogen.domain.limits import UserLimits
-from videogen.domain.models import JobStatus, LedgerType
+from videogen.domain.models import Balance, JobStatus, LedgerType
+from videogen.services import uploads
 from videogen.services.submission import SubmitAnswer
 
 BODY = {"model": "minimax-video-01", "input": {"prompt": "a cat surfing"}}  # 5 credits
@@ -164,3 +169,67 @@ def test_a_cancel_is_neither_counted_nor_refused_when_submits_spent_the_budget(r
     assert rich.store.get_balance("u1").rl_tat_ms == tat  # nothing spent
     clock.t += 60  # the next submit is allowed exactly when it would have been without the cancels
     assert submit(rich, "k1", clock, **_limits(limits)).status_code == 202
+
+
+# --- uploads -----------------------------------------------------------------------------------
+
+
+def create_upload(system: System, clock: Clock, limits: UserLimits, uid: str = "u1") -> str:
+    request = contract.UploadRequest.model_validate({"content_type": "image/png", "size_bytes": 100})
+    return uploads.create_upload(system.store, FakeUploadBucket(), uid, request, limits, clock).upload.id
+
+
+def test_an_idle_users_upload_is_counted_in_its_one_write_with_no_read(system: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=6, burst=3)
+    upload_id = create_upload(system, clock, limits)
+    assert system.store.calls == ["create_upload"]  # no read of the balance item: one write
+    assert system.store.get_upload("u1", upload_id) is not None
+    assert system.store.get_balance("u1").rl_tat_ms == int(NOW * 1000) + 10_000
+
+
+def test_uploads_over_the_budget_are_rate_limited_with_the_real_wait_and_nothing_written(system: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=6, burst=3)  # one per 10 s
+    for _ in range(3):
+        create_upload(system, clock, limits)
+    tat = system.store.get_balance("u1").rl_tat_ms
+    system.store.calls.clear()
+    clock.t += 3.5
+    with pytest.raises(RateLimited) as refused:
+        create_upload(system, clock, limits)
+    assert refused.value.retry_after_s == 7 and refused.value.status == 429
+    # decided on the state the refused write returned: no read, and nothing written
+    assert system.store.calls == ["create_upload"] and system.store.get_balance("u1").rl_tat_ms == tat
+    assert len(system.store._uploads) == 3
+    clock.t += 6.5
+    create_upload(system, clock, limits)
+    assert len(system.store._uploads) == 4
+
+
+def test_a_bursting_user_within_the_budget_is_decided_on_the_returned_state_in_a_second_write(system: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=6, burst=3)
+    create_upload(system, clock, limits)
+    system.store.calls.clear()
+    create_upload(system, clock, limits)  # not idle (tat > now) but within the burst
+    assert system.store.calls == ["create_upload", "create_upload"]
+    assert system.store.get_balance("u1").rl_tat_ms == int(NOW * 1000) + 20_000
+
+
+def test_uploads_and_submits_share_one_budget(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=2)
+    create_upload(rich, clock, limits)
+    submit(rich, "k0", clock, **_limits(limits))
+    with pytest.raises(RateLimited):
+        create_upload(rich, clock, limits)
+    with pytest.raises(RateLimited):
+        submit(rich, "k1", clock, **_limits(limits))
+    create_upload(rich, clock, limits, uid="u2")  # another user's budget is their own
+
+
+def test_an_upload_whose_rate_state_keeps_moving_is_concurrent_update_and_writes_nothing(system: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=60_000, burst=10_000)
+    moved = BalanceChanged(Balance(rl_tat_ms=int(NOW * 1000) + 5))  # another request counted meanwhile
+    system.store.fail("create_upload", moved, times=uploads.MAX_OPTIMISTIC_ATTEMPTS)
+    with pytest.raises(ConcurrentUpdate):
+        create_upload(system, clock, limits)
+    assert system.store.calls.count("create_upload") == uploads.MAX_OPTIMISTIC_ATTEMPTS
+    assert system.store._uploads == {} and system.store.get_balance("u1").rl_tat_ms is None

@@ -171,8 +171,11 @@ class JobStore(Protocol):
 class UploadStore(Protocol):
     """Upload records (the same table as the jobs), each keyed under its owner."""
 
-    def put_upload(self, upload: Upload) -> None:
-        """Create the record; a second one with its id changes nothing (``StoreBusy`` on contention)."""
+    def create_upload(self, upload: Upload, seen: Balance, usage: Usage) -> None:
+        """The pending record and the user's new rate state (``usage``, decided on ``seen``, or on
+        the user being idle: ``usage.idle_at_ms``) in one write. ``BalanceChanged`` (with the state
+        as stored, when known) when the rate state is not the one decided on; nothing written. A
+        record already there changes nothing."""
         ...
 
     def get_upload(self, user_id: str, upload_id: str) -> Upload | None:

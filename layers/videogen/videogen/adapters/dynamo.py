@@ -151,10 +151,14 @@ def _balance_from(data: Mapping[str, Any]) -> Balance:
 def _usage_write(seen: Balance, usage: Usage) -> tuple[list[str], str, dict[str, Any]]:
     """The SET clauses, the condition and the values that write a request's new limit state on
     the balance item only while it still holds the state the decision read (``seen``): two
-    requests decided on one snapshot cannot both write (domain/limits.py)."""
+    requests decided on one snapshot cannot both write (domain/limits.py). A usage decided without a
+    read (``usage.idle_at_ms``) holds while the stored rate state is at most that instant."""
     sets = ["rl_tat_ms = :tat"]
     values: dict[str, Any] = {":tat": usage.rl_tat_ms}
-    if seen.rl_tat_ms is None:
+    if usage.idle_at_ms is not None:
+        conditions = ["(attribute_not_exists(rl_tat_ms) OR rl_tat_ms <= :idle)"]
+        values[":idle"] = usage.idle_at_ms
+    elif seen.rl_tat_ms is None:
         conditions = ["attribute_not_exists(rl_tat_ms)"]
     else:
         conditions = ["rl_tat_ms = :seen_tat"]
@@ -453,19 +457,48 @@ class DynamoStore(DynamoTable):
 
     # --- uploads (UploadStore) ------------------------------------------------------------------
 
-    def put_upload(self, upload: Upload) -> None:
+    def create_upload(self, upload: Upload, seen: Balance, usage: Usage) -> None:
+        """The pending upload record and the user's new rate state (``usage``, decided on ``seen``
+        or, without a read, on the user being idle) as ONE TransactWriteItems: an upload counts
+        against the user's request rate in the write that creates it. :class:`BalanceChanged`
+        when the rate state is not the one decided on, carrying the state as stored (the refused
+        write returns it: ``ReturnValuesOnConditionCheckFailure``), so deciding again costs no
+        read. An upload record already there (a retried call whose first write went through)
+        changes nothing."""
         values = {"pk": user_pk(upload.user_id), "sk": f"UPLOAD#{upload.id}", **upload.model_dump(exclude_none=True)}
+        sets, condition, usage_values = _usage_write(seen, usage)
+        items = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_item(values),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": balance_key(upload.user_id),
+                    "UpdateExpression": "SET " + ", ".join(sets) + " ADD rev :one",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeValues": to_values(usage_values | {":one": 1}),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        ]
         try:
-            self._call(
-                "put_item",
-                f"upload {upload.id}",
-                TableName=self._table,
-                Item=to_item(values),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            self._call("transact_write_items", f"upload {upload.id}", TransactItems=items)
         except ClientError as exc:
-            if not error_is(exc, "ConditionalCheckFailedException"):
+            if not error_is(exc, "TransactionCanceledException"):
                 raise
+            reasons = cancel_reasons(exc)
+            if reasons[0] == "ConditionalCheckFailed":
+                return  # the record exists: this upload was created already
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                answer: dict[str, Any] = dict(exc.response)
+                stored = answer["CancellationReasons"][1].get("Item")
+                raise BalanceChanged(_balance_from(from_item(stored) if stored else {})) from None
+            raise
 
     def get_upload(self, user_id: str, upload_id: str) -> Upload | None:
         item = self._db.get_item(TableName=self._table, Key=upload_key(user_id, upload_id), ConsistentRead=True)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from videogen.domain.models import IdempotencyRecord
+    from videogen.domain.models import Balance, IdempotencyRecord
 
 
 SHOWN_CHARS = 64
@@ -148,7 +148,7 @@ class TooManyActiveJobs(DomainError):
 
 
 class RateLimited(DomainError):
-    """A user's own limit (videogen.domain.limits): the request rate of submits, or the
+    """A user's own limit (videogen.domain.limits): the request rate of submits and uploads, or the
     daily credit-spend cap. Carries the seconds until a request would be allowed (Retry-After)."""
 
     code, status, title = "rate_limited", 429, "Rate limited"
@@ -220,7 +220,12 @@ class IdempotencyKeyTaken(Exception):
 
 
 class BalanceChanged(Exception):
-    """The balance item moved since it was read (optimistic check); re-read and retry."""
+    """The balance item moved since it was read (optimistic check); re-read and retry. ``seen``:
+    the item as stored, when the refused write returned it (no re-read needed)."""
+
+    def __init__(self, seen: Balance | None = None) -> None:
+        super().__init__()
+        self.seen = seen
 
 
 class MediaRejected(Exception):

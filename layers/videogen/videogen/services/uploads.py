@@ -14,8 +14,16 @@ from typing import Any
 
 from videogen import contract
 from videogen.domain import media_probe
-from videogen.domain.errors import MediaTransferError, UnknownUpload, UploadChanged, shown_id
-from videogen.domain.models import Job, new_id, rfc3339
+from videogen.domain.errors import (
+    BalanceChanged,
+    ConcurrentUpdate,
+    MediaTransferError,
+    UnknownUpload,
+    UploadChanged,
+    shown_id,
+)
+from videogen.domain.limits import UserLimits, admit, admit_unread
+from videogen.domain.models import Balance, Job, new_id, rfc3339
 from videogen.domain.registry import ModelSpec, upload_fields
 from videogen.domain.uploads import (
     POST_TTL_S,
@@ -35,6 +43,7 @@ from videogen.observability import count, logger
 from videogen.ports import ObjectHead, UploadBucket, UploadStore, VideoStore
 
 MIN_FAL_URL_TTL_S = 60  # a job past its deadline is never submitted; this only floors the arithmetic
+MAX_OPTIMISTIC_ATTEMPTS = 10
 
 
 def upload_view(upload: Upload) -> contract.Upload:
@@ -53,11 +62,21 @@ def upload_view(upload: Upload) -> contract.Upload:
 
 
 def create_upload(
-    store: UploadStore, bucket: UploadBucket, user_id: str, request: contract.UploadRequest
+    store: UploadStore,
+    bucket: UploadBucket,
+    user_id: str,
+    request: contract.UploadRequest,
+    limits: UserLimits,
+    clock: Callable[[], float] = time.time,
 ) -> contract.UploadCreated:
     """A pending upload record, then the presigned POST for its key (the record first: an event
-    for the object always finds it)."""
-    now = time.time()
+    for the object always finds it).
+
+    An upload counts against the user's request rate (videogen.domain.limits, the budget submits
+    use), in the same one write that creates the record: decided first without a read (a user
+    who is not bursting is idle), and when that write is refused, again on the state it returned
+    — ``429 rate_limited`` (nothing written) or a write conditioned on exactly that state."""
+    now = clock()
     upload = Upload(
         id=new_id("upl"),
         user_id=user_id,
@@ -67,10 +86,22 @@ def create_upload(
         created_at=rfc3339(datetime.fromtimestamp(now, UTC)),
         expires_at=int(now) + UPLOAD_TTL_S,
     )
-    store.put_upload(upload)
+    _count_and_create(store, upload, limits, int(now * 1000))
     post = bucket.presign_post(upload.s3_key, upload.content_type, upload.size_bytes, POST_TTL_S)
     count("UploadsCreated")
     return contract.UploadCreated(upload=upload_view(upload), url=post.url, fields=post.fields)
+
+
+def _count_and_create(store: UploadStore, upload: Upload, limits: UserLimits, now_ms: int) -> None:
+    seen, usage = Balance(), admit_unread(limits, now_ms)
+    for _ in range(MAX_OPTIMISTIC_ATTEMPTS):
+        try:
+            store.create_upload(upload, seen, usage)
+            return
+        except BalanceChanged as moved:  # not idle, or another request counted meanwhile
+            seen = moved.seen or Balance()  # the store returns it; unknown: a write that cannot pass
+            usage = admit(limits, seen, now_ms)  # RateLimited: nothing written
+    raise ConcurrentUpdate("Too many concurrent changes to this account; retry shortly")
 
 
 def get_upload(store: UploadStore, user_id: str, upload_id: str) -> contract.Upload:
