@@ -428,8 +428,9 @@ class DeviceStore(Protocol):
 
     def put_device(self, user_id: str, device_id: str, platform: Platform, token: str) -> tuple[Device, Device | None]:
         """Create the device (counted) or update its platform and token (not counted again; its
-        endpoint is kept while the platform is unchanged). Returns (the device, what it was before,
-        None when new). ``TooManyDevices`` at the cap."""
+        endpoint is kept while the platform is unchanged), and make it the token's owner in the same
+        write (the token moves from whoever registered it before). Returns (the device, what it was
+        before, None when new). ``TooManyDevices`` at the cap."""
         ...
 
     def get_device(self, user_id: str, device_id: str) -> Device | None: ...
@@ -447,10 +448,15 @@ class DeviceStore(Protocol):
         ``DeviceNotFound`` when it is not there, ``DeviceChanged`` when its token moved on."""
         ...
 
-    def claim_notification(self, job_id: str, device_id: str) -> str | None:
-        """Record, before sending, that ``job_id``'s notification to ``device_id`` is being sent.
-        Returns the claim's id, or None when a record exists already (sent, or being sent or lost
-        in a crash: never sent again)."""
+    def claim_notification(self, job_id: str, device: Device) -> str | None:
+        """Record, before sending, that ``job_id``'s notification to ``device`` is being sent, in
+        one write with the check that ``device`` still owns its token (``TokenMoved`` when another
+        device registered it since; nothing written). Returns the claim's id, or None when a record
+        exists already (sent, or being sent or lost in a crash: never sent again)."""
+        ...
+
+    def token_owner(self, token: str) -> tuple[str, str] | None:
+        """(user id, device id) of the device that registered ``token`` last; None if unrecorded."""
         ...
 
     def notification_sent(self, job_id: str, device_id: str, claim: str, message_id: str) -> None: ...

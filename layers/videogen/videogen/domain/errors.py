@@ -250,6 +250,11 @@ class MediaUndecodable(Exception):
     the same bytes fail the same way again."""
 
 
+class TokenMoved(Exception):
+    """A device's push token was registered since by another device (another user's, or another
+    install of the same user's): the token is that device's now, this one must not be sent to."""
+
+
 class DeviceChanged(Exception):
     """A device write found the device gone, or holding another token than the one it was for
     (the app re-registered meanwhile): nothing was changed."""
