@@ -185,3 +185,21 @@ def test_an_oversize_body_is_413_on_every_route_family_and_changes_nothing(stack
         assert reply.status == 413, (path, reply.status, reply.body)
         assert reply.json["code"] == "payload_too_large" and reply.headers["content-type"] == "application/problem+json"
     assert (stack.request("GET", "/v1/credits", token=token).json, stack.job(job_id)) == before
+
+
+def test_an_upload_costs_one_transaction_counted_or_not_and_a_refusal_no_more(stack, limits):
+    """POST /v1/uploads' AWS calls: the ONE TransactWriteItems that creates the record and counts it
+    (no read first); a user over the budget is refused on the state that write returned."""
+    limits(per_minute=1, burst=1)
+    token = stack.user(credits=0)
+    calls: list[str] = []
+    for service in ("dynamodb", "s3"):
+        wiring.client(service).meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+    body = {"content_type": "image/png", "size_bytes": 100}
+    assert stack.request("POST", "/v1/uploads", token=token, body=body).status == 201
+    print(f"\nAWS calls of one POST /v1/uploads: {calls}")
+    assert calls == ["TransactWriteItems"]  # the presigned POST is signed locally
+    calls.clear()
+    refused = stack.request("POST", "/v1/uploads", token=token, body=body)
+    assert refused.status == 429 and refused.json["code"] == "rate_limited" and "retry-after" in refused.headers
+    assert calls == ["TransactWriteItems"]
