@@ -135,6 +135,7 @@ def test_the_recorder_checks_each_call_and_a_presigned_url_against_the_running_r
             with iam.acting_as(role):
                 s3.generate_presigned_url("get_object", Params={"Bucket": "videos", "Key": "a.mp4"})
                 s3.put_object(Bucket="videos", Key="b.mp4", Body=b"x")
+                s3.generate_presigned_post("videos", "uploads/c")  # signed locally: never a CreateBucket
     finally:
         recorder.uninstall()
 
