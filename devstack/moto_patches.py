@@ -20,6 +20,11 @@ grew (58 ms per transaction at 2,000 items). The patch backs up only the items t
 transaction names and restores them on failure: the same all-or-nothing result at a
 constant cost.
 
+S3's CopyObject honours ``x-amz-copy-source-if-match`` (412 PreconditionFailed when the source's
+ETag is another one); moto 5 ignores the header and copies whatever is there, so the upload
+validator's seal (copy only the bytes it checked) would be untested. :func:`_copy_source_if_match`
+adds the check.
+
 The serialising lock means DynamoDB's contention never happens by itself, so it is injected:
 :class:`ConflictFault` makes DynamoDB item writes and transactions lose to a (pretend) concurrent
 transaction exactly as AWS answers it — TransactGetItems and TransactWriteItems are cancelled
@@ -83,12 +88,40 @@ def apply() -> None:
 
     from moto.s3.responses import S3Response
 
+    S3Response.copy_object = _copy_source_if_match(S3Response.copy_object)  # type: ignore[method-assign]
     S3Response.key_response = _locked(S3Response.key_response, _S3_LOCK)  # type: ignore[method-assign]
     # Bucket requests (ListObjectsV2 reads each key's buffer for its ETag; a browser POST writes a key)
     S3Response.bucket_response = _locked(S3Response.bucket_response, _S3_LOCK)  # type: ignore[method-assign]
     for operation, method in CONFLICT_OPS.items():
         setattr(DynamoHandler, method, FAULT.wrap(operation, getattr(DynamoHandler, method)))
     _applied = True
+
+
+def _copy_source_if_match(original: Any) -> Any:
+    """CopyObject with ``x-amz-copy-source-if-match``: 412 unless the source's ETag is that one
+    (quotes or not, as S3 compares them); otherwise moto's own copy."""
+
+    @functools.wraps(original)
+    def copy_object(self: Any) -> Any:
+        wanted = self.headers.get("x-amz-copy-source-if-match")
+        if wanted is not None:
+            from urllib.parse import unquote, urlparse
+
+            from moto.s3.exceptions import MissingKey, PreconditionFailed
+
+            source = self.headers.get("x-amz-copy-source")
+            if isinstance(source, bytes):
+                source = source.decode("utf-8")
+            parsed = urlparse(source)
+            bucket, key = unquote(parsed.path).lstrip("/").split("/", 1)
+            found = self.backend.get_object(bucket, key)
+            if found is None:
+                raise MissingKey(key=key)
+            if found.etag.strip('"') != wanted.strip('"'):
+                raise PreconditionFailed("x-amz-copy-source-If-Match")
+        return original(self)
+
+    return copy_object
 
 
 # --- TransactionConflict, as DynamoDB answers contention ----------------------------------------
