@@ -183,6 +183,8 @@ class Driver:
             return
         if p.cancel_after_s is not None:
             time.sleep(max(0.0, p.cancel_after_s - (time.monotonic() - answered_at)))
+            if p.cancel_when_submitted:
+                self.wait_until_at_fal(job_id)
             self.cancel(p, job_id)
         if p.replay_after_s is not None:
             time.sleep(p.replay_after_s)
@@ -213,6 +215,15 @@ class Driver:
             if (code and code not in (500, 502, 503, 504)) or self._late():
                 return
             _pause(attempt)
+
+    def wait_until_at_fal(self, job_id: str, bound_s: float = 10.0) -> None:
+        """Poll (often, bounded) until the job is no longer ``queued`` here: fal has it (or it ended)."""
+        deadline = min(time.monotonic() + bound_s, self.deadline)
+        while time.monotonic() < deadline:
+            status = self.poll(job_id)
+            if status is not None and status != "queued":
+                return
+            time.sleep(0.1)
 
     def poll(self, job_id: str) -> str | None:
         """The job's status as the API shows it (None when the request failed)."""
