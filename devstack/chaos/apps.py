@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,10 @@ class DeviceSeen:
     registered_at: float | None = None  # wall clock when PUT answered 200 (None: never registered)
     delete_sent_at: float | None = None  # wall clock when the DELETE was sent
     deleted_at: float | None = None  # wall clock when the DELETE answered 204
+
+    def registered_throughout(self, since: float) -> bool:
+        """Registered before ``since`` and never deleted during the run."""
+        return self.registered_at is not None and self.registered_at < since and self.delete_sent_at is None
 
 
 @dataclass
@@ -59,12 +64,14 @@ class Apps:
         self._rng = random.Random(rng_seed)
         self._rng_lock = threading.Lock()
 
-    def _retry(self, what: str, send: Any, ok: int) -> requests.Response | None:
+    def _retry(self, what: str, send: Callable[[], requests.Response], ok: int) -> requests.Response | None:
+        """``send()`` until it answers ``ok``; a 5xx, a 409 or no answer is retried (None: never)."""
+        reply: requests.Response | None = None
         for attempt in range(MAX_ATTEMPTS):
             try:
-                reply: requests.Response = send()
+                reply = send()
             except requests.RequestException:
-                reply = None  # type: ignore[assignment]
+                reply = None
             if reply is not None and reply.status_code == ok:
                 return reply
             if reply is not None and reply.status_code < 500 and reply.status_code != 409:

@@ -41,11 +41,12 @@ from devstack.chaos.plan import REJECTED, SIM_FAULT_KINDS, UPLOAD
 from devstack.invariants import KINDS as TABLE_KINDS
 from devstack.invariants import TERMINAL, Audit, audit_items, job_input
 from videogen.crash import ALL as CRASH_POINTS
+from videogen.domain import devices as domain_devices
 
 CANCELLED_TEXT = "Request was cancelled"  # fal's (and the simulator's) error for a request a cancel removed
 PAYLOAD_ERROR_TEXT = "not JSON serializable"  # the simulator's payload_error: fal said OK but sent no video
 COPY_FAILURE_CODES = {"media_rejected"}  # a finished video we refused to store, for a recorded reason
-NOTIFIED = {"completed", "failed"}  # the endings a user is told about (videogen.domain.devices.NOTIFIED)
+NOTIFIED = {status.value for status in domain_devices.NOTIFIED}  # the endings a user is told about
 JPEG_MAGIC = b"\xff\xd8\xff"
 MEDIA_FIELDS = ("duration_s", "width", "height", "fps", "has_audio", "poster_key")
 
@@ -202,8 +203,7 @@ def _notification_violations(ev: Evidence, found: dict[str, list[str]]) -> None:
             continue
         for device in plan.user.devices:
             seen = devices.get((plan.user.user_id, device.device_id))
-            throughout = seen is not None and seen.registered_at is not None and seen.delete_sent_at is None
-            if throughout and seen is not None and seen.registered_at < submitted:  # type: ignore[operator]
+            if seen is not None and seen.registered_throughout(submitted):
                 count = per_pair.get((job_id, device.device_id), 0)
                 if count != 1:
                     found["devices registered throughout a notified job without exactly one"].append(
