@@ -1,5 +1,6 @@
 """What the chaos run's simulated apps do besides submitting: register their devices for push
-(``PUT /v1/devices/{id}``, some removed mid-run with ``DELETE``) and upload photos through the
+(``PUT /v1/devices/{id}``, some removed mid-run with ``DELETE``, some whose token the push service
+starts reporting invalid: ``POST /_local/push/disable``) and upload photos through the
 presigned POST (``POST /v1/uploads``, the bytes straight to S3, then ``GET /v1/uploads/{id}`` until
 the S3 event's check decided), and what each saw (:class:`AppObservations`, wall-clock times: the
 audit compares them with the stack's notification times on the same machine)."""
@@ -30,10 +31,17 @@ class DeviceSeen:
     registered_at: float | None = None  # wall clock when PUT answered 200 (None: never registered)
     delete_sent_at: float | None = None  # wall clock when the DELETE was sent
     deleted_at: float | None = None  # wall clock when the DELETE answered 204
+    invalid_sent_at: float | None = None  # wall clock when its token was made invalid (endpoint disabled)
+    invalid_at: float | None = None  # ... and when that was answered
 
     def registered_throughout(self, since: float) -> bool:
-        """Registered before ``since`` and never deleted during the run."""
-        return self.registered_at is not None and self.registered_at < since and self.delete_sent_at is None
+        """Registered before ``since``, never deleted and its token never invalid during the run."""
+        return (
+            self.registered_at is not None
+            and self.registered_at < since
+            and self.delete_sent_at is None
+            and self.invalid_sent_at is None
+        )
 
 
 @dataclass
@@ -113,16 +121,37 @@ class Apps:
         if reply is not None:
             seen.deleted_at = time.time()
 
-    def schedule_deletions(self, users: list[User]) -> list[threading.Timer]:
-        """Start a timer per device the plan removes mid-run (from now); the caller joins them."""
+    def invalidate(self, user: User, device: DevicePlan) -> None:
+        """The push service starts rejecting the device's token (its SNS endpoint disabled)."""
+        seen = self.seen.devices[(user.user_id, device.device_id)]
+        if seen.registered_at is None:
+            return
+        seen.invalid_sent_at = time.time()
+        reply = self._retry(
+            f"POST /_local/push/disable {device.device_id}",
+            lambda: self.client.call(
+                "POST", "/_local/push/disable", json={"user_id": user.user_id, "device_id": device.device_id}
+            ),
+            200,
+        )
+        if reply is not None:
+            seen.invalid_at = time.time()
+
+    def schedule_device_changes(self, users: list[User]) -> list[threading.Timer]:
+        """Start a timer per device the plan deletes or whose token goes invalid mid-run (from
+        now); the caller joins them."""
         timers = []
         for user in users:
             for device in user.devices:
-                if device.delete_after_s is not None:
-                    timer = threading.Timer(device.delete_after_s, self.delete, (user, device))
-                    timer.daemon = True
-                    timer.start()
-                    timers.append(timer)
+                for after_s, change in (
+                    (device.delete_after_s, self.delete),
+                    (device.invalid_after_s, self.invalidate),
+                ):
+                    if after_s is not None:
+                        timer = threading.Timer(after_s, change, (user, device))
+                        timer.daemon = True
+                        timer.start()
+                        timers.append(timer)
         return timers
 
     # --- uploads ---------------------------------------------------------------------------

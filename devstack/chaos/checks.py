@@ -21,7 +21,9 @@ What the apps got (:func:`app_violations`):
 * per job and device at most one notification; every device registered before the job was
   submitted and never deleted got exactly one for each job that ended completed or failed (the
   endings a user is told about), with the job's status, and none for another ending; nothing
-  reached a device after its DELETE was answered; every notification names a device of the run;
+  reached a device after its DELETE was answered or its token went invalid, and a device whose token
+  went invalid was removed by the next job that notified it; every notification names a device of
+  the run;
 * a photo upload became ``ready``, bytes of another type ``rejected``; a submit naming a rejected
   upload was answered 422 ``upload_rejected`` every time and made no job (nothing charged); a job
   made from an upload shows ``upload:<id>`` as its input while fal got a presigned GET of the
@@ -77,6 +79,8 @@ APP_KINDS = (
     "notifications for one job and device more than once",
     "devices registered throughout a notified job without exactly one",
     "notifications after the device's DELETE was answered",
+    "notifications after the device's token went invalid",
+    "devices with an invalid token kept after a later notified job",
     "notifications not matching their job (owner, ending)",
     "notifications to no device of the run",
     "uploads not checked as their bytes are (ready / rejected)",
@@ -189,9 +193,14 @@ def _notification_violations(ev: Evidence, found: dict[str, list[str]]) -> None:
             found["notifications not matching their job (owner, ending)"].append(
                 f"{job_id} ({job.get('status', 'no job')}, {job.get('user_id')}): {n.get('status')} to {user_id}"
             )
-        if seen.deleted_at is not None and float(n.get("sent_at") or 0) > seen.deleted_at:
+        sent_at = float(n.get("sent_at") or 0)
+        if seen.deleted_at is not None and sent_at > seen.deleted_at:
             found["notifications after the device's DELETE was answered"].append(
-                f"{job_id} to {device_id}: {float(n['sent_at']) - seen.deleted_at:.2f} s after"
+                f"{job_id} to {device_id}: {sent_at - seen.deleted_at:.2f} s after"
+            )
+        if seen.invalid_at is not None and sent_at > seen.invalid_at:
+            found["notifications after the device's token went invalid"].append(
+                f"{job_id} to {device_id}: {sent_at - seen.invalid_at:.2f} s after"
             )
     found["notifications for one job and device more than once"] += [
         f"{job_id} to {device_id}: {count}" for (job_id, device_id), count in sorted(per_pair.items()) if count > 1
@@ -209,6 +218,31 @@ def _notification_violations(ev: Evidence, found: dict[str, list[str]]) -> None:
                     found["devices registered throughout a notified job without exactly one"].append(
                         f"{job_id} ({job['status']}) to {device.device_id}: {count}"
                     )
+
+    present = devices_in_table(ev)
+    for seen in sorted(devices.values(), key=lambda d: (d.user_id, d.device_id)):
+        if seen.invalid_at is None or (seen.user_id, seen.device_id) not in present:
+            continue
+        later = sorted(
+            job_id
+            for job_id, job in jobs.items()
+            if job.get("user_id") == seen.user_id
+            and job.get("status") in NOTIFIED
+            and (_epoch(job.get("completed_at")) or 0) > seen.invalid_at
+        )
+        if later:  # the notifier tried it after the token went invalid: it must have removed it
+            found["devices with an invalid token kept after a later notified job"].append(
+                f"{seen.user_id}/{seen.device_id}: still registered after {later[0]}"
+            )
+
+
+def devices_in_table(ev: Evidence) -> set[tuple[str, str]]:
+    """(user id, device id) of every device item the table holds at the audit."""
+    return {
+        (str(i["pk"]).removeprefix("USER#"), str(i["sk"]).removeprefix("DEVICE#"))
+        for i in ev.items
+        if str(i["pk"]).startswith("USER#") and str(i["sk"]).startswith("DEVICE#")
+    }
 
 
 def _upload_violations(ev: Evidence, found: dict[str, list[str]]) -> None:
@@ -374,6 +408,9 @@ def _app_shortfalls(ev: Evidence) -> list[str]:
             out.append("no device was deleted mid-run")
         if not ev.notifications:
             out.append("no notification was sent")
+    planned_invalid = any(d.invalid_after_s is not None for u in ev.users for d in u.devices)
+    if planned_invalid and not any(d.invalid_at is not None for d in apps.devices.values()):
+        out.append("no device's token went invalid mid-run")
     by_key = {p.key: p for p in ev.plans}
     from_uploads = [j for j, p in ev.obs.job_plan.items() if p.source == UPLOAD and j in ev.jobs]
     if any(p.source == UPLOAD for p in ev.plans) and not any(ev.jobs[j]["status"] == "completed" for j in from_uploads):

@@ -93,6 +93,9 @@ class DevicePlan:
     platform: str
     token: str
     delete_after_s: float | None  # DELETE it this long after the first submission (mid-run); None: kept
+    # its token reported invalid (POST /_local/push/disable) this long after the first submission:
+    # the next notification finds the endpoint disabled and removes the device
+    invalid_after_s: float | None = None
 
 
 @dataclass
@@ -145,6 +148,9 @@ def make_plan(jobs: int, users: int, seed: int) -> tuple[list[User], list[Plan]]
                     delete_after_s=rng.uniform(1.0, delete_by_s) if rng.random() < 0.25 else None,
                 )
             )
+            device = user.devices[-1]
+            if device.delete_after_s is None and rng.random() < 0.15:
+                device.invalid_after_s = rng.uniform(1.0, delete_by_s)
         people.append(user)
     weights = [0.3 if u.poor else 1.0 for u in people]  # poor users send fewer jobs: some 402s, not a flood
     cancel_share = 0.15 if jobs >= 100 else 0.25  # a small run still cancels at fal's queue a few times
@@ -200,6 +206,9 @@ def make_plan(jobs: int, users: int, seed: int) -> tuple[list[User], list[Plan]]
         rng.choice(devices).delete_after_s = 3.0
     if devices and all(d.delete_after_s is not None for d in devices):
         rng.choice(devices).delete_after_s = None
+    kept = [d for d in devices if d.delete_after_s is None]
+    if len(kept) > 1 and not any(d.invalid_after_s is not None for d in kept):
+        rng.choice(kept).invalid_after_s = 2.0
     return people, plans
 
 

@@ -130,14 +130,14 @@ def _run(args: argparse.Namespace, stack: StackProcess, t0: float, t_ready: floa
 
     start = time.monotonic()
     driver.deadline = start + args.timeout_s
-    deletions = driver.apps.schedule_deletions(people)  # some devices go away mid-run
+    changes = driver.apps.schedule_device_changes(people)  # some devices go away mid-run
     with ThreadPoolExecutor(args.concurrency, thread_name_prefix="chaos") as pool:
         for _ in pool.map(driver.run, plans):
             pass
         t_submitted = time.monotonic()
         print(f"submitted in {t_submitted - start:.1f} s; waiting for every job to end", flush=True)
         stuck_seen = wait_terminal(driver, set(obs.job_owner), driver.deadline, pool)
-    for timer in deletions:
+    for timer in changes:
         timer.join()
     t_settled = time.monotonic()
     if not stack.alive():
@@ -262,6 +262,8 @@ def app_rows(ev: Evidence) -> list[tuple[str, str]]:
     """What the apps did and got: devices, uploads, notifications, posters."""
     apps = ev.obs.apps
     registered = [d for d in apps.devices.values() if d.registered_at is not None]
+    invalid = {(d.user_id, d.device_id) for d in registered if d.invalid_at is not None}
+    present = checks.devices_in_table(ev)
     uploads = Counter(f"{u.source} -> {u.status}" for u in apps.uploads.values())
     from_uploads = Counter(
         str(ev.jobs[j]["status"]) for j, p in ev.obs.job_plan.items() if p.source == UPLOAD and j in ev.jobs
@@ -279,6 +281,7 @@ def app_rows(ev: Evidence) -> list[tuple[str, str]]:
             "devices registered / deleted mid-run",
             f"{len(registered)} / {sum(d.deleted_at is not None for d in registered)}",
         ),
+        ("devices whose token went invalid / removed by the notifier", f"{len(invalid)} / {len(invalid - present)}"),
         ("uploads (meant -> checked)", fmt_counter(uploads)),
         ("jobs from an upload", fmt_counter(from_uploads)),
         ("submits naming a rejected upload", fmt_counter(rejected_answers)),

@@ -31,7 +31,11 @@ USER = User(
     300,
     poor=False,
     token="t",
-    devices=[DevicePlan("d1", "fcm", "tok-1", None), DevicePlan("d2", "apns", "tok-2", 2.5)],
+    devices=[
+        DevicePlan("d1", "fcm", "tok-1", None),
+        DevicePlan("d2", "apns", "tok-2", 2.5),
+        DevicePlan("d3", "apns_sandbox", "tok-3", None, invalid_after_s=1.5),
+    ],
 )
 POSTER = b"\xff\xd8\xff\xe0 a poster JPEG"
 MEDIA = {
@@ -139,6 +143,9 @@ def baseline() -> Evidence:
     obs.apps.devices[(USER.user_id, "d1")] = DeviceSeen(USER.user_id, "d1", registered_at=50.0)
     obs.apps.devices[(USER.user_id, "d2")] = DeviceSeen(  # deleted mid-run, before any job ended
         USER.user_id, "d2", registered_at=50.0, delete_sent_at=102.5, deleted_at=102.6
+    )
+    obs.apps.devices[(USER.user_id, "d3")] = DeviceSeen(  # its token went invalid: removed by j1's notifier
+        USER.user_id, "d3", registered_at=50.0, invalid_sent_at=101.4, invalid_at=101.5
     )
     obs.apps.uploads[UPLOADED] = UploadSeen(UPLOADED, USER.user_id, UPLOAD, "ready")
     obs.apps.uploads[REFUSED] = UploadSeen(REFUSED, USER.user_id, REJECTED, "rejected", "type_mismatch")
@@ -357,6 +364,14 @@ def _notified_after_delete(ev: Evidence) -> None:
     seen.delete_sent_at, seen.deleted_at = 150.0, 151.0  # before the notifications (200 s on)
 
 
+def _notified_after_invalid(ev: Evidence) -> None:
+    ev.notifications.append(_note("j4", "completed", 240.0, device_id="d3"))
+
+
+def _invalid_device_kept(ev: Evidence) -> None:  # the review's mutant: EndpointDisabled not seen as gone
+    ev.items.append({"pk": f"USER#{USER.user_id}", "sk": "DEVICE#d3", "device_id": "d3", "user_id": USER.user_id})
+
+
 def _canceled_notified(ev: Evidence) -> None:
     ev.notifications.append(_note("j3", "canceled", 230.0))
 
@@ -453,6 +468,8 @@ MUTANTS: dict[str, tuple[Callable[[Evidence], None], str]] = {
         "devices registered throughout a notified job without exactly one",
     ),
     "notified after delete": (_notified_after_delete, "notifications after the device's DELETE was answered"),
+    "notified after invalid": (_notified_after_invalid, "notifications after the device's token went invalid"),
+    "invalid device kept": (_invalid_device_kept, "devices with an invalid token kept after a later notified job"),
     "canceled notified": (_canceled_notified, "notifications not matching their job (owner, ending)"),
     "wrong status notified": (_wrong_status_notified, "notifications not matching their job (owner, ending)"),
     "unknown device": (_unknown_device, "notifications to no device of the run"),
@@ -575,6 +592,8 @@ def test_the_apps_did_too_little() -> None:
     assert "no job made from an upload completed" in _short(ev)
     ev.obs.refused.clear()
     assert "no submit named a rejected upload" in _short(ev)
+    ev.obs.apps.devices[(USER.user_id, "d3")].invalid_at = None
+    assert "no device's token went invalid mid-run" in _short(ev)
     assert "fault never fired: EventBridge deliveries duplicated" in _short(ev, events_duplicated=0)
     assert "fault never fired: EventBridge deliveries duplicated" not in _short(ev, events_duplicated=None)
 
@@ -610,3 +629,10 @@ def test_without_a_reconciler_an_owed_event_waits_but_a_claimed_one_must_be_on_t
     assert audit_items(silent.items, silent.bucket, silent.events, reconciled=False).by_kind[
         "terminal jobs whose event never reached the bus"
     ]
+
+
+def test_a_device_whose_token_went_invalid_after_the_last_job_may_stay() -> None:
+    ev = baseline()
+    _invalid_device_kept(ev)
+    ev.obs.apps.devices[(USER.user_id, "d3")].invalid_at = T_END_EPOCH + 1  # no job ended after it
+    assert {k: v for k, v in checks.violations(ev)[1].items() if v} == {}

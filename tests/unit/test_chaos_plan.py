@@ -1,6 +1,6 @@
 """The chaos run's plan (devstack/chaos/plan.py): at every seed a small run's apps do each thing at
-least once — an upload, a rejected upload, a device deleted mid-run and one kept — and the forced
-behaviours land on plans that make a job."""
+least once — an upload, a rejected upload, a device deleted mid-run and one kept, a token going
+invalid — and the forced behaviours land on plans that make a job."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def test_every_seed_plans_uploads_rejections_and_device_deletions(jobs: int) -> 
         assert any(d.delete_after_s is None for d in devices), seed
         assert all(1.0 <= d.delete_after_s <= max(8.0, 0.2 * jobs) for d in devices if d.delete_after_s), seed
         assert len({d.device_id for d in devices}) == len(devices)
+        assert not any(d.delete_after_s is not None and d.invalid_after_s is not None for d in devices)
+        if len([d for d in devices if d.delete_after_s is None]) > 1:
+            assert any(d.invalid_after_s is not None for d in devices), seed
         assert all("image_url" in p.input for p in plans if p.source != URL), seed
 
 
