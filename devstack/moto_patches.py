@@ -10,8 +10,15 @@
   and a ListObjectsV2 hits when it computes the ETag of a key being overwritten.
   Object and bucket requests are therefore serialised.
 
-The local stack and the tests run many threads, so moto's DynamoDB item operations
-and S3 object requests are serialised, each with one re-entrant lock. This changes
+* SNS mobile push (the local push services): moto's platform endpoints are a plain dict
+  that CreatePlatformEndpoint scans for an existing token while other threads add, delete
+  or publish to endpoints (the notifier's sends, a DELETE of a device, a registration), and
+  the local push log (devstack/push_local.py) reads the table from inside a Publish. The
+  platform-application and endpoint requests are serialised with their own lock; a Publish
+  reading the table takes the DynamoDB lock inside it (always in that order: no deadlock).
+
+The local stack and the tests run many threads, so moto's DynamoDB item operations,
+S3 object requests and SNS push requests are serialised, each with one re-entrant lock. This changes
 no semantics; it only removes interleavings the real services never show.
 
 Also for speed: moto's TransactWriteItems deep-copies every table it touches as its
@@ -51,6 +58,20 @@ from typing import Any
 
 _LOCK = threading.RLock()
 _S3_LOCK = threading.RLock()
+_SNS_LOCK = threading.RLock()
+_SNS_PUSH_ACTIONS = (  # SNSResponse methods that read or change platform applications and endpoints
+    "publish",
+    "create_platform_application",
+    "delete_platform_application",
+    "list_platform_applications",
+    "get_platform_application_attributes",
+    "set_platform_application_attributes",
+    "create_platform_endpoint",
+    "delete_endpoint",
+    "set_endpoint_attributes",
+    "get_endpoint_attributes",
+    "list_endpoints_by_platform_application",
+)
 _OPS = (
     "put_item",
     "get_item",
@@ -92,6 +113,10 @@ def apply() -> None:
     S3Response.key_response = _locked(S3Response.key_response, _S3_LOCK)  # type: ignore[method-assign]
     # Bucket requests (ListObjectsV2 reads each key's buffer for its ETag; a browser POST writes a key)
     S3Response.bucket_response = _locked(S3Response.bucket_response, _S3_LOCK)  # type: ignore[method-assign]
+    from moto.sns.responses import SNSResponse
+
+    for name in _SNS_PUSH_ACTIONS:
+        setattr(SNSResponse, name, _locked(getattr(SNSResponse, name), _SNS_LOCK))
     for operation, method in CONFLICT_OPS.items():
         setattr(DynamoHandler, method, FAULT.wrap(operation, getattr(DynamoHandler, method)))
     _applied = True
@@ -122,6 +147,12 @@ def _copy_source_if_match(original: Any) -> Any:
         return original(self)
 
     return copy_object
+
+
+def dynamodb_lock() -> threading.RLock:
+    """The lock moto's DynamoDB item operations run under: held by code that reads moto's tables
+    directly (devstack/push_local.py), so it never sees a table mid-write."""
+    return _LOCK
 
 
 # --- TransactionConflict, as DynamoDB answers contention ----------------------------------------

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from devstack.sample_files import png as png  # re-exported: the tests take it from here
 from videogen.domain.errors import MediaTransferError, UploadChanged
 from videogen.ports import ObjectHead, PresignedPost
 
@@ -68,17 +68,6 @@ class FakeUploadBucket:
 
 
 # --- files ----------------------------------------------------------------------------------
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png(width: int = 4, height: int = 3) -> bytes:
-    """A real (decodable) RGB PNG."""
-    raw = b"".join(b"\x00" + b"\x80\x40\x20" * width for _ in range(height))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
 
 
 def jpeg(width: int = 640, height: int = 480, exif_segments: int = 0) -> bytes:
