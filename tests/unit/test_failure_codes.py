@@ -11,6 +11,7 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from tests.fakes import make_job
 from tests.fakes.fal import fal_request
 from tests.fakes.system import System
 from videogen.adapters.fal import FalClient, parse_delivery
@@ -19,6 +20,7 @@ from videogen.domain.endings import (
     Failure,
     FailureCode,
     contract_code,
+    deadline_ending,
     fal_failure,
     public_error,
     submit_rejected,
@@ -97,13 +99,25 @@ def test_a_refused_submit_keeps_an_inputs_fault_and_is_submit_failed_otherwise()
 
 
 def test_the_workflows_reasons_and_older_codes_read_as_the_contracts() -> None:
-    assert workflow_ending("deadline_exceeded").error == JobError(
+    at_fal = make_job(JobStatus.SUBMITTED, request_id="req-1")
+    assert workflow_ending("deadline_exceeded", at_fal).error == JobError(
         code="expired", message="the provider did not finish in time"
     )
-    assert workflow_ending("submit_failed").error == JobError(
+    assert workflow_ending("submit_failed", at_fal).error == JobError(
         code="submit_failed", message="the provider could not accept the request"
     )
-    assert workflow_ending("operator_stopped").error == JobError(code="generation_failed", message="operator_stopped")
+    assert workflow_ending("operator_stopped", at_fal).error == JobError(
+        code="generation_failed", message="operator_stopped"
+    )
+
+
+def test_a_job_fal_never_accepted_is_submit_failed_at_its_deadline_not_expired() -> None:
+    """Every submit refused (429/503) until the deadline: fal never held it, so it did not "fail to
+    finish in time" (black-box bb17 #4)."""
+    never = make_job(JobStatus.QUEUED, submit_attempts=3)
+    for ending in (workflow_ending("deadline_exceeded", never), deadline_ending(never)):
+        assert ending.error == JobError(code="submit_failed", message="the provider did not accept the request in time")
+    assert deadline_ending(make_job(JobStatus.IN_PROGRESS, request_id="r")).error.code == "expired"
     for stored, code in OLDER_CODES.items():
         assert contract_code(stored) == code
     assert {contract_code(code.value) for code in FailureCode} == set(FailureCode)

@@ -42,7 +42,8 @@ def test_given_a_job_past_its_deadline_when_submitting_then_failed_and_refunded_
     assert system.submit.run(job.id) == {"done": True}
     assert system.fal.calls == []
     failed = system.job(job.id)
-    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "expired"
+    # fal never held it: submit_failed, not expired
+    assert failed.status == JobStatus.FAILED and failed.error and failed.error.code == "submit_failed"
     assert system.store.refunds(job.id) == 1
     assert system.events.types_for(job.id) == ["Job Failed"]
 

@@ -105,10 +105,21 @@ def contract_code(stored: str) -> FailureCode:
         return OLDER_CODES.get(stored, FailureCode.GENERATION_FAILED)
 
 
-def workflow_ending(reason: str) -> Ending:
-    """The ending the state machine's ``reason`` asks for (``deadline_exceeded``, ``submit_failed``);
-    a reason of no known code is generation_failed and says itself."""
+NEVER_ACCEPTED = failed(failure_of(FailureCode.SUBMIT_FAILED, "the provider did not accept the request in time"))
+
+
+def deadline_ending(job: Job) -> Ending:
+    """A job at its deadline: ``expired`` once fal held it; ``submit_failed`` when fal never
+    accepted it (every submit refused with a 429/503 until then, or it started too late)."""
+    return DEADLINE_EXCEEDED if job.fal is not None else NEVER_ACCEPTED
+
+
+def workflow_ending(reason: str, job: Job) -> Ending:
+    """The ending the state machine's ``reason`` asks for (``deadline_exceeded``, ``submit_failed``)
+    for ``job`` as stored; a reason of no known code is generation_failed and says itself."""
     code = contract_code(reason)
+    if code == FailureCode.EXPIRED:
+        return deadline_ending(job)
     known = reason in _CODES or reason in OLDER_CODES
     return failed(failure_of(code, None if known else reason))
 

@@ -52,4 +52,4 @@ class ExpireJob:
                 )
         if cause:
             logger.info("failing job", extra={"job_id": job_id, "cause": cause[:200]})
-        return self._finisher.end(job, workflow_ending(reason))
+        return self._finisher.end(job, workflow_ending(reason, job))

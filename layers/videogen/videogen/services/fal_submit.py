@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 
 from videogen import crash
-from videogen.domain.endings import DEADLINE_EXCEEDED, failed, submit_rejected
+from videogen.domain.endings import deadline_ending, failed, submit_rejected
 from videogen.domain.errors import FalRejectedError, FalTransientError, TransitionRejected
 from videogen.domain.models import FalRequest, Progress
 from videogen.domain.registry import Registry
@@ -44,7 +44,7 @@ class SubmitToFal:
         if job.fal is not None:  # a retry after the request id was stored
             return {"done": False}
         if past_deadline(job):  # started too late: never pay fal for it
-            self._finisher.end(job, DEADLINE_EXCEEDED)
+            self._finisher.end(job, deadline_ending(job))
             return {"done": True}
         try:
             job = self._store.record_submit_attempt(job_id)
