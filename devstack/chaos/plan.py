@@ -3,6 +3,7 @@ behaviours), made from the seed before anything runs, and the simulator faults t
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,7 +145,8 @@ def make_plan(jobs: int, users: int, seed: int) -> tuple[list[User], list[Plan]]
                 DevicePlan(
                     device_id=f"{user.user_id}-d{d}",
                     platform=rng.choice(PLATFORMS),
-                    token=f"tok-{tag}-{i:03d}-{d}-{rng.getrandbits(48):012x}",
+                    # hex, as APNs issues them (an FCM token may be anything): unique per run and device
+                    token=hashlib.sha256(f"tok-{tag}-{i:03d}-{d}-{rng.getrandbits(48):012x}".encode()).hexdigest(),
                     delete_after_s=rng.uniform(1.0, delete_by_s) if rng.random() < 0.25 else None,
                 )
             )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.devices import FakeDeviceStore, FakePush
-from videogen import wiring
+from videogen import contract, wiring
 from videogen.domain.devices import Platform
 from videogen.services.devices import register_device, remove_device
 
@@ -150,9 +150,30 @@ def test_a_bad_device_id_is_400_and_stores_nothing(fakes: Any, device_id: str) -
 def test_a_token_the_push_service_rejects_is_422_and_the_device_is_not_kept(fakes: Any) -> None:
     store, push = fakes
     push.gone.add("bad")
-    status, body = call("PUT", "/v1/devices/a", {"platform": "apns", "token": "bad"})
+    status, body = call("PUT", "/v1/devices/a", {"platform": "fcm", "token": "bad"})
     assert status == 422 and body["errors"][0]["loc"] == "body.token"
     assert store.devices == {}
+
+
+@pytest.mark.parametrize("token", ["bad", "g" * 64, "a" * 63, "a" * 62, "a" * 202])
+@pytest.mark.parametrize("platform", ["apns", "apns_sandbox"])
+def test_an_apns_token_that_is_not_hex_is_422_before_the_push_service_is_asked(
+    fakes: Any, platform: str, token: str
+) -> None:
+    store, _push = fakes
+    status, body = call("PUT", "/v1/devices/a", {"platform": platform, "token": token})
+    assert status == 422 and body["errors"][0]["loc"] == "body.token", body
+    assert store.devices == {}
+    assert call("PUT", "/v1/devices/a", {"platform": "fcm", "token": token})[0] == 200  # FCM's are not hex
+
+
+def test_the_published_schema_says_what_apns_tokens_are() -> None:
+    import jsonschema
+
+    schema = jsonschema.Draft202012Validator(contract.DeviceRequest.model_json_schema())
+    assert schema.is_valid({"platform": "apns", "token": "aB" * 32})
+    assert not schema.is_valid({"platform": "apns_sandbox", "token": "xyz"})
+    assert schema.is_valid({"platform": "fcm", "token": "xyz"})
 
 
 def test_sns_not_answering_keeps_the_device_without_endpoint_for_the_notifier(fakes: Any) -> None:

@@ -7,12 +7,13 @@ may be null is ``X | None`` and still required when it is always sent.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from videogen.domain.devices import TOKEN_MAX, Platform
+from videogen.domain.devices import APNS_PLATFORMS, APNS_TOKEN, TOKEN_MAX, Platform
 from videogen.domain.endings import FailureCode
 from videogen.domain.errors import a_or_an, error_classes
 from videogen.domain.models import JobStatus, LedgerType
@@ -208,6 +209,15 @@ class PurchaseCreated(_Body):
 class DeviceRequest(_Body):
     """``PUT /v1/devices/{device_id}``: where this install is reached."""
 
+    # An APNs token is hex (32 bytes today; Apple may lengthen it): said in the schema too.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"platform": {"enum": [p.value for p in APNS_PLATFORMS]}}},
+            "then": {"properties": {"token": {"pattern": APNS_TOKEN}}},
+        },
+    )
+
     platform: Platform = Field(
         description="apns (App Store and TestFlight builds), apns_sandbox (development builds), fcm (Firebase)"
     )
@@ -216,6 +226,13 @@ class DeviceRequest(_Body):
         max_length=TOKEN_MAX,
         description="The APNs device token (hex) or FCM registration token; stored, never answered",
     )
+
+    @field_validator("token")
+    @classmethod
+    def _apns_token_is_hex(cls, token: str, info: ValidationInfo) -> str:
+        if info.data.get("platform") in APNS_PLATFORMS and not re.fullmatch(APNS_TOKEN, token):
+            raise ValueError("an APNs device token is an even number (64-200) of hex digits")
+        return token
 
 
 class Device(_Body):

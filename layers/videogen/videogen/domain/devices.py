@@ -40,6 +40,10 @@ class Platform(StrEnum):
     FCM = "fcm"
 
 
+APNS_PLATFORMS = frozenset({Platform.APNS, Platform.APNS_SANDBOX})
+APNS_TOKEN = r"^(?:[0-9A-Fa-f]{2}){32,100}$"  # what APNs issues: hex, 32 bytes today
+
+
 class Device(BaseModel):
     """One stored device. ``endpoint_arn`` is the SNS platform endpoint of ``token`` (None while
     push is off for the platform, or until its endpoint is created)."""
