@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from videogen.domain import media_probe
 from videogen.domain.devices import TOKEN_MAX, Platform
 from videogen.domain.endings import FailureCode
 from videogen.domain.errors import a_or_an, error_classes
@@ -276,7 +277,7 @@ class UploadRequest(_Body):
 
 
 class UploadError(_Body):
-    code: str = Field(description="Why the file was rejected: type_mismatch, size_mismatch or not_decodable")
+    code: str = Field(description="Why the file was rejected: " + ", ".join(media_probe.REJECTION_CODES))
     message: str
 
 
