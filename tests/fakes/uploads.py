@@ -1,15 +1,19 @@
-"""The uploads prefix of the bucket in memory (:class:`videogen.ports.UploadBucket`), and small
-real files of each accepted type to upload."""
+"""The uploads prefix of the bucket in memory (:class:`videogen.ports.UploadBucket`), its decoder
+(:class:`FakeMediaProbe`, :class:`videogen.ports.MediaProbe`), and small files of each accepted
+type to upload (real headers; only ``png`` and ``SAMPLE_MP4`` decode)."""
 
 from __future__ import annotations
 
 import hashlib
 import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from devstack.sample_files import png as png  # re-exported: the tests take it from here
+from videogen.domain import media_probe
 from videogen.domain.errors import MediaTransferError, UploadChanged
+from videogen.domain.media_probe import NotDecodable, Probe, Reader
 from videogen.ports import ObjectHead, PresignedPost
 
 SAMPLE_MP4 = (Path(__file__).resolve().parents[2] / "devstack" / "falsim" / "sample.mp4").read_bytes()
@@ -114,3 +118,27 @@ def mp4(duration: int = 2500, timescale: int = 1000, *, moov_last: bool = False,
     moov = box(b"moov", box(b"mvhd", mvhd))
     mdat = box(b"mdat", b"\x00" * 100_000)
     return ftyp + (mdat + moov if moov_last else moov + mdat)
+
+
+class FakeMediaProbe:
+    """Implements :class:`videogen.ports.MediaProbe` without a decoder: a file decodes to what its
+    header says (:func:`videogen.domain.media_probe.probe`, read through ``read`` as a decoder
+    would), unless the test set :attr:`answer` (a :class:`Probe` to return) or :attr:`refuse` (a
+    ``NotDecodable`` to raise). ``calls``: the content type and size of each decode."""
+
+    def __init__(self) -> None:
+        self.answer: Probe | None = None
+        self.refuse: NotDecodable | None = None
+        self.calls: list[tuple[str, int]] = []
+
+    def decode(self, content_type: str, read: Reader, size: int) -> Probe:
+        self.calls.append((content_type, size))
+        if self.refuse is not None:
+            raise self.refuse
+        return self.answer if self.answer is not None else media_probe.probe(content_type, read, size)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` over a few bytes of image data (a
+    decompression bomb's header: ``png()`` of that size would be gigabytes)."""
+    return png(width, height, idat=zlib.compress(b"\x00" * 1024))

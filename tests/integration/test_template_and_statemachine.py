@@ -180,15 +180,18 @@ def test_functions_have_globals_merged_and_code_on_disk() -> None:
     assert (functions["FalCheckFunction"].timeout, functions["FalCheckFunction"].memory) == (300, 1024)
     assert (functions["SubmitFunction"].timeout, functions["SubmitFunction"].memory) == (30, 512)
     assert (functions["MediaFunction"].timeout, functions["MediaFunction"].memory) == (60, 1024)
+    assert (functions["UploadValidatorFunction"].timeout, functions["UploadValidatorFunction"].memory) == (30, 1024)
 
 
-def test_only_the_media_function_has_the_media_layer_and_it_runs_on_job_completed() -> None:
-    """PyAV's layer on one function only: no other cold start loads FFmpeg. Its one event is the
-    bus's "Job Completed" (after the completion: never on the completion's path)."""
+def test_only_the_media_and_upload_validator_functions_have_the_media_layer_and_media_runs_on_job_completed() -> None:
+    """PyAV's layer on the two functions that decode (posters; the upload check) only: no other
+    cold start loads FFmpeg. The media function's one event is the bus's "Job Completed" (after
+    the completion: never on the completion's path)."""
     template = SamTemplate.load()
     for logical_id, res in template.resources_of_type("AWS::Serverless::Function").items():
         layers = res["Properties"].get("Layers") or []
-        assert (layers == [{"Ref": "MediaLayer"}]) == (logical_id == "MediaFunction"), logical_id
+        decodes = logical_id in ("MediaFunction", "UploadValidatorFunction")
+        assert (layers == [{"Ref": "MediaLayer"}]) == decodes, logical_id
     [rule] = [r for r in template.event_rules() if r.function == "MediaFunction"]
     assert rule.pattern == {"source": ["videogen.job"], "detail-type": ["Job Completed"]}
     assert rule.bus == "EventBus"  # the project's bus (its Ref, unresolved here)

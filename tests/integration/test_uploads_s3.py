@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import struct
 import threading
 import time
 import uuid
@@ -28,8 +29,10 @@ from moto.server import ThreadedMotoServer
 
 from devstack import s3_events
 from devstack.provision import create_table
+from devstack.sample_files import SAMPLE_JPEG, png_chunk
 from devstack.template import SamTemplate
-from tests.fakes.uploads import png
+from tests.fakes.uploads import SAMPLE_MP4, jpeg, mp4, png, png_claiming, webp_lossy
+from videogen.adapters.av_media import PyAvProbe
 from videogen.adapters.dynamo import DynamoStore
 from videogen.adapters.uploads import S3UploadBucket
 from videogen.domain.errors import BalanceChanged, UploadChanged
@@ -121,7 +124,7 @@ def test_moto_does_not_enforce_the_policy_so_the_validator_refuses_what_s3_would
     create_table(dynamodb, table, SamTemplate.load().table_specs()["JobsTable"])
     store = DynamoStore(dynamodb, table)
     _put(store, upload)
-    outcome = UploadValidator(store, S3UploadBucket(s3, bucket)).check(bucket, upload.s3_key)
+    outcome = UploadValidator(store, S3UploadBucket(s3, bucket), PyAvProbe()).check(bucket, upload.s3_key)
     found = store.get_upload("u1", upload.id)
     assert outcome == "rejected" and found is not None and found.status == UploadStatus.REJECTED
     assert found.error is not None and found.error.code == ("size_mismatch" if wrong == "size" else "type_mismatch")
@@ -267,12 +270,12 @@ def test_the_validator_on_moto_seals_the_checked_bytes_and_a_swap_mid_check_seal
             s3.put_object(Bucket=bucket, Key=key, Body=b"\x00" * len(data))  # the app POSTs again
             return super().seal(bucket, key, etag, sealed_key)
 
-    assert UploadValidator(store, SwapBeforeSeal(s3, bucket)).check(bucket, upload.s3_key) == "superseded"
+    assert UploadValidator(store, SwapBeforeSeal(s3, bucket), PyAvProbe()).check(bucket, upload.s3_key) == "superseded"
     assert store.get_upload("u/1", upload.id).status == UploadStatus.PENDING
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="inputs/")
 
     s3.put_object(Bucket=bucket, Key=upload.s3_key, Body=data)  # and once more, a real PNG
-    assert UploadValidator(store, S3UploadBucket(s3, bucket)).check(bucket, upload.s3_key) == "ready"
+    assert UploadValidator(store, S3UploadBucket(s3, bucket), PyAvProbe()).check(bucket, upload.s3_key) == "ready"
     done = store.get_upload("u/1", upload.id)
     assert done is not None and done.input_key is not None and done.input_key.startswith(f"inputs/u%2F1/{upload.id}/")
     assert s3.get_object(Bucket=bucket, Key=done.input_key)["Body"].read() == data
@@ -306,3 +309,96 @@ def test_create_upload_writes_the_record_and_the_rate_state_both_or_neither_and_
     assert store.get_upload("u1", upload(2).id) is not None and store.get_balance("u1").rl_tat_ms == now + 20_000
     store.create_upload(upload(2), Balance(), Usage(1))  # the record exists: nothing changes
     assert store.get_balance("u1").rl_tat_ms == now + 20_000
+
+
+# --- the real decode: crafted files through S3, the ranged reads and PyAV ------------------------
+
+
+def _png_without_idat() -> bytes:
+    """bb17's file: signature, IHDR (320x240), 2.6 KB of text, IEND: a header-valid PNG with no image data."""
+    ihdr = struct.pack(">IIBBBBB", 320, 240, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"tEXt", b"<?php x ?>" * 260)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+CRAFTED = [
+    ("png without IDAT", "image/png", _png_without_idat(), "not_decodable"),
+    ("65535x65535 PNG header", "image/png", png_claiming(65_535, 65_535), "too_large"),
+    ("truncated JPEG", "image/jpeg", SAMPLE_JPEG[: len(SAMPLE_JPEG) // 2] + b"\xff\xd9", "not_decodable"),
+    ("header-only JPEG", "image/jpeg", jpeg(), "not_decodable"),
+    ("header-only WebP", "image/webp", webp_lossy(), "not_decodable"),
+    ("MP4 without tracks", "video/mp4", mp4(2500, 1000), "not_decodable"),
+    ("MP4 with an absurd duration", "video/mp4", mp4(2**64 - 2, 1, version=1), "too_long"),
+    ("a PNG declared MP4", "video/mp4", png(), "type_mismatch"),
+]
+GOOD_FILES = [
+    ("image/png", png(320, 240), (320, 240, None)),
+    ("image/jpeg", SAMPLE_JPEG, (320, 240, None)),
+    ("video/mp4", SAMPLE_MP4, (None, None, 2.0)),
+]
+
+
+@pytest.fixture
+def checked(s3: Any, endpoint: str) -> Any:
+    """Puts ``data`` as a pending upload's object and runs the real check on it: the upload after."""
+    bucket = _bucket(s3)
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+    table = f"uploads-{uuid.uuid4().hex[:8]}"
+    create_table(dynamodb, table, SamTemplate.load().table_specs()["JobsTable"])
+    store = DynamoStore(dynamodb, table)
+    validator = UploadValidator(store, S3UploadBucket(s3, bucket), PyAvProbe())
+
+    def check(content_type: str, data: bytes) -> tuple[str, Upload]:
+        upload = _pending("upl_" + uuid.uuid4().hex[:26], content_type, len(data))
+        _put(store, upload)
+        s3.put_object(Bucket=bucket, Key=upload.s3_key, Body=data)
+        outcome = validator.check(bucket, upload.s3_key)
+        done = store.get_upload(upload.user_id, upload.id)
+        assert done is not None
+        return outcome, done
+
+    return check
+
+
+@pytest.mark.parametrize(("name", "content_type", "data", "code"), CRAFTED, ids=[c[0] for c in CRAFTED])
+def test_crafted_undecodable_files_are_rejected_with_their_reason(checked: Any, name, content_type, data, code) -> None:
+    outcome, done = checked(content_type, data)
+    assert outcome == "rejected" and done.status == UploadStatus.REJECTED and done.input_key is None
+    assert done.error is not None and done.error.code == code, (name, done.error)
+
+
+@pytest.mark.parametrize(("content_type", "data", "measured"), GOOD_FILES, ids=[g[0] for g in GOOD_FILES])
+def test_real_files_decode_and_are_ready_with_what_they_measure(checked: Any, content_type, data, measured) -> None:
+    outcome, done = checked(content_type, data)
+    assert outcome == "ready" and done.status == UploadStatus.READY and done.input_key is not None
+    assert (done.width, done.height, done.duration_s) == measured
+
+
+def test_a_file_replaced_while_the_decoder_reads_it_is_superseded_not_rejected(s3: Any, endpoint: str) -> None:
+    """The decoder's reads are pinned to the checked ETag like the header's: a POST in between is
+    UploadChanged from inside FFmpeg's read, and the upload stays pending for its own event."""
+    bucket = _bucket(s3)
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+    table = f"uploads-{uuid.uuid4().hex[:8]}"
+    create_table(dynamodb, table, SamTemplate.load().table_specs()["JobsTable"])
+    store = DynamoStore(dynamodb, table)
+    data = png(200, 200, noise=True)  # larger than the check's first 64 KiB read
+    assert len(data) > 64 * 1024
+    upload = _pending("upl_" + "3" * 26, "image/png", len(data))
+    _put(store, upload)
+    s3.put_object(Bucket=bucket, Key=upload.s3_key, Body=data)
+
+    class SwapWhileDecoding(PyAvProbe):
+        def decode(self, content_type: str, read: Any, size: int) -> Any:
+            s3.put_object(Bucket=bucket, Key=upload.s3_key, Body=data[::-1])  # the app POSTs again
+            return super().decode(content_type, read, size)
+
+    outcome = UploadValidator(store, S3UploadBucket(s3, bucket), SwapWhileDecoding()).check(bucket, upload.s3_key)
+    assert outcome == "superseded" and store.get_upload("u1", upload.id).status == UploadStatus.PENDING
+    s3.put_object(Bucket=bucket, Key=upload.s3_key, Body=data)  # its own event: decoded whole, ready
+    outcome = UploadValidator(store, S3UploadBucket(s3, bucket), PyAvProbe()).check(bucket, upload.s3_key)
+    assert outcome == "ready" and (store.get_upload("u1", upload.id).width or 0) == 200

@@ -12,10 +12,12 @@ import pytest
 from tests.fakes.system import System
 from tests.fakes.uploads import (
     SAMPLE_MP4,
+    FakeMediaProbe,
     FakeUploadBucket,
     jpeg,
     mp4,
     png,
+    png_claiming,
     webp_extended,
     webp_lossless,
     webp_lossy,
@@ -54,7 +56,7 @@ def uploaded(system: System, bucket: FakeUploadBucket, data: bytes, content_type
     """An upload created, its bytes POSTed, the S3 event handled: its id."""
     upload_id = create(system, bucket, content_type, len(data), user)
     bucket.objects[object_key(user, upload_id)] = data
-    uploads.UploadValidator(system.store, bucket).check(bucket.name, object_key(user, upload_id))
+    uploads.UploadValidator(system.store, bucket, FakeMediaProbe()).check(bucket.name, object_key(user, upload_id))
     return upload_id
 
 
@@ -181,6 +183,11 @@ BAD = [
     ("video/mp4", mp4()[:40], "not_decodable"),
     ("video/mp4", mp4(0), "not_decodable"),
     ("video/mp4", mp4(1000, 0), "not_decodable"),
+    ("image/png", png_claiming(65_535, 65_535), "too_large"),  # the header alone refuses it: never decoded
+    ("image/jpeg", jpeg(16_385, 10), "too_large"),
+    ("image/webp", webp_extended(8_000, 7_000), "too_large"),  # 56 MP
+    ("video/mp4", mp4(601_000, 1000), "too_long"),
+    ("video/mp4", mp4(2**64 - 2, 1, version=1), "too_long"),  # an absurd duration
 ]
 
 
@@ -192,10 +199,100 @@ def test_bytes_that_are_not_a_file_of_the_declared_type_are_rejected(system, buc
     assert done.error is not None and done.error.code == code
 
 
+# --- the decode, after the header ------------------------------------------------------------
+
+
+def _checked(system: System, bucket: FakeUploadBucket, decoder: FakeMediaProbe, data: bytes, content_type: str) -> Any:
+    upload_id = create(system, bucket, content_type, len(data))
+    bucket.objects[object_key("u1", upload_id)] = data
+    outcome = uploads.UploadValidator(system.store, bucket, decoder).check(bucket.name, object_key("u1", upload_id))
+    return outcome, system.store.get_upload("u1", upload_id)
+
+
+def test_a_header_past_the_bounds_or_of_another_type_is_refused_before_any_decoding(system, bucket) -> None:
+    decoder = FakeMediaProbe()
+    for data, content_type in [
+        (png_claiming(65_535, 65_535), "image/png"),
+        (png(), "image/jpeg"),
+        (b"x" * 9, "video/mp4"),
+    ]:
+        outcome, _ = _checked(system, bucket, decoder, data, content_type)
+        assert outcome == "rejected"
+    assert decoder.calls == []
+
+
+def test_bytes_the_decoder_refuses_are_rejected_with_its_reason_and_not_sealed(system, bucket) -> None:
+    decoder = FakeMediaProbe()
+    decoder.refuse = media_probe.NotDecodable(media_probe.NOT_DECODABLE, "no frame of the file could be decoded")
+    outcome, done = _checked(system, bucket, decoder, png(), "image/png")
+    assert outcome == "rejected" and done.status == UploadStatus.REJECTED and not bucket.seals
+    assert done.error.code == "not_decodable" and done.error.message == "no frame of the file could be decoded"
+    assert decoder.calls == [("image/png", len(png()))]
+
+
+def test_an_image_is_ready_with_the_size_of_its_decoded_frame(system, bucket) -> None:
+    decoder = FakeMediaProbe()
+    decoder.answer = media_probe.Probe(width=8, height=6)
+    outcome, done = _checked(system, bucket, decoder, png(4, 3), "image/png")
+    assert outcome == "ready" and (done.width, done.height, done.duration_s) == (8, 6, None)
+
+
+@pytest.mark.parametrize(
+    ("decoded", "code"),
+    [(media_probe.Probe(), "not_decodable"), (media_probe.Probe(width=20_000, height=2), "too_large")],
+)
+def test_a_decoded_image_without_a_frame_or_past_the_bounds_is_rejected(system, bucket, decoded, code) -> None:
+    decoder = FakeMediaProbe()
+    decoder.answer = decoded
+    outcome, done = _checked(system, bucket, decoder, png(), "image/png")
+    assert outcome == "rejected" and done.error.code == code
+
+
+@pytest.mark.parametrize(
+    ("container_s", "status", "recorded"),
+    [
+        (3.25, UploadStatus.READY, 3.25),  # the container's duration, not the header's 2.5
+        (None, UploadStatus.READY, 2.5),  # the container states none: the header's
+        (0.0, UploadStatus.REJECTED, "not_decodable"),
+        (float("nan"), UploadStatus.REJECTED, "not_decodable"),
+        (600.0, UploadStatus.READY, 600.0),
+        (600.5, UploadStatus.REJECTED, "too_long"),
+    ],
+)
+def test_a_videos_duration_is_the_containers_within_the_bounds(system, bucket, container_s, status, recorded) -> None:
+    decoder = FakeMediaProbe()
+    decoder.answer = media_probe.Probe(width=320, height=240, duration_s=container_s)
+    _, done = _checked(system, bucket, decoder, mp4(2500, 1000), "video/mp4")
+    assert done.status == status
+    assert (done.duration_s if status is UploadStatus.READY else done.error.code) == recorded
+    assert (done.width, done.height) == (None, None)  # a video records its duration only
+
+
+def test_the_bounds_say_what_is_taken() -> None:
+    with pytest.raises(media_probe.NotDecodable) as big:
+        media_probe.check_frame(65_535, 65_535, "PNG")
+    assert big.value.code == "too_large"
+    assert big.value.message == "PNG is 65535x65535 pixels; at most 16384 per side and 50 MP are taken"
+    assert media_probe.check_frame(16_384, 3_000, "x") == media_probe.Probe(width=16_384, height=3_000)
+    with pytest.raises(media_probe.NotDecodable, match="at most 16384 per side"):
+        media_probe.check_frame(10_000, 6_000, "x")  # 60 MP, each side within
+    with pytest.raises(media_probe.NotDecodable) as long:
+        media_probe.check_duration(601, "the video")
+    assert long.value.message == "the video lasts 601 s; videos of at most 600 s are taken"
+
+
+def test_the_contract_lists_every_rejection_code() -> None:
+    description = contract.UploadError.model_fields["code"].description or ""
+    assert all(code in description for code in media_probe.REJECTION_CODES)
+
+
 def test_a_size_other_than_the_declared_one_is_rejected(system, bucket) -> None:
     upload_id = create(system, bucket, "image/png", 10)
     bucket.objects[object_key("u1", upload_id)] = png()
-    assert uploads.UploadValidator(system.store, bucket).check(bucket.name, object_key("u1", upload_id)) == "rejected"
+    assert (
+        uploads.UploadValidator(system.store, bucket, FakeMediaProbe()).check(bucket.name, object_key("u1", upload_id))
+        == "rejected"
+    )
     done = system.store.get_upload("u1", upload_id)
     assert done is not None and done.error is not None and done.error.code == "size_mismatch"
 
@@ -203,7 +300,7 @@ def test_a_size_other_than_the_declared_one_is_rejected(system, bucket) -> None:
 def test_a_redelivered_event_changes_nothing_and_reads_nothing(system, bucket) -> None:
     upload_id = uploaded(system, bucket, png(), "image/png")
     reads = len(bucket.reads)
-    validator = uploads.UploadValidator(system.store, bucket)
+    validator = uploads.UploadValidator(system.store, bucket, FakeMediaProbe())
     bucket.objects[object_key("u1", upload_id)] = b"replaced by garbage"
     assert validator.check(bucket.name, object_key("u1", upload_id)) == "ignored"
     assert len(bucket.reads) == reads and system.store.get_upload("u1", upload_id).status == UploadStatus.READY
@@ -211,12 +308,12 @@ def test_a_redelivered_event_changes_nothing_and_reads_nothing(system, bucket) -
 
 @pytest.mark.parametrize("key", ["videos/u1/x.mp4", "uploads/u1/not-an-id", "uploads/u1/upl_" + "0" * 26, "uploads/"])
 def test_keys_we_did_not_hand_out_and_unknown_uploads_are_ignored(system, bucket, key) -> None:
-    assert uploads.UploadValidator(system.store, bucket).check(bucket.name, key) == "ignored"
+    assert uploads.UploadValidator(system.store, bucket, FakeMediaProbe()).check(bucket.name, key) == "ignored"
 
 
 def test_an_object_gone_again_is_ignored_and_an_unreadable_one_raises_for_lambdas_retry(system, bucket) -> None:
     upload_id = create(system, bucket, "image/png", len(png()))
-    validator = uploads.UploadValidator(system.store, bucket)
+    validator = uploads.UploadValidator(system.store, bucket, FakeMediaProbe())
     assert validator.check(bucket.name, object_key("u1", upload_id)) == "ignored"  # no object (yet)
     bucket.objects[object_key("u1", upload_id)] = png()
     bucket.fail_reads = 1
@@ -387,7 +484,7 @@ def test_bytes_posted_after_the_check_never_reach_fal(funded, bucket) -> None:
     image = uploaded(funded, bucket, png(), "image/png")
     raw = object_key("u1", image)
     bucket.objects[raw] = b"<?php evil(); ?>" + b"\x00" * (len(png()) - 16)  # same size, not a PNG
-    assert uploads.UploadValidator(funded.store, bucket).check(bucket.name, raw) == "ignored"
+    assert uploads.UploadValidator(funded.store, bucket, FakeMediaProbe()).check(bucket.name, raw) == "ignored"
     answer = submit_with(funded, image_url=f"upload:{image}", video_url="https://example.com/v.mp4")
     assert funded.submit.run(answer.body["job"]["id"]) == {"done": False}
     ((_, payload, _),) = funded.fal.submitted
@@ -399,7 +496,7 @@ def test_bytes_replaced_while_they_are_read_are_not_marked_and_their_own_event_d
     upload_id = create(system, bucket, "image/png", len(png()))
     key = object_key("u1", upload_id)
     bucket.objects[key] = b"\x00" * len(png())  # not a PNG ...
-    validator = uploads.UploadValidator(system.store, bucket)
+    validator = uploads.UploadValidator(system.store, bucket, FakeMediaProbe())
 
     def post_again() -> None:
         bucket.objects[key] = png()  # ... replaced mid-check by a valid PNG of the declared size
@@ -416,7 +513,7 @@ def test_bytes_replaced_between_the_check_and_the_seal_are_not_sealed(system, bu
     key = object_key("u1", upload_id)
     bucket.objects[key] = png()
     bucket.before_seal = lambda: bucket.objects.__setitem__(key, b"\x00" * len(png()))  # checked, then replaced
-    assert uploads.UploadValidator(system.store, bucket).check(bucket.name, key) == "superseded"
+    assert uploads.UploadValidator(system.store, bucket, FakeMediaProbe()).check(bucket.name, key) == "superseded"
     done = system.store.get_upload("u1", upload_id)
     assert done.status == UploadStatus.PENDING and done.input_key is None
     assert not [k for k in bucket.objects if k.startswith("inputs/")]

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from videogen.domain import media_probe
 from videogen.domain.devices import APNS_PLATFORMS, APNS_TOKEN, TOKEN_MAX, Platform
 from videogen.domain.endings import FailureCode
 from videogen.domain.errors import a_or_an, error_classes
@@ -293,7 +294,7 @@ class UploadRequest(_Body):
 
 
 class UploadError(_Body):
-    code: str = Field(description="Why the file was rejected: type_mismatch, size_mismatch or not_decodable")
+    code: str = Field(description="Why the file was rejected: " + ", ".join(media_probe.REJECTION_CODES))
     message: str
 
 

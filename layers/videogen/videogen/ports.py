@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from videogen.domain.devices import Device, Notification, Platform
 from videogen.domain.endings import FAILURE_MESSAGES, Failure, FailureCode, fal_failure
 from videogen.domain.limits import Usage
+from videogen.domain.media_probe import Probe, Reader
 from videogen.domain.models import (
     Balance,
     CancelIntent,
@@ -413,6 +414,21 @@ class MediaTools(Protocol):
         """Measure the video at ``video_key`` from the file itself, store a JPEG of a frame near
         the start that is not black (:func:`videogen.domain.media.pick_poster`) at ``poster_key``
         and return both. Writing the same poster again is harmless (same key, same bytes)."""
+        ...
+
+
+class MediaProbe(Protocol):
+    """The decoder an upload's check hands the file to once its header passed
+    (:func:`videogen.domain.media_probe.probe`): PyAV, on the bytes ``read(offset, length)`` serves
+    (the upload check's ranged reads, pinned to the checked version)."""
+
+    def decode(self, content_type: str, read: Reader, size: int) -> Probe:
+        """Open the file as the declared type's format (never another's), bound its frame size from
+        the decoder's own header (:func:`videogen.domain.media_probe.check_frame`) BEFORE decoding,
+        then decode its first frame. Returns that frame's width and height, and for a video the
+        container's duration (None when it states none). ``NotDecodable`` when there is no video
+        stream, no frame decodes, or the frame is too large; ``UploadChanged`` /
+        ``MediaTransferError`` from ``read`` pass through."""
         ...
 
 

@@ -279,7 +279,7 @@ def reconciler() -> Reconciler:
 
 @lru_cache(maxsize=1)
 def media_tools() -> PyAvMedia:
-    """PyAV: only the media function has its layer (layers/media), so only it may call this."""
+    """PyAV: only the media function and the upload validator have its layer (layers/media)."""
     from videogen.adapters.av_media import PyAvMedia
 
     return PyAvMedia(client("s3"), settings().bucket_name)
@@ -339,9 +339,10 @@ def upload_bucket() -> S3UploadBucket:
 
 @lru_cache(maxsize=1)
 def upload_validator() -> UploadValidator:
+    from videogen.adapters.av_media import PyAvProbe  # PyAV: the validator has the media layer too
     from videogen.services.uploads import UploadValidator
 
-    return UploadValidator(store(), upload_bucket())
+    return UploadValidator(store(), upload_bucket(), PyAvProbe())
 
 
 # --- products and purchases -----------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The media adapter: PyAV (FFmpeg) on videos in our bucket. Only the media function imports it
-(its layer, layers/media, carries PyAV; no other function's cold start pays for it).
+"""The media adapter: PyAV (FFmpeg) on videos in our bucket (posters) and on uploaded files (the
+upload check's decode). Only the media and the upload validator functions import it (their
+layer, layers/media, carries PyAV; no other function's cold start pays for it).
 
 The video is never downloaded whole: FFmpeg reads it through :class:`S3RangeFile`, a seekable
 file of ranged GETs in ``block_bytes`` blocks, so a poster of a 2 GiB video reads its index
@@ -8,7 +9,6 @@ file of ranged GETs in ``block_bytes`` blocks, so a poster of a 2 GiB video read
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
@@ -17,10 +17,12 @@ import av
 from av.video.codeccontext import VideoCodecContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from videogen.adapters.seekable import SeekableReader
+from videogen.adapters.seekable import BlockReader
 from videogen.domain.errors import MediaTransferError, MediaUndecodable, VideoMissing
 from videogen.domain.media import POSTER_CONTENT_TYPE, POSTER_MAX_FRAMES, POSTER_MIN_LUMA, pick_poster
+from videogen.domain.media_probe import MAX_PIXELS, NOT_DECODABLE, NotDecodable, Probe, Reader, check_frame
 from videogen.domain.models import VideoMedia
+from videogen.domain.uploads import CONTENT_TYPES, MediaKind
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -31,7 +33,7 @@ POSTER_MAX_SIDE = 1280  # a poster larger than this is scaled down (an app shows
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
-class S3RangeFile(SeekableReader):
+class S3RangeFile(BlockReader):
     """A read-only, seekable file over one S3 object, read in ranged GETs of ``block_bytes``,
     keeping the last ``cache_blocks`` blocks. The size comes from the first GET's Content-Range
     (no HeadObject). ``requests`` and ``bytes_fetched`` say what it cost.
@@ -40,13 +42,8 @@ class S3RangeFile(SeekableReader):
     as its own I/O error, and the adapter raises the kept one instead."""
 
     def __init__(self, s3: S3Client, bucket: str, key: str, *, block_bytes: int = MIB, cache_blocks: int = 8) -> None:
-        super().__init__()
-        if block_bytes <= 0 or cache_blocks <= 0:
-            raise ValueError("block_bytes and cache_blocks must be > 0")
+        super().__init__(block_bytes, cache_blocks)
         self._s3, self._bucket, self._key = s3, bucket, key
-        self._block = block_bytes
-        self._cache_blocks = cache_blocks
-        self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self.requests = 0
         self.bytes_fetched = 0
         self.error: Exception | None = None
@@ -84,33 +81,8 @@ class S3RangeFile(SeekableReader):
         self._remember(0, answer["Data"])
         return size
 
-    def _remember(self, index: int, data: bytes) -> None:
-        self._blocks[index] = data
-        self._blocks.move_to_end(index)
-        while len(self._blocks) > self._cache_blocks:
-            self._blocks.popitem(last=False)
-
-    def _block_at(self, index: int) -> bytes:
-        if index in self._blocks:
-            self._blocks.move_to_end(index)
-            return self._blocks[index]
-        start = index * self._block
-        data = self._get(start, min(self.size, start + self._block) - 1)["Data"]
-        self._remember(index, data)
-        return data
-
-    def __len__(self) -> int:
-        return self.size
-
-    def readinto(self, target: Any) -> int:
-        if self._pos >= self.size:
-            return 0
-        index, offset = divmod(self._pos, self._block)
-        block = self._block_at(index)
-        n = min(len(target), len(block) - offset)
-        target[:n] = block[offset : offset + n]
-        self._pos += n
-        return n
+    def _fetch(self, start: int, end: int) -> bytes:
+        return bytes(self._get(start, end - 1)["Data"])
 
 
 def mean_luma(frame: av.VideoFrame) -> float:
@@ -220,3 +192,87 @@ class PyAvMedia:
             )
         except (ClientError, BotoCoreError) as exc:
             raise MediaTransferError(f"storing s3://{self._bucket}/{key} failed: {type(exc).__name__}") from exc
+
+
+# --- the upload check's decode (implements videogen.ports.MediaProbe) ---------------------------
+
+# Each declared type is opened with its own demuxer only: FFmpeg never guesses the format (a
+# guessed playlist or concat demuxer could make it open other files or URLs).
+UPLOAD_FORMATS = {"image/png": "png_pipe", "image/jpeg": "jpeg_pipe", "image/webp": "webp_pipe", "video/mp4": "mp4"}
+# A damaged frame is an error, not concealed (FFmpeg's default draws what it could and goes on),
+# and FFmpeg itself refuses a frame over the pixel bound before it allocates it — also while
+# av.open looks for the stream's parameters (which decodes a frame of an image pipe).
+_STRICT_DECODE = {"err_detect": "explode", "max_pixels": str(MAX_PIXELS)}
+MAX_PACKETS = 64  # a video whose first 64 packets decode to no frame is refused
+
+
+class ReaderFile(BlockReader):
+    """A seekable file over ``read(offset, length)`` (:data:`videogen.domain.media_probe.Reader`)
+    of ``size`` bytes, read in blocks. A failure of ``read`` (``UploadChanged``,
+    ``MediaTransferError``) is kept in :attr:`error`: FFmpeg turns it into its own I/O error."""
+
+    def __init__(self, read: Reader, size: int, *, block_bytes: int = MIB, cache_blocks: int = 4) -> None:
+        super().__init__(block_bytes, cache_blocks)
+        self._read = read
+        self.size = size
+        self.error: Exception | None = None
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        try:
+            return self._read(start, end - start)
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
+class PyAvProbe:
+    """Implements :class:`videogen.ports.MediaProbe` with PyAV."""
+
+    def __init__(self, *, block_bytes: int = MIB) -> None:
+        self._block_bytes = block_bytes
+
+    def decode(self, content_type: str, read: Reader, size: int) -> Probe:
+        source = ReaderFile(read, size, block_bytes=self._block_bytes)
+        try:
+            found = self._first_frame(content_type, source)
+        except av.FFmpegError as exc:
+            if source.error is not None:  # the read failed under FFmpeg
+                raise source.error from exc
+            raise NotDecodable(NOT_DECODABLE, f"the file does not decode as {content_type}") from exc
+        if source.error is not None:  # FFmpeg may stop quietly at a failed read (an early end of file)
+            raise source.error
+        return found
+
+    @staticmethod
+    def _first_frame(content_type: str, source: ReaderFile) -> Probe:
+        # stream_options: one dict of codec options per stream (PyAV's stub says list[str])
+        strict = cast(Any, [_STRICT_DECODE])
+        container = av.open(source, mode="r", format=UPLOAD_FORMATS[content_type], stream_options=strict)
+        try:
+            if not container.streams.video:
+                raise NotDecodable(NOT_DECODABLE, "the file has no video track")
+            stream = container.streams.video[0]
+            codec = stream.codec_context
+            if codec.width or codec.height:  # bounded from the decoder's header, before decoding
+                check_frame(codec.width, codec.height, "the frame")
+            codec.options = _STRICT_DECODE
+            frame = next(_frames(container, stream), None)
+            if frame is None:
+                raise NotDecodable(NOT_DECODABLE, "no frame of the file could be decoded")
+            duration: float | None = None
+            if CONTENT_TYPES[content_type] is MediaKind.VIDEO:
+                if container.duration is not None:
+                    duration = container.duration / av.time_base
+                elif stream.duration is not None and stream.time_base is not None:
+                    duration = float(stream.duration * stream.time_base)
+            return Probe(width=frame.width, height=frame.height, duration_s=duration)
+        finally:
+            container.close()
+
+
+def _frames(container: Any, stream: Any) -> Iterator[av.VideoFrame]:
+    """The stream's frames, from at most ``MAX_PACKETS`` packets (then a flush)."""
+    for count, packet in enumerate(container.demux(stream)):
+        if count >= MAX_PACKETS:
+            return
+        yield from packet.decode()

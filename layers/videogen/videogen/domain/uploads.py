@@ -76,7 +76,7 @@ def upload_id_of(value: object) -> str | None:
 
 
 class UploadError(BaseModel):
-    code: str  # type_mismatch | size_mismatch | not_decodable
+    code: str  # one of videogen.domain.media_probe.REJECTION_CODES
     message: str
 
 

@@ -40,7 +40,7 @@ from videogen.domain.uploads import (
     usable,
 )
 from videogen.observability import count, logger
-from videogen.ports import ObjectHead, UploadBucket, UploadStore, VideoStore
+from videogen.ports import MediaProbe, ObjectHead, UploadBucket, UploadStore, VideoStore
 
 MIN_FAL_URL_TTL_S = 60  # a job past its deadline is never submitted; this only floors the arithmetic
 MAX_OPTIMISTIC_ATTEMPTS = 10
@@ -183,11 +183,16 @@ class _CachedReader:
 
 class UploadValidator:
     """Marks a pending upload ``ready`` (with what it measured) or ``rejected`` (with why), once:
-    the write is conditioned on ``pending``, so a redelivered event changes nothing."""
+    the write is conditioned on ``pending``, so a redelivered event changes nothing.
 
-    def __init__(self, store: UploadStore, bucket: UploadBucket) -> None:
+    Cheapest first: the size, then the magic bytes and the header (dimensions or duration within
+    the bounds, :mod:`videogen.domain.media_probe`) from a ranged read or two, and only then the
+    decode of its first frame (``decoder``), on the same pinned reads."""
+
+    def __init__(self, store: UploadStore, bucket: UploadBucket, decoder: MediaProbe) -> None:
         self._store = store
         self._bucket = bucket
+        self._decoder = decoder
 
     def check(self, bucket_name: str, key: str) -> str:
         """One object of an ObjectCreated event; returns what was done (for the log)."""
@@ -205,10 +210,11 @@ class UploadValidator:
         try:
             if size != upload.size_bytes:  # S3 enforces it, the local S3 does not: checked here too
                 raise media_probe.NotDecodable(
-                    "size_mismatch", f"the file has {size} bytes; {upload.size_bytes} were declared"
+                    media_probe.SIZE_MISMATCH, f"the file has {size} bytes; {upload.size_bytes} were declared"
                 )
             reader = _CachedReader(self._bucket, bucket_name, key, head)
-            found = media_probe.probe(upload.content_type, reader, size)
+            header = media_probe.probe(upload.content_type, reader, size)  # bounded before any decoding
+            found = media_probe.accept(header, self._decoder.decode(upload.content_type, reader, size))
         except UploadChanged:
             return self._superseded(upload_id)
         except media_probe.NotDecodable as bad:
