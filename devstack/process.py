@@ -28,7 +28,7 @@ class StackStartError(RuntimeError):
     """The stack exited or did not become healthy in time (its log says why)."""
 
 
-PORTS_FROM_ENV = "STACK_PORTS_FROM"  # set: the API, simulator and moto ports are it, +1, +2 (a shared host)
+PORTS_FROM_ENV = "STACK_PORTS_FROM"  # set: the API, simulator, moto and Play ports are it, +1, +2, +3 (a shared host)
 
 
 def _free_port() -> int:
@@ -37,11 +37,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ports() -> tuple[int, int, int]:
+def _ports() -> tuple[int, int, int, int]:
     first = os.environ.get(PORTS_FROM_ENV)
     if first:
-        return int(first), int(first) + 1, int(first) + 2
-    return _free_port(), _free_port(), _free_port()
+        return int(first), int(first) + 1, int(first) + 2, int(first) + 3
+    return _free_port(), _free_port(), _free_port(), _free_port()
 
 
 class StackProcess:
@@ -60,7 +60,7 @@ class StackProcess:
         conflict_rate: float = 0.0,
         host: str = "127.0.0.1",
     ) -> None:
-        self.port, self.sim_port, self.moto_port = _ports()
+        self.port, self.sim_port, self.moto_port, self.play_port = _ports()
         self.host = host  # HOST: what the stack binds and names in every URL
         self.log_path = log_path
         self.env = {
@@ -68,6 +68,7 @@ class StackProcess:
             "PORT": str(self.port),
             "FALSIM_PORT": str(self.sim_port),
             "MOTO_PORT": str(self.moto_port),
+            "PLAY_PORT": str(self.play_port),
             "HOST": host,
             "PYTHONPATH": f"{ROOT / 'layers' / 'videogen'}{os.pathsep}{ROOT}",
             "TIME_SCALE": str(time_scale),

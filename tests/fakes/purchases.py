@@ -18,9 +18,17 @@ from dataclasses import replace
 from typing import Any
 
 from tests.fakes.store import FakeStore, _entry
-from videogen.domain.errors import InvalidSignature, PurchaseInvalid
+from videogen.domain.errors import InvalidSignature, PurchaseInvalid, ServiceUnavailable
 from videogen.domain.models import LedgerType
-from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction, Purchase, Store
+from videogen.domain.purchases import (
+    AppStoreNotification,
+    AppStorePurchase,
+    AppStoreTransaction,
+    PlayPurchase,
+    PlayVoided,
+    Purchase,
+    Store,
+)
 
 
 def _item(p: Purchase) -> dict[str, Any]:
@@ -113,6 +121,13 @@ class FakePurchaseStore:
         self._enter("regrant")
         return self._move(purchase, notification_id, "granted", None)
 
+    def consumed(self, purchase: Purchase, at: str) -> None:
+        self._enter("consumed")
+        key = (purchase.store, purchase.transaction_id)
+        stored = self._records[key]
+        if stored.consumed_at is None:
+            self._save(replace(stored, consumed_at=at))
+
     def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:
         self._enter("record_unclaimed")
         key = (purchase.store, purchase.transaction_id)
@@ -147,3 +162,33 @@ class FakeAppStore:
         if found is None:
             raise InvalidSignature("the notification does not verify")
         return found
+
+
+class FakePlay:
+    """The Publisher API and the push verifier: Google's records per (product id, token) as a test
+    set them (consumed by :meth:`consume`, as Google does), pushes per bearer token."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], PlayPurchase] = {}
+        self.pushes: dict[str, PlayVoided | None] = {}
+        self.consume_fails = 0  # the next N consumes raise ServiceUnavailable
+        self.consumes: list[str] = []
+
+    def purchase(self, product_id: str, purchase_token: str) -> PlayPurchase:
+        found = self.records.get((product_id, purchase_token))
+        if found is None:
+            raise PurchaseInvalid("Google Play knows no such purchase")
+        return found
+
+    def consume(self, product_id: str, purchase_token: str) -> None:
+        if self.consume_fails:
+            self.consume_fails -= 1
+            raise ServiceUnavailable("Google Play answered 503")
+        found = self.purchase(product_id, purchase_token)
+        self.consumes.append(purchase_token)
+        self.records[(product_id, purchase_token)] = replace(found, consumed=True)
+
+    def voided(self, authorization: str | None, body: bytes) -> PlayVoided | None:
+        if authorization not in self.pushes:
+            raise InvalidSignature("the push's OIDC token does not verify")
+        return self.pushes[authorization]

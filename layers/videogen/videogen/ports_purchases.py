@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction, Purchase, Store
+from videogen.domain.purchases import (
+    AppStoreNotification,
+    AppStorePurchase,
+    AppStoreTransaction,
+    PlayPurchase,
+    PlayVoided,
+    Purchase,
+    Store,
+)
 
 
 class AppStoreVerification(Protocol):
@@ -26,6 +34,32 @@ class AppStoreVerification(Protocol):
     def notification(self, signed_payload: str) -> AppStoreNotification:
         """A Server Notification V2 ``signedPayload`` and its transaction. Raises InvalidSignature
         (401) when either does not verify; ServiceUnavailable when verification could not run."""
+        ...
+
+
+class PlayPublisher(Protocol):
+    """The Android Publisher API for OUR package (its service account from Secrets Manager)."""
+
+    def purchase(self, product_id: str, purchase_token: str) -> PlayPurchase:
+        """``purchases.products.get``: Google's record of the purchase. Raises PurchaseInvalid when
+        Google knows no such purchase of ``product_id`` in our package (another app's token, another
+        product, a made-up token); ServiceUnavailable when Google could not be asked."""
+        ...
+
+    def consume(self, product_id: str, purchase_token: str) -> None:
+        """``purchases.products.consume`` (also when Google says it is consumed already: done).
+        Raises ServiceUnavailable when it could not be done now (a later replay or repair does it)."""
+        ...
+
+
+class PlayPushVerification(Protocol):
+    """Pub/Sub push deliveries of Play's real-time developer notifications."""
+
+    def voided(self, authorization: str | None, body: bytes) -> PlayVoided | None:
+        """The push's OIDC token verified (Google's signature, issuer, our audience, our push
+        service account with ``email_verified``) and its notification decoded: the voided purchase
+        it announces, or None for a verified notification of anything else (or another package).
+        Raises InvalidSignature (401) when the token or the body does not verify."""
         ...
 
 
@@ -56,6 +90,10 @@ class PurchaseStore(Protocol):
 
     def regrant(self, purchase: Purchase, notification_id: str) -> bool:
         """revoked → granted, its credits given again, one ``purchase`` entry."""
+        ...
+
+    def consumed(self, purchase: Purchase, at: str) -> None:
+        """Note that Google confirmed the consume of this Google Play purchase (idempotent)."""
         ...
 
     def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:

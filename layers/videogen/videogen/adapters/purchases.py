@@ -12,7 +12,8 @@ credits at most once, whoever posts it, however often, also concurrently.
 
 AWS calls: a first claim is GetItem (the record: none) + TransactWriteItems (record, balance,
 ledger entry) + GetItem (the balance it left) + UpdateItem (``balance_after`` on the record, for the
-replays); a replay is one GetItem.
+replays); a replay is one GetItem. A Google Play claim adds UpdateItem (``consumed_at``, once
+Google confirmed the consume).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def _item(p: Purchase, notifications: frozenset[str], rev: int) -> dict[str, Any
         "revoked_at": p.revoked_at,
         "price_milli": p.price_milli,
         "currency": p.currency,
+        "purchase_token": p.purchase_token,
+        "consumed_at": p.consumed_at,
         "rev": rev,
     }
     if notifications:
@@ -77,6 +80,8 @@ def _purchase(item: Mapping[str, Any]) -> Purchase:
         price_milli=d.get("price_milli"),
         currency=d.get("currency"),
         notifications=frozenset(d.get("notifications") or ()),
+        purchase_token=d.get("purchase_token"),
+        consumed_at=d.get("consumed_at"),
         rev=int(d.get("rev", 0)),
     )
 
@@ -164,6 +169,22 @@ class DynamoPurchaseStore(DynamoTable):
             assert stored is not None
             return stored
         return replace(purchase, balance_after=balance)
+
+    def consumed(self, purchase: Purchase, at: str) -> None:
+        """``consumed_at`` set once (not a status change: no ``rev``, so it races nothing)."""
+        try:
+            self._call(
+                "update_item",
+                f"purchase {purchase.transaction_id}",
+                TableName=self._table,
+                Key=purchase_key(purchase.store, purchase.transaction_id),
+                UpdateExpression="SET consumed_at = :at",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(consumed_at)",
+                ExpressionAttributeValues=to_values({":at": at}),
+            )
+        except ClientError as exc:
+            if not failed_condition(exc):
+                raise
 
     def _status_write(
         self, seen: Purchase, status: str, notification_id: str, sets: Mapping[str, Any], removes: tuple[str, ...] = ()
