@@ -128,6 +128,19 @@ class FakePurchaseStore:
         if stored.consumed_at is None:
             self._save(replace(stored, consumed_at=at))
 
+    def pending_consumes(self, created_before: str, limit: int) -> list[Purchase]:
+        self._enter("pending_consumes")
+        pending = sorted(
+            (
+                p
+                for p in self._records.values()
+                if p.store == "google_play" and p.user_id is not None and p.consumed_at is None
+                and p.created_at < created_before
+            ),
+            key=lambda p: p.created_at,
+        )  # fmt: skip
+        return pending[:limit]
+
     def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:
         self._enter("record_unclaimed")
         key = (purchase.store, purchase.transaction_id)

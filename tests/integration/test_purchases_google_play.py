@@ -127,9 +127,8 @@ def test_another_user_is_refused_and_a_token_for_a_different_product_or_made_up_
     assert (bad.status, bad.json["code"]) == (422, "validation_failed")
 
 
-def test_a_consume_that_failed_is_repaired_by_the_replay_without_a_second_grant(stack):
-    user_id, token = _user(stack)
-    bought = _buy(stack, user_id)
+def _claim_while_consume_is_down(stack: Any, token: str, purchase_token: str) -> Any:
+    """The claim with Google answering 503 to the consume (the grant recorded, the consume owed)."""
     play = _play(stack)
     real = play._handle
 
@@ -140,9 +139,16 @@ def test_a_consume_that_failed_is_repaired_by_the_replay_without_a_second_grant(
 
     play._handle = down_for_consume  # type: ignore[method-assign]
     try:
-        first = _claim(stack, token, bought["purchase_token"])
+        return _claim(stack, token, purchase_token)
     finally:
         play._handle = real  # type: ignore[method-assign]
+
+
+def test_a_consume_that_failed_is_repaired_by_the_replay_without_a_second_grant(stack):
+    user_id, token = _user(stack)
+    bought = _buy(stack, user_id)
+    play = _play(stack)
+    first = _claim_while_consume_is_down(stack, token, bought["purchase_token"])
     assert first.status == 201 and play.purchases[bought["purchase_token"]]["consumptionState"] == 0
     again = _claim(stack, token, bought["purchase_token"])
     assert again.status == 200 and again.json == first.json
@@ -261,3 +267,15 @@ def test_the_aws_and_google_calls_of_a_first_claim_and_of_a_replay(stack):
     play.calls.clear()
     assert service.claim_google_play(user_id, PRODUCT, bought["purchase_token"]).replayed
     assert db.calls == ["get_item"] and play.calls == ["get"]
+
+
+def test_the_reconciler_consumes_a_purchase_whose_consume_failed_without_a_second_grant(stack):
+    user_id, token = _user(stack)
+    bought = _buy(stack, user_id)
+    play = _play(stack)
+    assert _claim_while_consume_is_down(stack, token, bought["purchase_token"]).status == 201
+    assert play.purchases[bought["purchase_token"]]["consumptionState"] == 0
+    outcomes = wiring.reconciler().run(now=time.time() + 3600)
+    assert outcomes.get("consumed") == 1, outcomes
+    assert play.purchases[bought["purchase_token"]]["consumptionState"] == 1 and _balance(stack, token) == CREDITS
+    assert "consumed" not in wiring.reconciler().run(now=time.time() + 3600)

@@ -257,3 +257,40 @@ def test_a_verified_push_of_anything_but_a_voided_purchase_is_ignored(w: World) 
     w.play.pushes["Bearer test"] = None
     assert w.service.google_play_notification("Bearer test", b"{}") == "ignored"
     assert w.purchases.calls == []
+
+
+# --- the reconciler's consume repair ---------------------------------------------------------------
+
+LATER = "2999-01-01T00:00:00.000Z"
+
+
+def test_repair_consumes_consumes_what_a_failed_consume_left_owed_once_and_grants_nothing(w: World) -> None:
+    tok = w.bought()
+    w.play.consume_fails = 1
+    w.service.claim_google_play("alice", PRODUCT, tok)
+    assert w.service.repair_consumes(LATER, 10) == {"consumed": 1}
+    assert w.play.consumes == [tok] and w.balance("alice") == 100
+    assert w.service.repair_consumes(LATER, 10) == {}
+
+
+def test_repair_consumes_leaves_a_purchase_newer_than_the_cutoff_and_retries_a_failure(w: World) -> None:
+    tok = w.bought()
+    w.play.consume_fails = 2
+    claimed = w.service.claim_google_play("alice", PRODUCT, tok)
+    assert w.service.repair_consumes(claimed.purchase.created_at, 10) == {}  # too new: a claim may be at it
+    assert w.service.repair_consumes(LATER, 10) == {"consume_deferred": 1}
+    assert w.service.repair_consumes(LATER, 10) == {"consumed": 1} and w.play.consumes == [tok]
+
+
+def test_repair_consumes_owes_nothing_for_a_voided_purchase(w: World) -> None:
+    w.play.consume_fails = 1
+    w.service.claim_google_play("alice", PRODUCT, w.bought())
+    w.service.google_play_notification(w.voided(), b"{}")
+    assert w.service.repair_consumes(LATER, 10) == {"consume_not_owed": 1}
+    assert w.play.consumes == [] and w.service.repair_consumes(LATER, 10) == {}
+
+
+def test_repair_consumes_without_a_play_app_does_nothing() -> None:
+    purchases = FakePurchaseStore(FakeStore())
+    assert PurchaseService(purchases, None, token, CATALOG).repair_consumes(LATER, 10) == {}
+    assert purchases.calls == []

@@ -93,7 +93,13 @@ class PurchaseStore(Protocol):
         ...
 
     def consumed(self, purchase: Purchase, at: str) -> None:
-        """Note that Google confirmed the consume of this Google Play purchase (idempotent)."""
+        """Note that Google confirmed the consume of this Google Play purchase, or that none is
+        owed any more (it was voided): it leaves the pending consumes (idempotent)."""
+        ...
+
+    def pending_consumes(self, created_before: str, limit: int) -> list[Purchase]:
+        """Google Play purchases granted before ``created_before`` whose consume is not recorded
+        done (a sparse index: a claim puts the record in, :meth:`consumed` takes it out), oldest first."""
         ...
 
     def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:

@@ -147,6 +147,21 @@ class PurchaseService:
         self._store.consumed(p, rfc3339())
         return True
 
+    def repair_consumes(self, created_before: str, limit: int) -> dict[str, int]:
+        """The reconciler's pass: Play purchases granted before ``created_before`` whose consume is
+        not recorded done, consumed now (a voided one owes none and just leaves the list)."""
+        outcomes: dict[str, int] = {}
+        if self._play is None:
+            return outcomes
+        for p in self._store.pending_consumes(created_before, limit):
+            if p.status != "granted":
+                self._store.consumed(p, rfc3339())
+                outcome = "consume_not_owed"
+            else:
+                outcome = "consumed" if self.repair_consume(p) else "consume_deferred"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return outcomes
+
     def _own_token(self, user_id: str, token: str | None, what: str) -> None:
         if token is not None and token != self._account_token(user_id):
             raise PurchaseAlreadyClaimed(f"{what} was bought with another account's app_account_token")
