@@ -13,8 +13,9 @@ OAuth token endpoint and a local Pub/Sub push signer, on their own port (``PLAY_
 * :meth:`LocalPlay.buy`: ``POST /_local/store/google-play/purchases``, a purchase the Publisher API
   then reports as purchased (its ``obfuscatedExternalAccountId`` the user's account token);
 * :meth:`LocalPlay.refund`: ``POST /_local/store/refunds`` with ``store: google_play``: the purchase
-  voided at the local API, then a ``voidedPurchaseNotification`` pushed to ``POST
-  /webhooks/google-play`` with an OIDC token signed by the push signer, as Pub/Sub sends it.
+  voided at the local API (canceled, and on ``voidedpurchases.list``), then a
+  ``voidedPurchaseNotification`` pushed to ``POST /webhooks/google-play`` with an OIDC token signed
+  by the push signer, as Pub/Sub sends it (:meth:`LocalPlay.void` alone: a push that never came).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ ISSUER = "https://accounts.google.com"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth's assertion audience, whatever token_uri
 _PREFIX = f"/androidpublisher/v3/applications/{LOCAL_PACKAGE}/purchases/products/"
+_VOIDED = f"/androidpublisher/v3/applications/{LOCAL_PACKAGE}/purchases/voidedpurchases"
 
 Deliver = Callable[[str, str, dict[str, str], bytes], tuple[int, Any]]
 """(method, path, headers, body) → (status, JSON body): a request through the local gateway."""
@@ -101,6 +103,7 @@ class LocalPlay:
     push_key: rsa.RSAPrivateKey = field(default_factory=_rsa)
     push_key_id: str = field(default_factory=lambda: secrets.token_hex(20))
     purchases: dict[str, dict[str, Any]] = field(default_factory=dict)  # token → ProductPurchase
+    voided: list[dict[str, Any]] = field(default_factory=list)  # what voidedpurchases.list answers
     access_tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (monotonic)
     calls: list[str] = field(default_factory=list)  # "get" / "consume" / "token": what the stack asked
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -175,10 +178,7 @@ class LocalPlay:
             req = PlayRefundRequest.model_validate_json(body or b"{}")
         except ValueError as exc:
             return 400, {"error": f'send {{"store": "google_play", "purchase_token"}} ({exc})'}
-        with self._lock:
-            record = self.purchases.get(req.purchase_token)
-            if record is not None:
-                record["purchaseState"] = 1  # Canceled: what Google reports for a voided order
+        record = self.void(req.purchase_token)
         if record is None:
             return 404, {"error": "the local Publisher API sold nothing with that purchase token"}
         now = int(time.time() * 1000)
@@ -197,6 +197,42 @@ class LocalPlay:
         if status != 200:
             return 502, {"error": f"the webhook answered {status}", "answer": answer}
         return 200, {"delivered": True, "webhook": answer}
+
+    def void(self, purchase_token: str) -> dict[str, Any] | None:
+        """The purchase refunded at the local Google: canceled, and on the voided purchases list."""
+        with self._lock:
+            record = self.purchases.get(purchase_token)
+            if record is not None and record["purchaseState"] != 1:
+                record["purchaseState"] = 1  # Canceled: what Google reports for a voided order
+                self.voided.append(
+                    {
+                        "kind": "androidpublisher#voidedPurchase",
+                        "purchaseToken": purchase_token,
+                        "orderId": record["orderId"],
+                        "purchaseTimeMillis": record["purchaseTimeMillis"],
+                        "voidedTimeMillis": str(int(time.time() * 1000)),
+                        "voidedSource": 0,
+                        "voidedReason": 1,
+                        "voidedQuantity": 1,
+                    }
+                )
+        return record
+
+    def _voided_list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        try:
+            start = int(query.get("startTime", ["0"])[0])
+            size = int(query.get("maxResults", ["1000"])[0])
+            offset = int(query.get("token", ["0"])[0])
+        except ValueError:
+            return 400, {"error": {"code": 400, "message": "Invalid value"}}
+        with self._lock:
+            self.calls.append("voidedpurchases")
+            matching = [v for v in self.voided if int(v["voidedTimeMillis"]) >= start]
+        page = matching[offset : offset + size]
+        answer: dict[str, Any] = {"voidedPurchases": page, "pageInfo": {"totalResults": len(matching)}}
+        if offset + size < len(matching):
+            answer["tokenPagination"] = {"nextPageToken": str(offset + size)}
+        return 200, answer
 
     def push(self, notification: dict[str, Any], **claims: Any) -> tuple[dict[str, str], bytes]:
         """Headers and body of a Pub/Sub push of ``notification`` (claims override the token's)."""
@@ -236,7 +272,9 @@ class LocalPlay:
 
     def _wsgi(self, environ: dict[str, Any], start: Callable[..., Any]) -> list[bytes]:
         method = environ["REQUEST_METHOD"]
-        path = unquote(environ.get("RAW_URI", environ.get("PATH_INFO", "")).split("?", 1)[0])
+        raw = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+        raw_path, _, query = raw.partition("?")
+        path = unquote(raw_path) + (f"?{query}" if query else "")
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         status, answer = self._handle(method, path, request_headers(environ), body)
@@ -244,7 +282,8 @@ class LocalPlay:
         start(status_line(status), [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
 
-    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        path, _, query = target.partition("?")
         if (method, path) == ("GET", "/oauth2/v1/certs"):
             return 200, {self.push_key_id: _certificate(self.push_key, "local-pubsub-push")}
         if (method, path) == ("POST", "/token"):
@@ -253,6 +292,8 @@ class LocalPlay:
             return 404, {"error": {"code": 404, "message": "not found"}}
         if not self._authorized(headers.get("authorization", "")):
             return 401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}}
+        if (method, path) == ("GET", _VOIDED):
+            return self._voided_list(parse_qs(query))
         if not path.startswith(_PREFIX):  # another package: ours cannot see it
             return 404, {"error": {"code": 404, "message": "No application was found for the given package name."}}
         product_id, _, rest = path[len(_PREFIX) :].partition("/tokens/")

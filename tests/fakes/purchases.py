@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from tests.fakes.store import FakeStore, _entry
@@ -185,6 +186,7 @@ class FakePlay:
         self.records: dict[tuple[str, str], PlayPurchase] = {}
         self.pushes: dict[str, PlayVoided | None] = {}
         self.consume_fails = 0  # the next N consumes raise ServiceUnavailable
+        self.voided_list: list[PlayVoided] = []  # what voidedpurchases.list answers (any ``since``)
         self.consumes: list[str] = []
 
     def purchase(self, product_id: str, purchase_token: str) -> PlayPurchase:
@@ -200,6 +202,9 @@ class FakePlay:
         found = self.purchase(product_id, purchase_token)
         self.consumes.append(purchase_token)
         self.records[(product_id, purchase_token)] = replace(found, consumed=True)
+
+    def voided_purchases(self, since: datetime) -> list[PlayVoided]:
+        return [v for v in self.voided_list if v.voided_at >= since]
 
     def voided(self, authorization: str | None, body: bytes) -> PlayVoided | None:
         if authorization not in self.pushes:

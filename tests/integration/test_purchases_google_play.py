@@ -279,3 +279,18 @@ def test_the_reconciler_consumes_a_purchase_whose_consume_failed_without_a_secon
     assert outcomes.get("consumed") == 1, outcomes
     assert play.purchases[bought["purchase_token"]]["consumptionState"] == 1 and _balance(stack, token) == CREDITS
     assert "consumed" not in wiring.reconciler().run(now=time.time() + 3600)
+
+
+def test_the_reconciler_claws_back_a_void_whose_push_never_came_from_the_voided_list_once(stack):
+    user_id, token = _user(stack, 1)
+    bought = _buy(stack, user_id)
+    assert _claim(stack, token, bought["purchase_token"]).status == 201
+    play = _play(stack)
+    play.void(bought["purchase_token"])  # refunded at Google; the push is lost
+    first = wiring.reconciler().run()
+    assert first.get("voided_clawed_back") == 1, first
+    assert "voided_clawed_back" not in wiring.reconciler().run()
+    credits = stack.request("GET", "/v1/credits", token=token).json
+    assert credits["balance"] == 1 and [e["type"] for e in credits["ledger"]].count("clawback") == 1
+    headers, body = play.push(_voided(play, bought["order_id"], bought["purchase_token"]))  # the push, late
+    assert _unchanged(stack, lambda: _push(stack, headers, body)).json["outcome"] == "already_revoked"

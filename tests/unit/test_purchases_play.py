@@ -294,3 +294,43 @@ def test_repair_consumes_without_a_play_app_does_nothing() -> None:
     purchases = FakePurchaseStore(FakeStore())
     assert PurchaseService(purchases, None, token, CATALOG).repair_consumes(LATER, 10) == {}
     assert purchases.calls == []
+
+
+# --- the reconciler's pass over the voided purchases list -----------------------------------------
+
+
+def _listed(order: str, at: datetime = AT) -> PlayVoided:
+    return PlayVoided(f"voided-list:{order}", order, f"tok-{order}", None, at)
+
+
+def test_a_void_whose_push_never_came_is_clawed_back_by_the_list_once(w: World) -> None:
+    w.service.claim_google_play("alice", PRODUCT, w.bought())
+    w.play.voided_list = [_listed("GPA.1")]
+    assert w.service.voided_pass(AT) == {"voided_clawed_back": 1}
+    assert w.service.voided_pass(AT) == {"voided_duplicate": 1}
+    assert w.entries("alice") == [(LedgerType.PURCHASE, 100), (LedgerType.CLAWBACK, 100)] and w.balance("alice") == 0
+
+
+def test_a_void_the_push_already_clawed_back_is_not_clawed_back_again_by_the_list(w: World) -> None:
+    w.service.claim_google_play("alice", PRODUCT, w.bought())
+    w.service.google_play_notification(w.voided(), b"{}")
+    w.play.voided_list = [_listed("GPA.1")]
+    assert w.service.voided_pass(AT) == {"voided_already_revoked": 1}
+    assert w.entries("alice").count((LedgerType.CLAWBACK, 100)) == 1
+
+
+def test_a_listed_void_of_an_order_never_claimed_is_recorded_so_its_claim_is_refused(w: World) -> None:
+    tok = w.bought()
+    w.play.voided_list = [_listed("GPA.1")]
+    assert w.service.voided_pass(AT) == {"voided_recorded_unclaimed": 1}
+    with pytest.raises(PurchaseRevoked):
+        w.service.claim_google_play("alice", PRODUCT, tok)
+
+
+def test_reconcile_runs_the_consume_repair_and_the_voided_pass(w: World) -> None:
+    w.play.consume_fails = 1
+    w.service.claim_google_play("alice", PRODUCT, w.bought())
+    w.service.claim_google_play("bob", PRODUCT, w.bought("GPA.2", user="bob"))
+    w.play.voided_list = [_listed("GPA.2", datetime.now(UTC))]
+    assert w.service.reconcile(LATER, 10) == {"consumed": 1, "voided_clawed_back": 1}
+    assert (w.balance("alice"), w.balance("bob")) == (100, 0)

@@ -3,6 +3,7 @@ into it: the services depend on these Protocols, the adapters implement them, th
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from videogen.domain.purchases import (
@@ -49,6 +50,11 @@ class PlayPublisher(Protocol):
     def consume(self, product_id: str, purchase_token: str) -> None:
         """``purchases.products.consume`` (also when Google says it is consumed already: done).
         Raises ServiceUnavailable when it could not be done now (a later replay or repair does it)."""
+        ...
+
+    def voided_purchases(self, since: datetime) -> list[PlayVoided]:
+        """``purchases.voidedpurchases.list``: our one-time purchases Google voided since ``since``
+        (bounded pages). Raises ServiceUnavailable when Google could not be asked."""
         ...
 
 

@@ -275,7 +275,7 @@ def reconciler() -> Reconciler:
         grace_s=s.reconcile_grace_s,
         batch=s.reconcile_batch,
         time_scale=s.time_scale,
-        consumes=purchases().repair_consumes if s.play_package_name else None,
+        purchases=purchases().reconcile if s.play_package_name else None,
     )
 
 

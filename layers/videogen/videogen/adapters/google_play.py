@@ -10,7 +10,9 @@ REST calls do not earn googleapiclient's discovery machinery):
   (a token of another app is unknown to Google under our package: 400/404 → purchase_invalid); the
   answer must name the product asked for (when it names one).
 * ``purchases.products.consume`` — POST ``...:consume``; a consume Google refuses because the
-  purchase is consumed already counts as done (checked with a get).
+  purchase is consumed already counts as done (checked with a get);
+* ``purchases.voidedpurchases.list`` — GET ``.../purchases/voidedpurchases`` (one-time products,
+  since a start time, paged): the reconciler's pass for voided purchases whose push never came.
 
 The credential is a service-account key (JSON) read from Secrets Manager; google-auth exchanges it
 at the key's ``token_uri`` for an access token (scope androidpublisher), refreshed when expired.
@@ -56,6 +58,8 @@ TIMEOUT_S = 10.0
 CERTS_MAX_AGE_S = 3600.0
 MAX_PUSH_BYTES = 64 * 1024
 CLOCK_SKEW_S = 10
+VOIDED_PAGE_SIZE = 1000
+VOIDED_PAGES = 3
 
 
 @dataclass(frozen=True)
@@ -102,22 +106,45 @@ class GooglePlayPublisher:
             return
         raise self._unavailable("consume", status)
 
+    def voided_purchases(self, since: datetime, max_pages: int = VOIDED_PAGES) -> list[PlayVoided]:
+        """``purchases.voidedpurchases.list`` of one-time products voided since ``since`` (Google keeps
+        30 days), at most ``max_pages`` pages of ``VOIDED_PAGE_SIZE``."""
+        found: list[PlayVoided] = []
+        params: dict[str, str] = {
+            "startTime": str(int(since.timestamp() * 1000)),
+            "type": "0",
+            "maxResults": str(VOIDED_PAGE_SIZE),
+        }
+        for _ in range(max_pages):
+            status, body = self._request("GET", f"{self._app_url()}/purchases/voidedpurchases", params)
+            if status != 200 or not isinstance(body, dict):
+                raise self._unavailable("voidedpurchases.list", status)
+            for v in body.get("voidedPurchases") or ():
+                item = _voided_item(v)
+                if item is not None:
+                    found.append(item)
+            page = (body.get("tokenPagination") or {}).get("nextPageToken")
+            if not page:
+                break
+            params["token"] = str(page)
+        return found
+
     # --- calls ----------------------------------------------------------------------------------
 
-    def _url(self, product_id: str, purchase_token: str, action: str) -> str:
+    def _app_url(self) -> str:
         c = self.config
-        return (
-            f"{c.base_url.rstrip('/')}/androidpublisher/v3/applications/{quote(c.package_name, safe='')}"
-            f"/purchases/products/{quote(product_id, safe='')}/tokens/{quote(purchase_token, safe='')}{action}"
-        )
+        return f"{c.base_url.rstrip('/')}/androidpublisher/v3/applications/{quote(c.package_name, safe='')}"
 
     def _call(self, method: str, product_id: str, purchase_token: str, action: str) -> tuple[int, Any]:
-        url = self._url(product_id, purchase_token, action)
+        product, token = quote(product_id, safe=""), quote(purchase_token, safe="")
+        return self._request(method, f"{self._app_url()}/purchases/products/{product}/tokens/{token}{action}")
+
+    def _request(self, method: str, url: str, params: dict[str, str] | None = None) -> tuple[int, Any]:
         try:
             headers = {"Authorization": f"Bearer {self._access_token()}"}
-            response = self._session.request(method, url, headers=headers, timeout=TIMEOUT_S)
+            response = self._session.request(method, url, headers=headers, params=params, timeout=TIMEOUT_S)
         except (requests.RequestException, google_exceptions.GoogleAuthError) as exc:
-            logger.warning("google play call failed", extra={"call": method + action, "error": type(exc).__name__})
+            logger.warning("google play call failed", extra={"call": method, "error": type(exc).__name__})
             raise ServiceUnavailable("Google Play could not be reached; try again") from None
         try:
             body = response.json() if response.content else None
@@ -169,6 +196,21 @@ def _purchase(body: Mapping[str, Any], product_id: str, purchase_token: str) -> 
         test=test,
         purchased_at=purchased_at,
     )
+
+
+def _voided_item(v: object) -> PlayVoided | None:
+    """One entry of the voided purchases list, as the push would have announced it (its id is the
+    order's: the list and a redelivered list say the same void)."""
+    if not isinstance(v, dict):
+        return None
+    order_id, token = v.get("orderId"), v.get("purchaseToken")
+    if not isinstance(order_id, str) or not order_id or not isinstance(token, str):
+        return None
+    try:
+        at = datetime.fromtimestamp(int(str(v.get("voidedTimeMillis"))) / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return PlayVoided(f"voided-list:{order_id}", order_id, token, None, at)
 
 
 # --- the push ------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from videogen.domain.errors import (
@@ -55,6 +56,7 @@ from videogen.observability import count, logger
 from videogen.ports_purchases import AppStoreVerification, PlayPublisher, PlayPushVerification, PurchaseStore
 
 ATTEMPTS = 5  # reads and conditional writes that lose to another writer of the same record
+VOIDED_WINDOW = timedelta(days=7)  # Pub/Sub keeps an unacknowledged push 7 days; the list goes back 30
 
 NotificationOutcome = Literal[
     "clawed_back",
@@ -146,6 +148,14 @@ class PurchaseService:
             return False
         self._store.consumed(p, rfc3339())
         return True
+
+    def reconcile(self, created_before: str, limit: int) -> dict[str, int]:
+        """The reconciler's Play passes: the consumes owed (:meth:`repair_consumes`), then the voids
+        of the last ``VOIDED_WINDOW`` whose push never came (:meth:`voided_pass`)."""
+        outcomes = self.repair_consumes(created_before, limit)
+        if self._play is not None:
+            outcomes.update(self.voided_pass(datetime.now(UTC) - VOIDED_WINDOW))
+        return outcomes
 
     def repair_consumes(self, created_before: str, limit: int) -> dict[str, int]:
         """The reconciler's pass: Play purchases granted before ``created_before`` whose consume is
@@ -298,6 +308,24 @@ class PurchaseService:
             count("PurchaseClawedBack")
         logger.info("google play notification", extra={"outcome": outcome})
         return outcome
+
+    def voided_pass(self, since: datetime) -> dict[str, int]:
+        """The reconciler's pass over Play's voided purchases list: every void since ``since`` clawed
+        back as its push would have (one applied per order: the push's or the list's, whichever came
+        first; an order already revoked changes nothing)."""
+        outcomes: dict[str, int] = {}
+        if self._play is None:
+            return outcomes
+        for v in self._play.voided_purchases(since):
+            outcome = self._revoke(
+                Revocation("google_play", v.order_id, "", "production", v.message_id, rfc3339(v.voided_at))
+            )
+            key = f"voided_{outcome}"
+            outcomes[key] = outcomes.get(key, 0) + 1
+            if outcome == "clawed_back":
+                count("PurchaseClawedBack")
+                logger.info("voided purchase found by the list", extra={"outcome": outcome})
+        return outcomes
 
     def _reverse(self, tx: AppStoreTransaction, notification_id: str) -> NotificationOutcome:
         for _ in range(ATTEMPTS):

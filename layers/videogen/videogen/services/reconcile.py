@@ -3,8 +3,9 @@
 Runs on an EventBridge schedule. Reads only the sparse ``Active`` index (no table
 scans), handles a bounded batch per run (the rest waits for the next run), and
 uses the same completion / failure / refund code as the webhook and the poll loop,
-so it is safe next to them and next to another reconciler. Then the Google Play purchases whose
-consume at Google a crash or an outage left owed are consumed (``consumes``; never granted again).
+so it is safe next to them and next to another reconciler. Then the Google Play passes
+(``purchases``): the consumes a crash or an outage left owed (never granted again), and the voided
+purchases list for voids whose push never came (clawed back once).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Reconciler:
         grace_s: float,
         batch: int,
         time_scale: float,
-        consumes: Callable[[str, int], dict[str, int]] | None = None,
+        purchases: Callable[[str, int], dict[str, int]] | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -56,7 +57,7 @@ class Reconciler:
         self._grace_s = grace_s
         self._batch = batch
         self._time_scale = time_scale
-        self._consumes = consumes  # PurchaseService.repair_consumes: Play consumes a crash left owed
+        self._purchases = purchases  # PurchaseService.reconcile: Play consumes owed, voids whose push never came
 
     def quiet_allowance_s(self, job: Job) -> float:
         """How long this job may go without a write before it counts as stuck (domain.timing)."""
@@ -88,12 +89,12 @@ class Reconciler:
             outcomes[outcome] += 1
             count(f"Reconcile_{outcome}")
         logger.set_correlation_id(None)
-        if self._consumes is not None:
+        if self._purchases is not None:
             try:
-                outcomes.update(self._consumes(cutoff, self._batch))
-            except Exception:  # noqa: BLE001 - the consumes wait for the next pass; the jobs' repairs stand
-                outcomes["consume_error"] += 1
-                logger.exception("play consume repair failed")
+                outcomes.update(self._purchases(cutoff, self._batch))
+            except Exception:  # noqa: BLE001 - the Play passes wait for the next run; the jobs' repairs stand
+                outcomes["purchases_error"] += 1
+                logger.exception("play purchase passes failed")
         count("ReconcileFound", len(jobs))
         logger.info("reconcile pass", extra={"outcomes": dict(outcomes)})
         return dict(outcomes)
