@@ -312,7 +312,7 @@ class PurchaseService:
     def voided_pass(self, since: datetime) -> dict[str, int]:
         """The reconciler's pass over Play's voided purchases list: every void since ``since`` clawed
         back as its push would have (one applied per order: the push's or the list's, whichever came
-        first; an order already revoked changes nothing)."""
+        first; an order already revoked changes nothing). Counts only what it changed."""
         outcomes: dict[str, int] = {}
         if self._play is None:
             return outcomes
@@ -320,11 +320,12 @@ class PurchaseService:
             outcome = self._revoke(
                 Revocation("google_play", v.order_id, "", "production", v.message_id, rfc3339(v.voided_at))
             )
-            key = f"voided_{outcome}"
-            outcomes[key] = outcomes.get(key, 0) + 1
+            if outcome not in ("clawed_back", "recorded_unclaimed"):
+                continue  # applied already (by the push or an earlier pass): every run sees it again
+            outcomes[f"voided_{outcome}"] = outcomes.get(f"voided_{outcome}", 0) + 1
             if outcome == "clawed_back":
                 count("PurchaseClawedBack")
-                logger.info("voided purchase found by the list", extra={"outcome": outcome})
+            logger.info("voided purchase found by the list", extra={"outcome": outcome})
         return outcomes
 
     def _reverse(self, tx: AppStoreTransaction, notification_id: str) -> NotificationOutcome:
