@@ -177,9 +177,8 @@ def test_an_unexpected_error_is_counted_the_job_touched_and_kept(system: System)
 # --- a model taken off sale: its accepted jobs still run to their end ------------------------------
 
 
-def _off_sale(system: System) -> tuple[Registry, Reconciler]:
-    registry = Registry(disabled=frozenset({MODEL}))
-    reconciler = Reconciler(
+def _reconciler(system: System, registry: Registry, batch: int = 50, purchases: Any = None) -> Reconciler:
+    return Reconciler(
         system.store,
         registry,
         system.workflow,
@@ -187,10 +186,15 @@ def _off_sale(system: System) -> tuple[Registry, Reconciler]:
         system.expire,
         system.finisher,
         grace_s=GRACE_S,
-        batch=50,
+        batch=batch,
         time_scale=1.0,
+        purchases=purchases,
     )
-    return registry, reconciler
+
+
+def _off_sale(system: System) -> tuple[Registry, Reconciler]:
+    registry = Registry(disabled=frozenset({MODEL}))
+    return registry, _reconciler(system, registry)
 
 
 def test_given_its_model_left_sale_then_a_queued_jobs_execution_is_still_started(system: System) -> None:
@@ -274,18 +278,7 @@ def _deliver(system: System, job: Job, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _with_purchases(system: System, passes: Any) -> Reconciler:
-    return Reconciler(
-        system.store,
-        Registry(),
-        system.workflow,
-        system.poller,
-        system.expire,
-        system.finisher,
-        grace_s=GRACE_S,
-        batch=7,
-        time_scale=1.0,
-        purchases=passes,
-    )
+    return _reconciler(system, Registry(), batch=7, purchases=passes)
 
 
 def test_the_play_passes_run_after_the_jobs_with_the_cutoff_and_batch_and_add_their_outcomes(system: System) -> None:
