@@ -61,11 +61,12 @@ ADVICE: dict[str, str] = {
     "the job ends by itself.",
     "payload_too_large": "The body is over 64 KiB: shorten the prompt or inputs. Do not retry unchanged.",
     "validation_failed": "Show `errors[].msg` next to the inputs named by `errors[].loc`; fix and submit again "
-    "(the same key works: nothing was stored). Nothing was charged.",
+    "(the same key works: nothing was stored). Also a request whose price alone is over the daily credit-spend "
+    "cap (`loc` `input`): it can never be accepted, choose cheaper inputs. Nothing was charged.",
     "idempotency_key_reused": "A bug in the app: a key names ONE request. Use a new key for a different body.",
     "too_many_active_jobs": "The user has the maximum number of unfinished jobs: wait until one finishes (poll "
     "`GET /v1/videos/{id}`, `Retry-After` is a hint), then submit again (the same key works). Nothing was charged.",
-    "rate_limited": "The user's own limit: too many submits and cancels in a short time (wait `Retry-After` "
+    "rate_limited": "The user's own limit: too many submits and uploads in a short time (wait `Retry-After` "
     "seconds, then send the SAME request: the same key works) or the daily credit-spend cap (the detail names it; "
     "`Retry-After` is the time until 00:00 UTC). Nothing was charged.",
     "concurrent_update": "Too many simultaneous changes to one account's balance: retry with the SAME key "

@@ -7,15 +7,25 @@ their target; :func:`apply` patches moto's ``Rule.send_to_targets`` so that, onc
 pattern matching let an event through, each Lambda target gets it from :func:`deliver_with`'s
 callback — as AWS does, asynchronously (in a thread; the ``put_events`` call does not wait) and
 retried twice on a handler error (Lambda's asynchronous invocation retries).
+
+EventBridge delivers at least once: a target may get an event twice. :func:`set_duplicates`
+(the local stack reads ``LOCAL_EVENT_DUPLICATE_RATE``, 0..1, and ``LOCAL_EVENT_DUPLICATE_SEED``
+at start: :func:`duplicates_from_env`) makes each Lambda delivery happen a second time with that
+probability, a moment later, so the at-most-once work behind an event (the notifier's one push
+per job and device, the media function's one poster) is exercised; :data:`duplicated` counts
+them. Only Lambda targets get duplicates: the catch-all log group the audit reads stays the
+bus's own record of what was put.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +41,32 @@ _deliver: Deliver | None = None
 _applied = False
 _lock = threading.Lock()
 _inflight: set[threading.Thread] = set()
+DUPLICATE_DELAY_S = (0.05, 1.0)  # how much later a duplicated delivery arrives
+_duplicates = {"rate": 0.0}
+_rng = random.Random()
+duplicated = 0  # deliveries made twice on purpose since the stack started
+
+
+def set_duplicates(rate: float, seed: int | None = None) -> None:
+    """Each later Lambda delivery is made twice with probability ``rate`` (0: never)."""
+    global duplicated
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"LOCAL_EVENT_DUPLICATE_RATE must be between 0 and 1, not {rate}")
+    with _lock:
+        _duplicates["rate"] = rate
+        _rng.seed(seed)
+        duplicated = 0
+
+
+def duplicates_from_env(env: Mapping[str, str] = os.environ) -> None:
+    seed = env.get("LOCAL_EVENT_DUPLICATE_SEED", "")
+    set_duplicates(float(env.get("LOCAL_EVENT_DUPLICATE_RATE") or 0), int(seed) if seed else None)
+
+
+def in_flight() -> int:
+    """Deliveries under way (a handler running or waiting to retry): 0 once the targets are quiet."""
+    with _lock:
+        return len(_inflight)
 
 
 def deliver_with(deliver: Deliver | None) -> None:
@@ -75,17 +111,25 @@ def lambda_event(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dispatch(arn: str, event: dict[str, Any]) -> None:
+    global duplicated
     deliver = _deliver
     if deliver is None:
         return
-    thread = threading.Thread(target=_run, args=(deliver, arn, event), name="eventbridge-target", daemon=True)
     with _lock:
-        _inflight.add(thread)
-    thread.start()
+        twice = _duplicates["rate"] > 0 and _rng.random() < _duplicates["rate"]
+        delay = _rng.uniform(*DUPLICATE_DELAY_S) if twice else 0.0
+        duplicated += twice
+    for pause in (0.0, delay) if twice else (0.0,):
+        args = (deliver, arn, copy.deepcopy(event), pause)
+        thread = threading.Thread(target=_run, args=args, name="eventbridge-target", daemon=True)
+        with _lock:
+            _inflight.add(thread)
+        thread.start()
 
 
-def _run(deliver: Deliver, arn: str, event: dict[str, Any]) -> None:
+def _run(deliver: Deliver, arn: str, event: dict[str, Any], pause: float = 0.0) -> None:
     try:
+        time.sleep(pause)
         for attempt in range(ASYNC_RETRIES + 1):
             if attempt and _deliver is not deliver:  # the stack stopped: no retry against a dead moto
                 return

@@ -27,7 +27,8 @@ _de = TypeDeserializer()
 TERMINAL = {"completed", "failed", "canceled"}
 LEDGER_TYPES = {"grant", "charge", "refund", "purchase", "clawback"}
 STAGING_PREFIX = "_staging/"  # where a video is uploaded before it is copied to its key (adapters/media.py)
-UPLOADS_PREFIX = "uploads/"  # the apps' input files (domain/uploads.py): no job owns them, a lifecycle rule ends them
+# the apps' input files and their sealed copies (domain/uploads.py): no job owns them, lifecycle rules end them
+INPUT_PREFIXES = ("uploads/", "inputs/")
 
 KINDS = (  # every kind of problem the audit reports, in the chaos table's order
     "double charges",
@@ -280,7 +281,7 @@ def audit_items(
         for key in bucket.keys:
             if key.startswith(STAGING_PREFIX):
                 result.fail("staging objects or unfinished uploads left in S3", f"staging object left: {key}")
-            elif key.startswith(UPLOADS_PREFIX):
+            elif key.startswith(INPUT_PREFIXES):
                 continue
             elif key not in owned_keys and not key.startswith(unfinished_prefixes):  # the next actor reuses those
                 result.fail("S3 objects no completed job owns", f"object no completed job owns: {key}")

@@ -10,8 +10,15 @@
   and a ListObjectsV2 hits when it computes the ETag of a key being overwritten.
   Object and bucket requests are therefore serialised.
 
-The local stack and the tests run many threads, so moto's DynamoDB item operations
-and S3 object requests are serialised, each with one re-entrant lock. This changes
+* SNS mobile push (the local push services): moto's platform endpoints are a plain dict
+  that CreatePlatformEndpoint scans for an existing token while other threads add, delete
+  or publish to endpoints (the notifier's sends, a DELETE of a device, a registration), and
+  the local push log (devstack/push_local.py) reads the table from inside a Publish. The
+  platform-application and endpoint requests are serialised with their own lock; a Publish
+  reading the table takes the DynamoDB lock inside it (always in that order: no deadlock).
+
+The local stack and the tests run many threads, so moto's DynamoDB item operations,
+S3 object requests and SNS push requests are serialised, each with one re-entrant lock. This changes
 no semantics; it only removes interleavings the real services never show.
 
 Also for speed: moto's TransactWriteItems deep-copies every table it touches as its
@@ -19,6 +26,11 @@ rollback backup, ~30 µs per item in the table, so a chaos run slowed down as th
 grew (58 ms per transaction at 2,000 items). The patch backs up only the items the
 transaction names and restores them on failure: the same all-or-nothing result at a
 constant cost.
+
+S3's CopyObject honours ``x-amz-copy-source-if-match`` (412 PreconditionFailed when the source's
+ETag is another one); moto 5 ignores the header and copies whatever is there, so the upload
+validator's seal (copy only the bytes it checked) would be untested. :func:`_copy_source_if_match`
+adds the check.
 
 The serialising lock means DynamoDB's contention never happens by itself, so it is injected:
 :class:`ConflictFault` makes DynamoDB item writes and transactions lose to a (pretend) concurrent
@@ -46,6 +58,20 @@ from typing import Any
 
 _LOCK = threading.RLock()
 _S3_LOCK = threading.RLock()
+_SNS_LOCK = threading.RLock()
+_SNS_PUSH_ACTIONS = (  # SNSResponse methods that read or change platform applications and endpoints
+    "publish",
+    "create_platform_application",
+    "delete_platform_application",
+    "list_platform_applications",
+    "get_platform_application_attributes",
+    "set_platform_application_attributes",
+    "create_platform_endpoint",
+    "delete_endpoint",
+    "set_endpoint_attributes",
+    "get_endpoint_attributes",
+    "list_endpoints_by_platform_application",
+)
 _OPS = (
     "put_item",
     "get_item",
@@ -83,12 +109,50 @@ def apply() -> None:
 
     from moto.s3.responses import S3Response
 
+    S3Response.copy_object = _copy_source_if_match(S3Response.copy_object)  # type: ignore[method-assign]
     S3Response.key_response = _locked(S3Response.key_response, _S3_LOCK)  # type: ignore[method-assign]
     # Bucket requests (ListObjectsV2 reads each key's buffer for its ETag; a browser POST writes a key)
     S3Response.bucket_response = _locked(S3Response.bucket_response, _S3_LOCK)  # type: ignore[method-assign]
+    from moto.sns.responses import SNSResponse
+
+    for name in _SNS_PUSH_ACTIONS:
+        setattr(SNSResponse, name, _locked(getattr(SNSResponse, name), _SNS_LOCK))
     for operation, method in CONFLICT_OPS.items():
         setattr(DynamoHandler, method, FAULT.wrap(operation, getattr(DynamoHandler, method)))
     _applied = True
+
+
+def _copy_source_if_match(original: Any) -> Any:
+    """CopyObject with ``x-amz-copy-source-if-match``: 412 unless the source's ETag is that one
+    (quotes or not, as S3 compares them); otherwise moto's own copy."""
+
+    @functools.wraps(original)
+    def copy_object(self: Any) -> Any:
+        wanted = self.headers.get("x-amz-copy-source-if-match")
+        if wanted is not None:
+            from urllib.parse import unquote, urlparse
+
+            from moto.s3.exceptions import MissingKey, PreconditionFailed
+
+            source = self.headers.get("x-amz-copy-source")
+            if isinstance(source, bytes):
+                source = source.decode("utf-8")
+            parsed = urlparse(source)
+            bucket, key = unquote(parsed.path).lstrip("/").split("/", 1)
+            found = self.backend.get_object(bucket, key)
+            if found is None:
+                raise MissingKey(key=key)
+            if found.etag.strip('"') != wanted.strip('"'):
+                raise PreconditionFailed("x-amz-copy-source-If-Match")
+        return original(self)
+
+    return copy_object
+
+
+def dynamodb_lock() -> threading.RLock:
+    """The lock moto's DynamoDB item operations run under: held by code that reads moto's tables
+    directly (devstack/push_local.py), so it never sees a table mid-write."""
+    return _LOCK
 
 
 # --- TransactionConflict, as DynamoDB answers contention ----------------------------------------

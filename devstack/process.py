@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 CONFLICT_RATE_ENV = "LOCAL_DDB_CONFLICT_RATE"
+DUPLICATE_RATE_ENV = "LOCAL_EVENT_DUPLICATE_RATE"  # EventBridge -> Lambda deliveries made twice (event_targets)
 CONFLICT_LOG_TEXT = "injected TransactionConflict"  # one stack log line per injected conflict
 
 
@@ -28,20 +29,26 @@ class StackStartError(RuntimeError):
     """The stack exited or did not become healthy in time (its log says why)."""
 
 
-PORTS_FROM_ENV = "STACK_PORTS_FROM"  # set: the API, simulator, moto and Play ports are it, +1, +2, +3 (a shared host)
+PORT_RANGE_ENV = "STACK_PORT_RANGE"  # e.g. "39200-39299": the stack's ports are taken from it (default: any free)
+_taken: set[int] = set()  # ports this process already handed out from the range
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ports() -> tuple[int, int, int, int]:
-    first = os.environ.get(PORTS_FROM_ENV)
-    if first:
-        return int(first), int(first) + 1, int(first) + 2, int(first) + 3
-    return _free_port(), _free_port(), _free_port(), _free_port()
+    """A free port: from ``STACK_PORT_RANGE`` when set (machines shared by several runs give each one
+    its range), else one the kernel picks."""
+    low, _, high = os.environ.get(PORT_RANGE_ENV, "").partition("-")
+    candidates = [p for p in range(int(low), int(high) + 1) if p not in _taken] if low and high else [0]
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen = int(s.getsockname()[1])
+        if port:
+            _taken.add(chosen)
+        return chosen
+    raise StackStartError(f"no free port left in {PORT_RANGE_ENV}={os.environ[PORT_RANGE_ENV]}")
 
 
 class StackProcess:
@@ -58,9 +65,11 @@ class StackProcess:
         log_path: Path,
         log_level: str = "ERROR",
         conflict_rate: float = 0.0,
+        event_duplicate_rate: float = 0.0,
         host: str = "127.0.0.1",
     ) -> None:
-        self.port, self.sim_port, self.moto_port, self.play_port = _ports()
+        self.port, self.sim_port, self.moto_port = _free_port(), _free_port(), _free_port()
+        self.play_port = _free_port()  # the local Google Play
         self.host = host  # HOST: what the stack binds and names in every URL
         self.log_path = log_path
         self.env = {
@@ -86,12 +95,16 @@ class StackProcess:
             "CRASH_POINTS",
             "CRASH_RATE",
             CONFLICT_RATE_ENV,
+            DUPLICATE_RATE_ENV,
+            PORT_RANGE_ENV,
         ):
             self.env.pop(key, None)
         if crash_rate:  # crash points armed at random; 0: a stack that never crashes on purpose
             self.env.update(CRASH_POINTS="*", CRASH_RATE=str(crash_rate))
         if conflict_rate:  # DynamoDB answers TransactionConflict at this rate (devstack/moto_patches.py)
             self.env[CONFLICT_RATE_ENV] = str(conflict_rate)
+        if event_duplicate_rate:  # EventBridge delivers some events to their functions twice
+            self.env.update({DUPLICATE_RATE_ENV: str(event_duplicate_rate), "LOCAL_EVENT_DUPLICATE_SEED": str(seed)})
         self.proc: subprocess.Popen[bytes] | None = None
         self.outcome = "not started"
         self._log: Any = None

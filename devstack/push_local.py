@@ -3,8 +3,10 @@
 * :func:`create_applications`: one local SNS platform application per push parameter of the
   template (APNS, APNS_SANDBOX, GCM), so push is ON locally and the functions' grants name them.
 * :class:`PushLog`: every message moto's SNS accepted for a platform endpoint, in order, with the
-  device it went to (read from the table at the moment of the send, so a device removed later
-  still shows what it received). ``GET /_local/notifications`` lists them.
+  device it went to (read from the table at the moment of the send, under moto's DynamoDB lock,
+  so a device removed later still shows what it received; one removed while the send was under
+  way is named from the last time it was seen) and when (``sent_at``, epoch seconds: the chaos run
+  compares it with when a device was deleted). ``GET /_local/notifications`` lists them.
 * :meth:`PushLog.disable`: mark a device's endpoint disabled, as SNS does when APNs or FCM report
   its token invalid (the removal path end to end).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -69,6 +72,7 @@ class PushLog:
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._items: list[dict[str, Any]] = []
+        self._seen: dict[str, dict[str, Any]] = {}  # endpoint ARN -> the device last seen with it
 
     def install(self) -> None:
         """Record every accepted endpoint publish from now on (moto's SNS, in this process)."""
@@ -92,14 +96,26 @@ class PushLog:
             PushLog._active = None
 
     def _device_of(self, endpoint_arn: str) -> dict[str, Any]:
+        """The device whose item names ``endpoint_arn`` now (read under moto's DynamoDB lock: never
+        a table mid-write), else the one last seen with it (removed while this send was under way)."""
         from moto.dynamodb.models import dynamodb_backends
 
+        from devstack.moto_patches import dynamodb_lock
+
         table = dynamodb_backends[self._account][self._region].get_table(self._table)
-        for item in table.all_items():
-            data = item.to_regular_json()
-            if data.get("endpoint_arn") == endpoint_arn and str(data.get("sk", "")).startswith("DEVICE#"):
-                return data
-        return {}
+        with dynamodb_lock():
+            devices = [
+                item.to_regular_json()
+                for hash_key, by_range in table.items.items()
+                if str(hash_key.value).startswith("USER#")
+                for range_key, item in by_range.items()
+                if str(range_key.value).startswith("DEVICE#")
+            ]
+        with self._lock:
+            for data in devices:
+                if data.get("endpoint_arn"):
+                    self._seen[str(data["endpoint_arn"])] = data
+            return dict(self._seen.get(endpoint_arn, {}))
 
     def _record(self, endpoint: Any, message: str) -> None:
         platform = str(endpoint.application.platform)
@@ -115,6 +131,7 @@ class PushLog:
                     "platform": _PLATFORM_NAMES.get(platform, platform),
                     **_fields(platform, payload),
                     "payload": payload,
+                    "sent_at": time.time(),
                 }
             )
 

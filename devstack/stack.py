@@ -303,6 +303,7 @@ class LocalStack:
         from devstack import event_targets
 
         event_targets.apply()  # the template's EventBridgeRule events run their functions here
+        event_targets.duplicates_from_env()  # LOCAL_EVENT_DUPLICATE_RATE / _SEED: off unless set
         event_targets.deliver_with(self.lambdas.invoke)
         from devstack.provision import ACCOUNT_ID
         from devstack.push_local import PushLog
@@ -481,12 +482,14 @@ class LocalStack:
         }
 
     def stats(self) -> dict[str, Any]:
-        from devstack import moto_patches
+        from devstack import event_targets, moto_patches
         from videogen import crash
 
         return {
             "crash_points_fired": dict(crash.fired),
             "conflicts_injected": dict(moto_patches.FAULT.injected),
+            "events_duplicated": event_targets.duplicated,  # EventBridge -> Lambda deliveries made twice
+            "event_deliveries_in_flight": event_targets.in_flight(),
             "reconcile_runs": self._reconcile_runs,
             "reconcile": dict(self._reconcile_totals),
             "falsim": self.sim.stats() if self.sim else None,
@@ -522,7 +525,7 @@ class LocalStack:
 
 # --- in one process, for tests and benchmarks ------------------------------------------------------
 
-_STRIPPED = ("AWS_", "FAL_", "WEBHOOK_", "MEDIA_", "CRASH_", "LOCAL_DDB_")
+_STRIPPED = ("AWS_", "FAL_", "WEBHOOK_", "MEDIA_", "CRASH_", "LOCAL_DDB_", "LOCAL_EVENT_")
 
 
 @contextmanager

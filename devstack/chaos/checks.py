@@ -13,24 +13,44 @@ What the clients saw, judged precisely (docs in devstack/chaos/__init__.py):
   status, and every 202 of a key must name one job with byte-identical bodies;
 * a final answer that is still an error (the client gave up) is a violation, whether or not a job
   was charged; a charged job whose key never got a 202 is one too.
+
+What the apps got (:func:`app_violations`):
+
+* every completed job has its poster (a JPEG in the bucket) and the metadata read from its file
+  (``video.media``);
+* per job and device at most one notification; every device registered before the job was
+  submitted and never deleted got exactly one for each job that ended completed or failed (the
+  endings a user is told about), with the job's status, and none for another ending; nothing
+  reached a device after its DELETE was answered or its token went invalid, and a device whose token
+  went invalid was removed by the next job that notified it; every notification names a device of
+  the run;
+* a photo upload became ``ready``, bytes of another type ``rejected``; a submit naming a rejected
+  upload was answered 422 ``upload_rejected`` every time and made no job (nothing charged); a job
+  made from an upload shows ``upload:<id>`` as its input while fal got a presigned GET of the
+  object under ``uploads/``.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 from devstack.chaos.driver import RETRYABLE
 from devstack.chaos.evidence import Evidence
-from devstack.chaos.plan import SIM_FAULT_KINDS
+from devstack.chaos.plan import REJECTED, SIM_FAULT_KINDS, UPLOAD
 from devstack.invariants import KINDS as TABLE_KINDS
-from devstack.invariants import TERMINAL, Audit, audit_items
+from devstack.invariants import TERMINAL, Audit, audit_items, job_input
 from videogen.crash import ALL as CRASH_POINTS
+from videogen.domain import devices as domain_devices
 
 CANCELLED_TEXT = "Request was cancelled"  # fal's (and the simulator's) error for a request a cancel removed
 PAYLOAD_ERROR_TEXT = "not JSON serializable"  # the simulator's payload_error: fal said OK but sent no video
 COPY_FAILURE_CODES = {"media_rejected"}  # a finished video we refused to store, for a recorded reason
+NOTIFIED = {status.value for status in domain_devices.NOTIFIED}  # the endings a user is told about
+JPEG_MAGIC = b"\xff\xd8\xff"
+MEDIA_FIELDS = ("duration_s", "width", "height", "fps", "has_audio", "poster_key")
 
 RUN_KINDS = (
     "stuck (not terminal at the end)",
@@ -53,7 +73,22 @@ RUN_KINDS = (
     "cancel answered 200, job not canceled",
     "our cancel ended as a provider failure",
 )
-KINDS = TABLE_KINDS + RUN_KINDS
+APP_KINDS = (
+    "completed without a poster JPEG in S3",
+    "completed without video metadata",
+    "notifications for one job and device more than once",
+    "devices registered throughout a notified job without exactly one",
+    "notifications after the device's DELETE was answered",
+    "notifications after the device's token went invalid",
+    "devices with an invalid token kept after a later notified job",
+    "notifications not matching their job (owner, ending)",
+    "notifications to no device of the run",
+    "uploads not checked as their bytes are (ready / rejected)",
+    "rejected uploads not refused 422 upload_rejected, or charged",
+    "upload jobs whose input fal did not get from our bucket",
+    "app calls given up (device registration, upload)",
+)
+KINDS = TABLE_KINDS + RUN_KINDS + APP_KINDS
 
 
 def violations(ev: Evidence) -> tuple[Audit, dict[str, list[str]]]:
@@ -119,7 +154,134 @@ def violations(ev: Evidence) -> tuple[Audit, dict[str, list[str]]]:
     found["our cancel ended as a provider failure"] += sorted(
         j for j, item in jobs.items() if CANCELLED_TEXT in str(_error(item).get("message", ""))
     )
+    for kind, problems in app_violations(ev).items():
+        found[kind] += problems
     return table, {kind: found.get(kind, []) for kind in KINDS}
+
+
+def app_violations(ev: Evidence) -> dict[str, list[str]]:
+    """Posters and metadata, notifications, uploads (see the module's doc)."""
+    found: dict[str, list[str]] = defaultdict(list)
+    jobs = ev.jobs
+    for job_id, job in sorted(jobs.items()):
+        if job["status"] != "completed":
+            continue
+        media = (job.get("video") or {}).get("media") or {}
+        if any(media.get(f) is None for f in MEDIA_FIELDS):
+            found["completed without video metadata"].append(f"{job_id}: video.media {media or 'missing'}")
+        if not ev.posters.get(str(media.get("poster_key")), b"").startswith(JPEG_MAGIC):
+            found["completed without a poster JPEG in S3"].append(f"{job_id}: poster {media.get('poster_key')}")
+    _notification_violations(ev, found)
+    _upload_violations(ev, found)
+    found["app calls given up (device registration, upload)"] += list(ev.obs.apps.failures)
+    return found
+
+
+def _notification_violations(ev: Evidence, found: dict[str, list[str]]) -> None:
+    jobs = ev.jobs
+    devices = ev.obs.apps.devices
+    per_pair: dict[tuple[str, str], int] = defaultdict(int)
+    for n in ev.notifications:
+        job_id, device_id, user_id = str(n.get("job_id")), n.get("device_id"), n.get("user_id")
+        seen = devices.get((str(user_id), str(device_id)))
+        if seen is None:
+            found["notifications to no device of the run"].append(f"{job_id}: to {user_id}/{device_id}")
+            continue
+        per_pair[(job_id, str(device_id))] += 1
+        job = jobs.get(job_id, {})
+        if job.get("status") not in NOTIFIED or n.get("status") != job.get("status") or job.get("user_id") != user_id:
+            found["notifications not matching their job (owner, ending)"].append(
+                f"{job_id} ({job.get('status', 'no job')}, {job.get('user_id')}): {n.get('status')} to {user_id}"
+            )
+        sent_at = float(n.get("sent_at") or 0)
+        if seen.deleted_at is not None and sent_at > seen.deleted_at:
+            found["notifications after the device's DELETE was answered"].append(
+                f"{job_id} to {device_id}: {sent_at - seen.deleted_at:.2f} s after"
+            )
+        if seen.invalid_at is not None and sent_at > seen.invalid_at:
+            found["notifications after the device's token went invalid"].append(
+                f"{job_id} to {device_id}: {sent_at - seen.invalid_at:.2f} s after"
+            )
+    found["notifications for one job and device more than once"] += [
+        f"{job_id} to {device_id}: {count}" for (job_id, device_id), count in sorted(per_pair.items()) if count > 1
+    ]
+    for job_id, plan in sorted(ev.obs.job_plan.items()):
+        job = jobs.get(job_id, {})
+        submitted = ev.obs.submitted_at.get(plan.key)
+        if job.get("status") not in NOTIFIED or submitted is None:
+            continue
+        for device in plan.user.devices:
+            seen = devices.get((plan.user.user_id, device.device_id))
+            if seen is not None and seen.registered_throughout(submitted):
+                count = per_pair.get((job_id, device.device_id), 0)
+                if count != 1:
+                    found["devices registered throughout a notified job without exactly one"].append(
+                        f"{job_id} ({job['status']}) to {device.device_id}: {count}"
+                    )
+
+    present = devices_in_table(ev)
+    for seen in sorted(devices.values(), key=lambda d: (d.user_id, d.device_id)):
+        if seen.invalid_at is None or (seen.user_id, seen.device_id) not in present:
+            continue
+        later = sorted(
+            job_id
+            for job_id, job in jobs.items()
+            if job.get("user_id") == seen.user_id
+            and job.get("status") in NOTIFIED
+            and (_epoch(job.get("completed_at")) or 0) > seen.invalid_at
+        )
+        if later:  # the notifier tried it after the token went invalid: it must have removed it
+            found["devices with an invalid token kept after a later notified job"].append(
+                f"{seen.user_id}/{seen.device_id}: still registered after {later[0]}"
+            )
+
+
+def devices_in_table(ev: Evidence) -> set[tuple[str, str]]:
+    """(user id, device id) of every device item the table holds at the audit."""
+    return {
+        (str(i["pk"]).removeprefix("USER#"), str(i["sk"]).removeprefix("DEVICE#"))
+        for i in ev.items
+        if str(i["pk"]).startswith("USER#") and str(i["sk"]).startswith("DEVICE#")
+    }
+
+
+def _upload_violations(ev: Evidence, found: dict[str, list[str]]) -> None:
+    apps = ev.obs.apps
+    for upload in sorted(apps.uploads.values(), key=lambda u: u.upload_id):
+        expected = "rejected" if upload.source == REJECTED else "ready"
+        if upload.status != expected:
+            found["uploads not checked as their bytes are (ready / rejected)"].append(
+                f"{upload.upload_id} ({upload.source}): {upload.status} {upload.error_code or ''}".rstrip()
+            )
+    inputs = {job_id: json.dumps(job_input(job)) for job_id, job in ev.jobs.items()}
+    for plan in ev.plans:
+        upload_id = apps.upload_by_key.get(plan.key)
+        if upload_id is None:
+            continue
+        if plan.source == REJECTED:
+            answers = ev.obs.refused.get(plan.key, [])
+            wrong = [a for a in answers if a != (422, "upload_rejected")] + [
+                (202, "") for _ in ev.obs.by_key.get(plan.key, [])
+            ]
+            charged = sorted(j for j, text in inputs.items() if f"upload:{upload_id}" in text)
+            if wrong or not answers or charged:
+                found["rejected uploads not refused 422 upload_rejected, or charged"].append(
+                    f"{plan.key} ({upload_id}): answers {answers or wrong}, jobs {charged}"
+                )
+        elif plan.source == UPLOAD:
+            for job_id, job in ev.jobs.items():
+                if ev.obs.job_plan.get(job_id) is not plan:
+                    continue
+                shown = job_input(job).get("image_url")
+                request_id = (job.get("fal") or {}).get("request_id")
+                sent = ((ev.sim_requests.get(str(request_id)) or {}).get("input") or {}).get("image_url")
+                fetched = (
+                    isinstance(sent, str) and sent.startswith("http") and "/uploads/" in sent and "Signature" in sent
+                )
+                if shown != f"upload:{upload_id}" or (request_id and not fetched):
+                    found["upload jobs whose input fal did not get from our bucket"].append(
+                        f"{job_id}: shows {shown!r}, fal got {str(sent).split('?')[0]!r}"
+                    )
 
 
 def lost_results(jobs: dict[str, dict[str, Any]], sim_requests: dict[str, dict[str, Any]]) -> list[str]:
@@ -173,7 +335,7 @@ def refused_but_affordable(ev: Evidence) -> list[str]:
     """402s answered to a user whose credits cover every job the plan gives them."""
     planned: dict[str, int] = defaultdict(int)
     for p in ev.plans:
-        planned[p.user.user_id] += p.cost
+        planned[p.user.user_id] += p.charges
     out = []
     for p in ev.plans:
         if 402 in ev.obs.final_by_key.get(p.key, []) and planned[p.user.user_id] <= p.user.credits:
@@ -204,6 +366,7 @@ def shortfalls(
     crashes: dict[str, int],
     crash_rate: float,
     conflicts: int | None,
+    events_duplicated: int | None = None,
 ) -> list[str]:
     """What the run did too little of, at any size: submissions never sent, fewer jobs than the
     plans the users could afford, a way of ending no job took, a fault kind turned on that never
@@ -213,8 +376,8 @@ def shortfalls(
         out.append(f"{ev.obs.not_sent} submissions not sent (the time was up)")
     planned: dict[str, int] = defaultdict(int)
     for p in ev.plans:
-        planned[p.user.user_id] += p.cost
-    affordable = sum(1 for p in ev.plans if planned[p.user.user_id] <= p.user.credits)
+        planned[p.user.user_id] += p.charges
+    affordable = sum(1 for p in ev.plans if p.charges and planned[p.user.user_id] <= p.user.credits)
     created = len(ev.obs.job_owner)
     if created < affordable or not created:
         out.append(f"{created} jobs created, fewer than the {affordable} submissions their users could afford")
@@ -229,6 +392,33 @@ def shortfalls(
         out += [f"fault never fired: crash point {name}" for name in CRASH_POINTS if not crashes.get(name)]
     if conflicts is not None and not conflicts:
         out.append("fault never fired: DynamoDB TransactionConflict")
+    if events_duplicated is not None and not events_duplicated:
+        out.append("fault never fired: EventBridge deliveries duplicated")
+    out += _app_shortfalls(ev)
+    return out
+
+
+def _app_shortfalls(ev: Evidence) -> list[str]:
+    """The apps' side did each thing at least once: a device deleted mid-run, a notification, a job
+    completed from an upload, a rejected upload refused."""
+    apps = ev.obs.apps
+    out = []
+    if any(u.devices for u in ev.users):
+        if not any(d.deleted_at is not None for d in apps.devices.values()):
+            out.append("no device was deleted mid-run")
+        if not ev.notifications:
+            out.append("no notification was sent")
+    planned_invalid = any(d.invalid_after_s is not None for u in ev.users for d in u.devices)
+    if planned_invalid and not any(d.invalid_at is not None for d in apps.devices.values()):
+        out.append("no device's token went invalid mid-run")
+    by_key = {p.key: p for p in ev.plans}
+    from_uploads = [j for j, p in ev.obs.job_plan.items() if p.source == UPLOAD and j in ev.jobs]
+    if any(p.source == UPLOAD for p in ev.plans) and not any(ev.jobs[j]["status"] == "completed" for j in from_uploads):
+        out.append("no job made from an upload completed")
+    if any(p.source == REJECTED for p in ev.plans) and not any(
+        by_key[key].source == REJECTED for key in ev.obs.refused if key in by_key
+    ):
+        out.append("no submit named a rejected upload")
     return out
 
 

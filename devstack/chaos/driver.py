@@ -1,9 +1,11 @@
-"""The chaos run's clients: each plan's submissions (copies, retries with the same key, replays, a
-reused key, a cancel), polling until every job ends, and what every client saw (Observations)."""
+"""The chaos run's clients: each plan's submissions (an upload first when its image is one, copies,
+retries with the same key, replays, a reused key, a cancel), polling until every job ends, and what
+every client saw (Observations; the apps' devices and uploads: :mod:`devstack.chaos.apps`)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import threading
 import time
@@ -14,7 +16,8 @@ from typing import Any
 
 import requests
 
-from devstack.chaos.plan import Plan, User
+from devstack.chaos.apps import AppObservations, Apps
+from devstack.chaos.plan import URL, Plan, User
 from devstack.invariants import TERMINAL
 
 MAX_ATTEMPTS = 10  # per request, as an app would retry a 5xx / 409 / lost answer with the same key
@@ -46,6 +49,9 @@ class Observations:
     first_terminal: dict[str, str] = field(default_factory=dict)
     terminal_changed: list[str] = field(default_factory=list)
     requests_sent: int = 0
+    submitted_at: dict[str, float] = field(default_factory=dict)  # key -> wall clock of its first request
+    refused: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # key -> final non-202 (status, code)
+    apps: AppObservations = field(default_factory=AppObservations)
 
     def submit_answer(self, key: str, answer: Answer) -> None:
         with self.lock:
@@ -80,15 +86,24 @@ class Client:
         return self.http.request(method, f"{self.base}{path}", headers=headers, timeout=30, **kw)
 
 
+def _code(body: bytes) -> str:
+    """The problem+json ``code`` of an error answer ("" when it has none)."""
+    try:
+        return str(json.loads(body).get("code", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
 def _pause(attempt: int) -> None:
     time.sleep(random.uniform(0.05, min(2.0, 0.2 * 2**attempt)))
 
 
 class Driver:
-    def __init__(self, client: Client, obs: Observations, deadline: float = float("inf")) -> None:
+    def __init__(self, client: Client, obs: Observations, deadline: float = float("inf"), seed: int = 0) -> None:
         self.client = client
         self.obs = obs
         self.deadline = deadline  # monotonic: past it nothing new is sent and nothing is retried
+        self.apps = Apps(client, obs.apps, seed)
 
     def _late(self) -> bool:
         return time.monotonic() >= self.deadline
@@ -98,6 +113,9 @@ class Driver:
             reply = self.client.call("POST", "/_local/users", json={"user_id": u.user_id, "credits": u.credits})
             reply.raise_for_status()
             u.token = reply.json()["token"]
+        for u in users:
+            for device in u.devices:
+                self.apps.register(u, device)
 
     def submit_once(self, p: Plan, body: dict[str, Any]) -> Answer:
         """One request, retried with the same key on 5xx / 409 / no answer. Returns the last answer."""
@@ -126,7 +144,15 @@ class Driver:
             with self.obs.lock:
                 self.obs.not_sent += 1
             return
-        body = {"model": p.model, "input": p.input}
+        input_ = dict(p.input)
+        if p.source != URL:  # the photo is uploaded first, then named as upload:<id>
+            upload_id = self.apps.upload_photo(p.user, p.key, p.source)
+            if upload_id is None:
+                return  # the app could not upload (reported under its own kind)
+            input_["image_url"] = f"upload:{upload_id}"
+        body = {"model": p.model, "input": input_}
+        with self.obs.lock:
+            self.obs.submitted_at[p.key] = time.time()
         if p.copies == 1:
             finals = [self.submit_once(p, body)]
         else:  # the same key, several times at once (a double tap, a retry racing the first)
@@ -147,6 +173,9 @@ class Driver:
         job_id = next((a.job_id for a in finals if a.job_id), None)
         with self.obs.lock:
             self.obs.final_by_key[p.key].extend(a.status for a in finals)
+            refused = [(a.status, _code(a.body)) for a in finals if a.status != 202]
+            if refused:
+                self.obs.refused.setdefault(p.key, []).extend(refused)
             if job_id:
                 self.obs.job_owner[job_id] = p.user
                 self.obs.job_plan[job_id] = p
@@ -154,6 +183,8 @@ class Driver:
             return
         if p.cancel_after_s is not None:
             time.sleep(max(0.0, p.cancel_after_s - (time.monotonic() - answered_at)))
+            if p.cancel_when_submitted:
+                self.wait_until_at_fal(job_id)
             self.cancel(p, job_id)
         if p.replay_after_s is not None:
             time.sleep(p.replay_after_s)
@@ -161,7 +192,7 @@ class Driver:
             with self.obs.lock:
                 self.obs.final_by_key[p.key].append(final.status)
         if p.reuse_other_body:
-            other = {"model": p.model, "input": {**p.input, "prompt": p.input["prompt"] + " (edited)"}}
+            other = {"model": p.model, "input": {**input_, "prompt": input_["prompt"] + " (edited)"}}
             try:
                 r = self.client.call("POST", "/v1/videos", p.user.token, json=other, headers={"Idempotency-Key": p.key})
                 code = r.status_code
@@ -184,6 +215,15 @@ class Driver:
             if (code and code not in (500, 502, 503, 504)) or self._late():
                 return
             _pause(attempt)
+
+    def wait_until_at_fal(self, job_id: str, bound_s: float = 10.0) -> None:
+        """Poll (often, bounded) until the job is no longer ``queued`` here: fal has it (or it ended)."""
+        deadline = min(time.monotonic() + bound_s, self.deadline)
+        while time.monotonic() < deadline:
+            status = self.poll(job_id)
+            if status is not None and status != "queued":
+                return
+            time.sleep(0.1)
 
     def poll(self, job_id: str) -> str | None:
         """The job's status as the API shows it (None when the request failed)."""

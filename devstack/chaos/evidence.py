@@ -1,5 +1,6 @@
-"""What the chaos run reads back once every job has ended: the table, the bucket, the events the bus
-delivered, the simulator's requests, the stack's counters and log. Read once, after the system has
+"""What the chaos run reads back once every job has ended: the table, the bucket (and the first
+bytes of every poster), the events the bus delivered, the notifications each device would have
+received, the simulator's requests, the stack's counters and log. Read once, after the system has
 gone quiet (:func:`settle`), so the audit (:mod:`devstack.chaos.checks`) judges one snapshot and
 never looks again to let a transient violation pass."""
 
@@ -36,6 +37,8 @@ class Evidence:
     users: list[User]
     quiet: bool = True  # the table stopped changing before it was read
     stuck_seen: set[str] = field(default_factory=set)  # jobs the polling never saw end
+    notifications: list[dict[str, Any]] = field(default_factory=list)  # GET /_local/notifications, oldest first
+    posters: dict[str, bytes] = field(default_factory=dict)  # poster key -> its first bytes (absent: no object)
 
     @property
     def jobs(self) -> dict[str, dict[str, Any]]:
@@ -72,16 +75,18 @@ class Aws:
         )
 
 
-def settle(aws: Aws, bound_s: float) -> tuple[list[dict[str, Any]], bool]:
-    """Wait until nothing moves: every job terminal, none owing its event, no execution running and
-    two scans a second apart equal. Returns the last scan and whether it was quiet within
-    ``bound_s`` (two reconciler periods plus its grace: by then no event may still be owed)."""
+def settle(aws: Aws, api: str, bound_s: float) -> tuple[list[dict[str, Any]], bool]:
+    """Wait until nothing moves: every job terminal, none owing its event, no execution running, no
+    event delivery to a function under way (the notifier, the media function) and two scans a
+    second apart equal. Returns the last scan and whether it was quiet within ``bound_s`` (two
+    reconciler periods plus its grace and the notifier's wait for a poster: by then no event may
+    still be owed, no notification still due)."""
     deadline = time.monotonic() + bound_s
     previous: list[dict[str, Any]] | None = None
     while True:
         items = scan_table(aws.db, aws.table)
         busy = any(i["sk"] == "JOB" and (i["status"] not in TERMINAL or i.get("event_pending")) for i in items)
-        if not busy and items == previous and not aws.running_executions():
+        if not busy and items == previous and not aws.running_executions() and not _deliveries_in_flight(api):
             return items, True
         if time.monotonic() >= deadline:
             return items, False
@@ -98,11 +103,12 @@ def gather(
     settle_s: float,
 ) -> Evidence:
     aws = Aws(stack)
-    items, quiet = settle(aws, settle_s)
+    items, quiet = settle(aws, stack.api, settle_s)
     jobs = {str(i["id"]): i for i in items if i["sk"] == "JOB"}
+    bucket = Bucket.read(aws.s3, aws.bucket)
     return Evidence(
         items=items,
-        bucket=Bucket.read(aws.s3, aws.bucket),
+        bucket=bucket,
         events=delivered_events(aws.logs, aws.event_log),
         sim_requests=sim_requests(stack.sim),
         reference=reference_video(stack.sim, jobs),
@@ -111,7 +117,36 @@ def gather(
         users=users,
         quiet=quiet,
         stuck_seen=stuck_seen,
+        notifications=notifications(stack.api),
+        posters=poster_heads(aws, bucket, jobs),
     )
+
+
+def _deliveries_in_flight(api: str) -> int:
+    reply = requests.get(f"{api}/_local/stats", timeout=10)
+    reply.raise_for_status()
+    return int(reply.json().get("event_deliveries_in_flight", 0))
+
+
+def notifications(api: str) -> list[dict[str, Any]]:
+    reply = requests.get(f"{api}/_local/notifications", timeout=30)
+    reply.raise_for_status()
+    items: list[dict[str, Any]] = reply.json()["items"]
+    return items
+
+
+POSTER_HEAD = 16  # bytes of each poster read back (a JPEG starts FF D8 FF)
+
+
+def poster_heads(aws: Aws, bucket: Bucket, jobs: dict[str, dict[str, Any]]) -> dict[str, bytes]:
+    """The first bytes of the poster each completed job's ``video.media`` names, when it exists."""
+    out: dict[str, bytes] = {}
+    for job in jobs.values():
+        key = ((job.get("video") or {}).get("media") or {}).get("poster_key")
+        if job["status"] == "completed" and key and key in bucket.keys:
+            body = aws.s3.get_object(Bucket=aws.bucket, Key=key, Range=f"bytes=0-{POSTER_HEAD - 1}")["Body"]
+            out[str(key)] = body.read()
+    return out
 
 
 def sim_requests(sim: str) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ import requests
 from devstack.chaos import checks
 from devstack.chaos.driver import Client, Driver, Observations, wait_terminal
 from devstack.chaos.evidence import Evidence, count_in_log, gather
-from devstack.chaos.plan import SIM_FAULT_KINDS, make_plan, sim_faults
+from devstack.chaos.plan import REJECTED, SIM_FAULT_KINDS, UPLOAD, make_plan, sim_faults
 from devstack.chaos.report import fmt_counter, render
 from devstack.process import CONFLICT_LOG_TEXT, ROOT, StackProcess
 from videogen import crash
@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.03,
         help="chance that DynamoDB answers TransactionConflict to a transaction or write (LOCAL_DDB_CONFLICT_RATE)",
+    )
+    ap.add_argument(
+        "--event-duplicate-rate",
+        type=float,
+        default=0.2,
+        help="chance that EventBridge delivers an event to a function twice (LOCAL_EVENT_DUPLICATE_RATE)",
     )
     ap.add_argument(
         "--require-conflicts",
@@ -95,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         log_path=log_path,
         log_level=args.log_level,
         conflict_rate=args.conflict_rate,
+        event_duplicate_rate=args.event_duplicate_rate,
     )
     print(
         f"chaos run: {args.jobs} jobs, {args.users} users, seed {args.seed}, timeout {args.timeout_s:.0f} s, "
-        f"crash rate {args.crash_rate}, conflict rate {args.conflict_rate}, time scale {args.time_scale}",
+        f"crash rate {args.crash_rate}, conflict rate {args.conflict_rate}, "
+        f"event duplicate rate {args.event_duplicate_rate}, time scale {args.time_scale}",
         flush=True,
     )
     print(f"stack log: {log_path}", flush=True)
@@ -117,24 +125,28 @@ def _run(args: argparse.Namespace, stack: StackProcess, t0: float, t_ready: floa
         return 2
     people, plans = make_plan(args.jobs, args.users, args.seed)
     obs = Observations()
-    driver = Driver(Client(stack.api), obs)
-    driver.create_users(people)
+    driver = Driver(Client(stack.api), obs, seed=args.seed)
+    driver.create_users(people)  # and their devices
 
     start = time.monotonic()
     driver.deadline = start + args.timeout_s
+    changes = driver.apps.schedule_device_changes(people)  # some devices go away mid-run
     with ThreadPoolExecutor(args.concurrency, thread_name_prefix="chaos") as pool:
         for _ in pool.map(driver.run, plans):
             pass
         t_submitted = time.monotonic()
         print(f"submitted in {t_submitted - start:.1f} s; waiting for every job to end", flush=True)
         stuck_seen = wait_terminal(driver, set(obs.job_owner), driver.deadline, pool)
+    for timer in changes:
+        timer.join()
     t_settled = time.monotonic()
     if not stack.alive():
         print(f"error: the local stack died during the run; see {stack.log_path}", file=sys.stderr)
         return 1
 
-    # every job has ended: two reconciler periods (and its grace) for owed events, then one snapshot
-    settle_s = 2 * args.reconcile_every_s + args.reconcile_grace_s + 5
+    # every job has ended: two reconciler periods (and its grace) for owed events, the notifier's
+    # wait for a poster (PUSH_POSTER_WAIT_S, 10 s locally), then one snapshot
+    settle_s = 2 * args.reconcile_every_s + args.reconcile_grace_s + 10 + 5
     ev = gather(stack, obs, plans, people, stuck_seen, settle_s)
     stats = requests.get(f"{stack.api}/_local/stats", timeout=10).json()
     t_end = time.monotonic()
@@ -151,6 +163,7 @@ def _run(args: argparse.Namespace, stack: StackProcess, t0: float, t_ready: floa
         crashes=crashes,
         crash_rate=args.crash_rate,
         conflicts=conflicts if args.conflict_rate > 0 and args.require_conflicts else None,
+        events_duplicated=int(stats.get("events_duplicated") or 0) if args.event_duplicate_rate > 0 else None,
     )
     jobs = ev.jobs
     status_counts = Counter(str(j["status"]) for j in jobs.values())
@@ -182,11 +195,14 @@ def _run(args: argparse.Namespace, stack: StackProcess, t0: float, t_ready: floa
         ("charges", str(table.charges)),
         ("refunds", str(table.refunds)),
         ("events the bus delivered (terminal jobs)", f"{sum(ev.events.values())} ({len(ev.events)} jobs)"),
+        ("Apps", ""),
+        *app_rows(ev),
         ("Invariants (all must be 0)", ""),
         *[(label, str(v)) for label, v in violations.items()],
         ("Faults injected", ""),
         *[(label, str(sim.get(stat, 0))) for label, stat, _ in SIM_FAULT_KINDS],
         ("DynamoDB TransactionConflict (stack log)", str(conflicts)),
+        ("EventBridge deliveries to a function duplicated", str(stats.get("events_duplicated", 0))),
         ("fal generations whose request id no job stored", unstored_generations(ev)),
         ("jobs failed by an OK webhook without payload", str(_payload_failures(ev))),
         ("webhook retries (our webhook answered non-2xx)", str(sim.get("webhook_retries", 0))),
@@ -240,6 +256,45 @@ def _run(args: argparse.Namespace, stack: StackProcess, t0: float, t_ready: floa
     )
     print("PASS: every invariant held" if ok else "FAIL: " + ", ".join([*broken, *(["too little"] if short else [])]))
     return 0 if ok else 1
+
+
+def app_rows(ev: Evidence) -> list[tuple[str, str]]:
+    """What the apps did and got: devices, uploads, notifications, posters."""
+    apps = ev.obs.apps
+    registered = [d for d in apps.devices.values() if d.registered_at is not None]
+    invalid = {(d.user_id, d.device_id) for d in registered if d.invalid_at is not None}
+    present = checks.devices_in_table(ev)
+    uploads = Counter(f"{u.source} -> {u.status}" for u in apps.uploads.values())
+    from_uploads = Counter(
+        str(ev.jobs[j]["status"]) for j, p in ev.obs.job_plan.items() if p.source == UPLOAD and j in ev.jobs
+    )
+    rejected_answers = Counter(
+        f"{status} {code}".strip()
+        for p in ev.plans
+        if p.source == REJECTED
+        for status, code in ev.obs.refused.get(p.key, [])
+    )
+    completed_notes = [n for n in ev.notifications if n.get("status") == "completed"]
+    media = [j for j in ev.jobs.values() if j["status"] == "completed" and (j.get("video") or {}).get("media")]
+    return [
+        (
+            "devices registered / deleted mid-run",
+            f"{len(registered)} / {sum(d.deleted_at is not None for d in registered)}",
+        ),
+        ("devices whose token went invalid / removed by the notifier", f"{len(invalid)} / {len(invalid - present)}"),
+        ("uploads (meant -> checked)", fmt_counter(uploads)),
+        ("jobs from an upload", fmt_counter(from_uploads)),
+        ("submits naming a rejected upload", fmt_counter(rejected_answers)),
+        (
+            "notifications (completed / failed)",
+            f"{len(ev.notifications)} ({len(completed_notes)} / {len(ev.notifications) - len(completed_notes)})",
+        ),
+        (
+            "completed notifications without a poster (waited the bound)",
+            str(sum(1 for n in completed_notes if not n.get("poster_url"))),
+        ),
+        ("completed jobs with poster and metadata", str(len(media))),
+    ]
 
 
 def unstored_generations(ev: Evidence) -> str:

@@ -53,6 +53,7 @@ class SimRequest:
     owner_app: str
     model_id: str
     input: dict[str, Any]
+    input_sha256: dict[str, str]  # field -> sha256 of the bytes fetched from its URL at submit
     webhook_url: str | None
     submitted_at: float
     queue_s: float
@@ -223,6 +224,7 @@ class SimRequest:
             "model_id": self.model_id,
             "status": self.phase(now),
             "input": self.input,
+            "input_sha256": dict(self.input_sha256),
             "webhook_url": self.webhook_url,
             "queue_s": self.queue_s,
             "run_s": self.run_s,

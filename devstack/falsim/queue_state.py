@@ -83,8 +83,10 @@ class RequestQueue:
             return "generic"
         return next((kind for kind in FAULTS if kind != "generic" and self._plan.chance(f"{kind}_rate")), None)
 
-    def submit(self, model_id: str, body: dict[str, Any], webhook_url: str | None) -> dict[str, Any]:
-        """Queue a request; the submit answer."""
+    def submit(
+        self, model_id: str, body: dict[str, Any], webhook_url: str | None, input_sha256: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Queue a request; the submit answer. ``input_sha256``: what its URL inputs' bytes hashed to."""
         now = time.time()
         with self._lock:
             self._prune(now)
@@ -95,6 +97,7 @@ class RequestQueue:
                 owner_app="/".join(model_id.split("/")[:2]),
                 model_id=model_id,
                 input=body,
+                input_sha256=dict(input_sha256 or {}),
                 webhook_url=webhook_url,
                 submitted_at=now,
                 queue_s=self._plan.duration("queue_s"),

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -31,11 +32,14 @@ FETCH_TIMEOUT_S = 10
 FETCH_MAX_BYTES = 100 * 1024 * 1024
 
 
-def fetch_inputs(body: dict[str, Any]) -> dict[str, Any] | None:
-    """Download every URL input the way fal does before it runs a model, and answer fal's 422
-    validation error for the first one it cannot get. Only ``http://`` URLs are fetched: the local
-    S3's presigned GETs (uploads) are plain http, while the public ``https://`` URLs the tests send
-    point at hosts this machine may not reach (fal would fetch those too)."""
+def fetch_inputs(body: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Download every URL input the way fal does before it runs a model: fal's 422 validation
+    error for the first one it cannot get (else None), and the sha256 of each input's bytes as
+    fetched (field -> hex; ``GET /_sim/requests`` shows them, so a test proves which bytes fal got).
+    Only ``http://`` URLs are fetched: the local S3's presigned GETs (uploads) are plain http, while
+    the public ``https://`` URLs the tests send point at hosts this machine may not reach (fal would
+    fetch those too)."""
+    digests: dict[str, str] = {}
     for field, value in sorted(body.items()):
         if not field.endswith("_url") or not isinstance(value, str) or not value.startswith("http://"):
             continue
@@ -43,8 +47,10 @@ def fetch_inputs(body: dict[str, Any]) -> dict[str, Any] | None:
             with requests.get(value, stream=True, timeout=FETCH_TIMEOUT_S) as got:
                 ok = got.status_code == 200
                 size = 0
+                digest = hashlib.sha256()
                 for chunk in got.iter_content(64 * 1024) if ok else ():
                     size += len(chunk)
+                    digest.update(chunk)
                     if size > FETCH_MAX_BYTES:
                         ok = False
                         break
@@ -57,8 +63,9 @@ def fetch_inputs(body: dict[str, Any]) -> dict[str, Any] | None:
                 "msg": f"Failed to download the file from {field}; make sure the URL is publicly accessible",
                 "type": "file_download_error",
                 "input": value.split("?", 1)[0],
-            }
-    return None
+            }, digests
+        digests[field] = digest.hexdigest()
+    return None, digests
 
 
 def _json_body(raw: bytes) -> Any:
@@ -124,13 +131,13 @@ class Router:
         if not isinstance(body, dict):
             detail = [{"loc": ["body"], "msg": "expected a JSON object", "type": "type_error.dict"}]
             return json_response(422, {"detail": detail})
-        unreadable = fetch_inputs(body)
+        unreadable, digests = fetch_inputs(body)
         if unreadable is not None:
             return json_response(422, {"detail": [unreadable]})
         webhook: str | None = query.get("fal_webhook", [""])[0] or None
         if webhook is not None and not webhook.startswith(("http://", "https://")):
             return fal_error(400, "fal_webhook must be an http(s) URL", "bad_request")
-        return json_response(200, self._queue.submit(model_id, body, webhook))
+        return json_response(200, self._queue.submit(model_id, body, webhook, input_sha256=digests))
 
     def _on_request(
         self, method: str, owner_app: str, request_id: str, rest: list[str], query: dict[str, list[str]]

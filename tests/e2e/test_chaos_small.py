@@ -1,4 +1,5 @@
-"""The seeded small chaos run (what ``make chaos-small`` and CI run): 40 jobs, seed 7, every fault on.
+"""The seeded small chaos run (what ``make chaos-small`` and CI run): 40 jobs, seed 7, every fault on,
+its apps uploading photos and registering (and deleting) devices.
 
 It starts its own local stack as a subprocess (``python -m devstack.chaos`` does), so it needs no
 fixture and leaves nothing running. The run must end by itself, exit 0 and print a table showing
@@ -31,6 +32,11 @@ MUST_BE_ZERO = (
     "checksum mismatches",
     "idempotency keys answered with >1 job id",
     "idempotency keys with differing 202 bodies",
+    "completed without a poster JPEG in S3",
+    "notifications for one job and device more than once",
+    "devices registered throughout a notified job without exactly one",
+    "notifications after the device's DELETE was answered",
+    "rejected uploads not refused 422 upload_rejected, or charged",
 )
 
 
@@ -71,3 +77,8 @@ def test_small_chaos_run_keeps_every_invariant() -> None:
     crashes = ("after_submit_transaction", "after_fal_submit", "after_s3_upload", "after_transition")
     assert sum(_row(output, f"crash point {name}") for name in crashes) > 0
     assert _row(output, "webhooks dropped") + _row(output, "fal submit errors (429/503)") > 0
+    # the apps did their part: uploads (one rejected and refused), devices, duplicated deliveries
+    assert _row(output, "EventBridge deliveries to a function duplicated") > 0
+    assert re.search(r"^\s+uploads \(meant -> checked\)\s+.*rejected -> rejected \d", output, re.MULTILINE), output
+    assert re.search(r"^\s+submits naming a rejected upload\s+422 upload_rejected \d+\s*$", output, re.MULTILINE)
+    assert re.search(r"^\s+jobs from an upload\s+.*completed \d", output, re.MULTILINE), output

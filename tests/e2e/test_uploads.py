@@ -5,6 +5,7 @@ a file that is not what it was declared to be is refused at submit with nothing 
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -107,3 +108,49 @@ def test_bytes_that_are_not_the_declared_type_are_rejected_and_refused_at_submit
     assert after["balance"] == before["balance"] == 10
     assert [e["type"] for e in after["ledger"]] == ["grant"]  # no charge, no refund: nothing happened
     assert requests.get(f"{stack.api}/v1/videos", headers=auth, timeout=10).json()["items"] == []
+
+
+def test_bytes_posted_again_after_the_check_never_reach_fal_it_fetches_the_checked_ones(stack: StackProcess) -> None:
+    """The presigned POST is valid 15 minutes: after the upload is ready, the app POSTs other bytes
+    (same size, same declared type) to it. fal (the simulator, which records the sha256 of what it
+    fetched) still gets exactly the bytes that were checked."""
+    auth = _user(stack.api, 20)
+    checked, swapped = png(64, 48), b"\x00" * len(png(64, 48))
+    created = requests.post(
+        f"{stack.api}/v1/uploads",
+        headers=auth,
+        json={"content_type": "image/png", "size_bytes": len(checked)},
+        timeout=10,
+    ).json()
+    upload_id = created["upload"]["id"]
+
+    def post(data: bytes) -> None:
+        sent = requests.post(
+            created["url"], data=created["fields"], files={"file": ("p", data, "image/png")}, timeout=10
+        )
+        assert sent.status_code == 204, sent.text
+
+    post(checked)
+    deadline = time.monotonic() + 30
+    while requests.get(f"{stack.api}/v1/uploads/{upload_id}", headers=auth, timeout=10).json()["status"] == "pending":
+        assert time.monotonic() < deadline, "the upload was never checked"
+        time.sleep(0.2)
+    post(swapped)  # after the check, within the POST's 15 minutes
+    time.sleep(1)  # its S3 event is handled (and ignored: the upload is checked already)
+    assert requests.get(f"{stack.api}/v1/uploads/{upload_id}", headers=auth, timeout=10).json()["status"] == "ready"
+
+    answer = _submit(stack.api, auth, f"upload:{upload_id}")
+    assert answer.status_code == 202, answer.text
+    deadline = time.monotonic() + 60
+    while True:
+        fetched = [
+            r
+            for r in requests.get(f"{stack.sim}/_sim/requests", timeout=10).json().values()
+            if upload_id in str(r["input"].get("image_url", ""))
+        ]
+        if fetched or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert len(fetched) == 1, "the job never reached fal"
+    assert "/inputs/" in fetched[0]["input"]["image_url"]  # the sealed copy, never uploads/<user>/<id>
+    assert fetched[0]["input_sha256"] == {"image_url": hashlib.sha256(checked).hexdigest()}

@@ -13,8 +13,15 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from videogen.domain.devices import MAX_DEVICES, Device, Notification, Platform
-from videogen.domain.errors import DeviceChanged, DeviceNotFound, PushEndpointGone, PushUnavailable, TooManyDevices
+from videogen.domain.devices import MAX_DEVICES, Device, Notification, Platform, token_hash
+from videogen.domain.errors import (
+    DeviceChanged,
+    DeviceNotFound,
+    PushEndpointGone,
+    PushUnavailable,
+    TokenMoved,
+    TooManyDevices,
+)
 from videogen.domain.models import rfc3339
 
 
@@ -22,6 +29,7 @@ class FakeDeviceStore:
     def __init__(self) -> None:
         self.devices: dict[tuple[str, str], Device] = {}
         self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.owners: dict[str, tuple[str, str]] = {}  # token_hash -> (user, device) that registered it last
         self._claims = itertools.count(1)
 
     def count(self, user_id: str) -> int:
@@ -42,6 +50,7 @@ class FakeDeviceStore:
                 update={"platform": platform, "token": token, "endpoint_arn": keep, "updated_at": now}
             )
         self.devices[(user_id, device_id)] = device
+        self.owners[token_hash(token)] = (user_id, device_id)  # the same write moves the token's ownership
         return device.model_copy(), before
 
     def get_device(self, user_id: str, device_id: str) -> Device | None:
@@ -70,12 +79,19 @@ class FakeDeviceStore:
         del self.devices[(user_id, device_id)]
         return current
 
-    def claim_notification(self, job_id: str, device_id: str) -> str | None:
+    def claim_notification(self, job_id: str, device: Device) -> str | None:
+        owner = self.owners.get(token_hash(device.token))
+        if owner is not None and owner != (device.user_id, device.id):
+            raise TokenMoved(device.id)
+        device_id = device.id
         if (job_id, device_id) in self.records:
             return None
         claim = f"claim-{next(self._claims)}"
         self.records[(job_id, device_id)] = {"state": "sending", "claim": claim}
         return claim
+
+    def token_owner(self, token: str) -> tuple[str, str] | None:
+        return self.owners.get(token_hash(token))
 
     def notification_sent(self, job_id: str, device_id: str, claim: str, message_id: str) -> None:
         record = self.records.get((job_id, device_id))

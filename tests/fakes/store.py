@@ -74,8 +74,6 @@ CONFLICTING = frozenset(
     {
         "read_for_submit",
         "create_job",
-        "read_for_cancel",
-        "request_user_cancel",
         "grant",
         "record_submit_attempt",
         "record_submit_refused",
@@ -87,7 +85,7 @@ CONFLICTING = frozenset(
         "finish_with_refund",
         "clear_event_pending",
         "record_media",
-        "put_upload",
+        "create_upload",
         "finish_upload",
     }
 )
@@ -102,7 +100,10 @@ def _snapshot(account: _Account) -> Balance:
 
 
 def _usage_holds(account: _Account, seen: Balance, usage: Usage) -> bool:
-    """The adapter's condition on the limit state: still the one the decision read."""
+    """The adapter's condition on the limit state: still the one the decision read (or, decided
+    without a read, the user still idle at ``usage.idle_at_ms``)."""
+    if usage.idle_at_ms is not None:
+        return account.rl_tat_ms is None or account.rl_tat_ms <= usage.idle_at_ms
     rate_same = account.rl_tat_ms == seen.rl_tat_ms
     spend_same = usage.spend_day is None or (account.spend_day, account.spend_credits) == (
         seen.spend_day,
@@ -292,9 +293,17 @@ class FakeStore:
 
     # --- uploads (UploadStore) ----------------------------------------------------------------
 
-    def put_upload(self, upload: Upload) -> None:
-        self._enter("put_upload")
-        self._uploads.setdefault((upload.user_id, upload.id), upload.model_copy())
+    def create_upload(self, upload: Upload, seen: Balance, usage: Usage) -> None:
+        """The record and the rate state: both or neither; a refused rate state comes back with
+        the state as stored, as the adapter's ReturnValuesOnConditionCheckFailure returns it."""
+        self._enter("create_upload")
+        if (upload.user_id, upload.id) in self._uploads:
+            return
+        account = self._accounts[upload.user_id]
+        if not _usage_holds(account, seen, usage):
+            raise BalanceChanged(_snapshot(account))
+        _write_usage(account, usage)
+        self._uploads[(upload.user_id, upload.id)] = upload.model_copy()
 
     def get_upload(self, user_id: str, upload_id: str) -> Upload | None:
         self._enter("get_upload")
@@ -311,6 +320,7 @@ class FakeStore:
         height: int | None = None,
         duration_s: float | None = None,
         error: UploadError | None = None,
+        input_key: str | None = None,
     ) -> bool:
         self._enter("finish_upload")
         if status is UploadStatus.PENDING:
@@ -319,7 +329,14 @@ class FakeStore:
         if found is None or found.status is not UploadStatus.PENDING:
             return False
         self._uploads[(user_id, upload_id)] = found.model_copy(
-            update={"status": status, "width": width, "height": height, "duration_s": duration_s, "error": error}
+            update={
+                "status": status,
+                "width": width,
+                "height": height,
+                "duration_s": duration_s,
+                "error": error,
+                "input_key": input_key,
+            }
         )
         return True
 
@@ -413,29 +430,6 @@ class FakeStore:
         if job is None or job.cancel_requested not in {None, intent, *CANCEL_INTENT_REPLACES[intent]}:
             raise TransitionRejected(job_id)
         return self._update(job_id, CANCEL_INTENT_FROM[intent], cancel_requested=intent)
-
-    def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
-        self._enter("read_for_cancel")
-        job = self._jobs.get(job_id)
-        return (job.model_copy(deep=True) if job else None), _snapshot(self._accounts[user_id])
-
-    def request_user_cancel(self, job: Job, seen: Balance, usage: Usage) -> Job:
-        """The intent and the rate state: both or neither (the job's condition is checked first)."""
-        self._enter("request_user_cancel")
-        current = self._jobs.get(job.id)
-        intent = CancelIntent.USER
-        if (
-            current is None
-            or current.status not in CANCEL_INTENT_FROM[intent]
-            or current.cancel_requested not in {None, intent, *CANCEL_INTENT_REPLACES[intent]}
-        ):
-            raise TransitionRejected(job.id)
-        account = self._accounts[job.user_id]
-        if not _usage_holds(account, seen, usage):
-            raise BalanceChanged()
-        _write_usage(account, usage)
-        self._update(job.id, CANCEL_INTENT_FROM[intent], cancel_requested=intent)
-        return job.model_copy(update={"cancel_requested": intent}, deep=True)
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
         self._enter("mark_submitted")

@@ -3,12 +3,14 @@ real files of each accepted type to upload."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
-import zlib
+from collections.abc import Callable
 from pathlib import Path
 
-from videogen.domain.errors import MediaTransferError
-from videogen.ports import PresignedPost
+from devstack.sample_files import png as png  # re-exported: the tests take it from here
+from videogen.domain.errors import MediaTransferError, UploadChanged
+from videogen.ports import ObjectHead, PresignedPost
 
 SAMPLE_MP4 = (Path(__file__).resolve().parents[2] / "devstack" / "falsim" / "sample.mp4").read_bytes()
 
@@ -20,35 +22,52 @@ class FakeUploadBucket:
         self.posts: list[tuple[str, str, int, int]] = []  # (key, content type, size, ttl)
         self.reads: list[tuple[str, int, int]] = []
         self.fail_reads = 0
+        self.seals: list[tuple[str, str, str]] = []  # (key, etag, sealed key) of each seal that copied
+        self.before_read: Callable[[], None] | None = None  # runs once, before the next read (a racing POST)
+        self.before_seal: Callable[[], None] | None = None  # runs once, before the next seal
 
     def presign_post(self, key: str, content_type: str, size_bytes: int, ttl_s: int) -> PresignedPost:
         self.posts.append((key, content_type, size_bytes, ttl_s))
         return PresignedPost(url=f"https://{self.name}.s3.test/", fields={"key": key, "Content-Type": content_type})
 
-    def size(self, bucket: str, key: str) -> int | None:
-        data = self.objects.get(key)
-        return None if data is None else len(data)
+    @staticmethod
+    def etag(data: bytes) -> str:
+        return f'"{hashlib.md5(data).hexdigest()}"'
 
-    def read(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+    def head(self, bucket: str, key: str) -> ObjectHead | None:
+        data = self.objects.get(key)
+        return None if data is None else ObjectHead(size=len(data), etag=self.etag(data))
+
+    def _still(self, key: str, etag: str) -> bytes | None:
+        data = self.objects.get(key)
+        return data if data is not None and self.etag(data) == etag else None
+
+    def read(self, bucket: str, key: str, offset: int, length: int, etag: str) -> bytes:
+        if self.before_read is not None:
+            hook, self.before_read = self.before_read, None
+            hook()
         if self.fail_reads:
             self.fail_reads -= 1
             raise MediaTransferError("S3 is down")
         self.reads.append((key, offset, length))
-        return self.objects[key][offset : offset + max(0, length)]
+        data = self._still(key, etag)
+        if data is None:
+            raise UploadChanged(key)
+        return data[offset : offset + max(0, length)]
+
+    def seal(self, bucket: str, key: str, etag: str, sealed_key: str) -> bool:
+        if self.before_seal is not None:
+            hook, self.before_seal = self.before_seal, None
+            hook()
+        data = self._still(key, etag)
+        if data is None:
+            return False
+        self.objects[sealed_key] = data
+        self.seals.append((key, etag, sealed_key))
+        return True
 
 
 # --- files ----------------------------------------------------------------------------------
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png(width: int = 4, height: int = 3) -> bytes:
-    """A real (decodable) RGB PNG."""
-    raw = b"".join(b"\x00" + b"\x80\x40\x20" * width for _ in range(height))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
 
 
 def jpeg(width: int = 640, height: int = 480, exif_segments: int = 0) -> bytes:

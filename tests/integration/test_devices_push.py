@@ -5,6 +5,7 @@ job and device, a disabled endpoint removing its device."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -154,3 +155,59 @@ def test_a_canceled_job_notifies_nobody(stack, job_status):
     event = _event("vid_x", user_id)
     event["detail"]["status"] = job_status
     assert stack.stack.lambdas.invoke("NotifierFunction", event) == {}
+
+
+# --- a push token belongs to the device that registered it last ------------------------------------
+
+
+def _owner(stack: Any, push_token: str) -> tuple[str, str] | None:
+    return wiring.device_store().token_owner(push_token)
+
+
+def test_a_token_registered_by_another_user_moves_to_them_and_the_first_user_stops_getting_notified(stack):
+    alice, alice_token = _user(stack)
+    bob, bob_token = _user(stack)
+    shared = "ef" * 32
+    assert put(stack, alice_token, "phone", "apns", shared).status == 200
+    assert _owner(stack, shared) == (alice, "phone")
+    assert put(stack, bob_token, "phone-b", "apns", shared).status == 200  # same phone, now signed in as bob
+    assert _owner(stack, shared) == (bob, "phone-b")
+    owner_item = stack.db.get_item(
+        TableName=stack.table,
+        Key={"pk": {"S": f"PUSHTOKEN#{hashlib.sha256(shared.encode()).hexdigest()}"}, "sk": {"S": "OWNER"}},
+        ConsistentRead=True,
+    )["Item"]
+    assert shared not in json.dumps(owner_item)  # keyed by the token's sha256, the token not stored there
+    job_a, job_b = f"vid_{uuid.uuid4().hex}", f"vid_{uuid.uuid4().hex}"
+    assert stack.stack.lambdas.invoke("NotifierFunction", _event(job_a, alice, "failed")) == {"moved": 1}
+    assert _sent_for(stack, job_a) == []
+    assert stack.request("GET", "/v1/devices", token=alice_token).json["items"] == []  # alice's stale device
+    assert stack.stack.lambdas.invoke("NotifierFunction", _event(job_b, bob, "failed")) == {"sent": 1}
+    assert [n["user_id"] for n in _sent_for(stack, job_b)] == [bob]
+    device = wiring.device_store().get_device(bob, "phone-b")
+    attrs = boto3.client("sns").get_endpoint_attributes(EndpointArn=device.endpoint_arn)["Attributes"]
+    assert attrs["Enabled"] == "true"  # alice's removal left bob's endpoint alone
+
+
+def test_concurrent_registrations_of_one_token_by_two_users_leave_exactly_one_owner_who_alone_is_notified(stack):
+    alice, alice_token = _user(stack)
+    bob, bob_token = _user(stack)
+    shared = f"fcm-shared-{uuid.uuid4().hex}"
+    tokens = [(alice_token, "a"), (bob_token, "b")] * 8
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda t: put(stack, t[0], t[1], "fcm", shared), tokens))
+    assert [r.status for r in replies] == [200] * 16
+    owner = _owner(stack, shared)
+    assert owner in {(alice, "a"), (bob, "b")}
+    assert wiring.device_store().get_device(*owner).token == shared
+    job_id = f"vid_{uuid.uuid4().hex}"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(
+            pool.map(lambda u: stack.stack.lambdas.invoke("NotifierFunction", _event(job_id, u)), [alice, bob])
+        )
+    print(f"\n16 concurrent registrations of one token by two users: owner {owner[1]}, notifier {results}")
+    assert dict(zip([alice, bob], results, strict=True)) == {
+        owner[0]: {"sent": 1},
+        ({alice, bob} - {owner[0]}).pop(): {"moved": 1},
+    }
+    assert len(_sent_for(stack, job_id)) == 1  # the one phone got the job's notification once

@@ -55,8 +55,6 @@ AWS_OPERATION = {
     "grant": "TransactWriteItems",
     "record_submit_attempt": "UpdateItem",
     "finish_with_refund": "TransactWriteItems",
-    "read_for_cancel": "TransactGetItems",
-    "request_user_cancel": "TransactWriteItems",
 }
 
 
@@ -300,10 +298,6 @@ def test_contention_is_retried_then_store_busy_and_changes_nothing(subject: Subj
         "grant": lambda: store.grant(user, 1, f"g-{uuid.uuid4().hex[:6]}"),
         "record_submit_attempt": lambda: store.record_submit_attempt(job.id),
         "finish_with_refund": lambda: store.finish_with_refund(store.get_job(job.id), JobStatus.FAILED, None),
-        "read_for_cancel": lambda: store.read_for_cancel(user, job.id),
-        "request_user_cancel": lambda: store.request_user_cancel(
-            job, (seen := store.get_balance(user)), next_usage(seen)
-        ),
     }
     before = (store.get_balance(user), store.ledger_totals(user), store.get_job(job.id))
     subject.conflict(operation, CONFLICT_ATTEMPTS)

@@ -138,13 +138,6 @@ WRITES = [
         False,
         lambda h, j: h.store.request_cancel(j.id, CancelIntent.DEADLINE),
     ),
-    Write(
-        "request_user_cancel",
-        CANCEL_INTENT_FROM[CancelIntent.USER],
-        None,
-        False,
-        lambda h, j: h.store.request_user_cancel(j, (seen := h.store.get_balance(j.user_id)), next_usage(seen)),
-    ),
 ]
 
 # How a job reaches each state, through the adapter's own writes (so the invariants hold).

@@ -1,6 +1,7 @@
 """Per-user limits through the real handlers on moto (the DynamoDB conditions are the adapter's):
-the request rate shared by submits and cancels, the daily credit cap, their 429 rate_limited with
-Retry-After, concurrency (never more accepted than the budget), and the body cap on every route."""
+the request rate of submits and uploads (cancels never count nor are refused), the daily credit
+cap, their 429 rate_limited with Retry-After, concurrency (never more accepted than the budget),
+and the body cap on every route."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.fakes.jobs import make_job, next_usage
+from tests.fakes.jobs import make_job
 from videogen import wiring
-from videogen.domain.errors import BalanceChanged, TransitionRejected
+from videogen.domain.errors import BalanceChanged
 from videogen.domain.limits import Usage
-from videogen.domain.models import Balance, CancelIntent, JobStatus
+from videogen.domain.models import Balance, CancelIntent
 
 
 @pytest.fixture
@@ -63,6 +64,25 @@ def test_a_burst_from_one_user_is_429_rate_limited_with_retry_after_while_anothe
     assert stack.submit(bob).status == 202  # another user's own budget
 
 
+def test_concurrent_uploads_of_one_user_share_the_budget_with_submits_and_never_pass_more(stack, limits):
+    limits(per_minute=1, burst=4)
+    token = stack.user(credits=50)
+    body = {"content_type": "image/png", "size_bytes": 100}
+    assert stack.submit(token).status == 202  # one of the four
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        replies = list(pool.map(lambda _: stack.request("POST", "/v1/uploads", token=token, body=body), range(10)))
+    statuses = [r.status for r in replies]
+    print(f"\n10 concurrent uploads, budget 4 with one submit: 201 {statuses.count(201)}, 429 {statuses.count(429)}")
+    assert statuses.count(201) == 3 and statuses.count(429) == 7
+    for r in replies:
+        if r.status == 429:
+            assert r.json["code"] == "rate_limited" and 1 <= int(r.headers["retry-after"]) <= 60
+    created = [r.json["upload"]["id"] for r in replies if r.status == 201]
+    assert all(stack.request("GET", f"/v1/uploads/{i}", token=token).status == 200 for i in created)
+    assert stack.submit(token).status == 429  # the same budget
+    assert stack.request("POST", "/v1/uploads", token=stack.user(credits=0), body=body).status == 201
+
+
 def test_a_replay_is_never_refused_by_the_limit(stack, limits):
     limits(per_minute=1, burst=1)
     token = stack.user(credits=50)
@@ -88,20 +108,23 @@ def test_the_daily_cap_refuses_a_charge_over_it_until_midnight_utc(stack, limits
 # --- cancel ------------------------------------------------------------------------------------
 
 
-def test_concurrent_cancels_that_reach_fal_share_the_budget(stack, limits):
+def test_concurrent_cancels_that_reach_fal_are_all_served_with_the_budget_spent_and_spend_none(stack, limits):
+    """docs/api.md: cancel is 200/404/409/503, never 429 rate_limited; a runaway job can always be
+    stopped, and the cancels leave the submits' budget as it was."""
     limits(per_minute=60_000, burst=100)  # make the jobs freely
-    _, token, ids = _cancel_ready_jobs(stack, 6)
-    limits(per_minute=1, burst=2)  # then two counted requests left
+    user_id, token, ids = _cancel_ready_jobs(stack, 6)
+    limits(per_minute=1, burst=1)
+    stack.store.grant(user_id, 100, "more")
+    assert [stack.submit(token).status for _ in range(2)] == [202, 429]  # the budget is spent
+    tat = stack.store.get_balance(user_id).rl_tat_ms
     with ThreadPoolExecutor(max_workers=6) as pool:
         replies = list(pool.map(lambda i: stack.request("POST", f"/v1/videos/{i}/cancel", token=token), ids))
     statuses = [r.status for r in replies]
-    print(f"\n6 concurrent cancels reaching fal, budget 2: 200 {statuses.count(200)}, 429 {statuses.count(429)}")
-    assert statuses.count(200) == 2 and statuses.count(429) == 4
-    assert all(r.json["code"] == "rate_limited" and "retry-after" in r.headers for r in replies if r.status == 429)
-    intents = [stack.job(i).cancel_requested for i in ids]
-    assert intents.count(CancelIntent.USER) == 2 and intents.count(None) == 4
-    assert stack.sim.stats()["cancelled"] == 2
-    assert stack.submit(token).status == 429  # the submits' budget is the same one
+    print(f"\n6 concurrent cancels reaching fal, budget spent: 200 {statuses.count(200)}")
+    assert statuses == [200] * 6 and all(r.json["status"] == "canceled" for r in replies)
+    assert all(stack.job(i).cancel_requested == CancelIntent.USER for i in ids)
+    assert stack.sim.stats()["cancelled"] == 6
+    assert stack.store.get_balance(user_id).rl_tat_ms == tat
 
 
 def test_cancels_answered_from_the_job_are_not_counted(stack, limits):
@@ -140,30 +163,6 @@ def test_create_job_refuses_a_limit_state_that_moved_since_it_was_read(stack):
     assert store.get_balance(user) == moved and store.get_idempotency(user, "b") is None
 
 
-def test_request_user_cancel_writes_both_or_neither(stack):
-    store, user = stack.store, "u-cancel"
-    store.grant(user, 100, "g")
-    seen = store.get_balance(user)
-    job = make_job(user_id=user)
-    _create(store, job, "a", seen, next_usage(seen))
-    read_job, seen = store.read_for_cancel(user, job.id)
-    assert read_job is not None and read_job.id == job.id and seen.rl_tat_ms == 1
-    with pytest.raises(BalanceChanged):  # a stale rate state: the intent is not written either
-        store.request_user_cancel(read_job, Balance(seen.balance, seen.active_jobs, 0), Usage(9))
-    assert store.get_job(job.id).cancel_requested is None
-    done = store.request_user_cancel(read_job, seen, Usage(9))
-    assert done.cancel_requested == CancelIntent.USER == store.get_job(job.id).cancel_requested
-    assert store.get_balance(user).rl_tat_ms == 9
-    stack.pass_deadline(job.id)
-    store.request_cancel(job.id, CancelIntent.DEADLINE)
-    with pytest.raises(TransitionRejected):  # the job's condition: the rate state is not written either
-        store.request_user_cancel(read_job, store.get_balance(user), Usage(10))
-    assert store.get_balance(user).rl_tat_ms == 9
-    assert store.read_for_cancel(user, "vid_missing")[0] is None
-    finished = store.finish_with_refund(store.get_job(job.id), JobStatus.FAILED, None)
-    assert finished.status == JobStatus.FAILED
-
-
 # --- the body cap on every route ---------------------------------------------------------------
 
 OVER = b'{"x": "' + b"a" * (64 * 1024) + b'"}'
@@ -186,3 +185,21 @@ def test_an_oversize_body_is_413_on_every_route_family_and_changes_nothing(stack
         assert reply.status == 413, (path, reply.status, reply.body)
         assert reply.json["code"] == "payload_too_large" and reply.headers["content-type"] == "application/problem+json"
     assert (stack.request("GET", "/v1/credits", token=token).json, stack.job(job_id)) == before
+
+
+def test_an_upload_costs_one_transaction_counted_or_not_and_a_refusal_no_more(stack, limits):
+    """POST /v1/uploads' AWS calls: the ONE TransactWriteItems that creates the record and counts it
+    (no read first); a user over the budget is refused on the state that write returned."""
+    limits(per_minute=1, burst=1)
+    token = stack.user(credits=0)
+    calls: list[str] = []
+    for service in ("dynamodb", "s3"):
+        wiring.client(service).meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+    body = {"content_type": "image/png", "size_bytes": 100}
+    assert stack.request("POST", "/v1/uploads", token=token, body=body).status == 201
+    print(f"\nAWS calls of one POST /v1/uploads: {calls}")
+    assert calls == ["TransactWriteItems"]  # the presigned POST is signed locally
+    calls.clear()
+    refused = stack.request("POST", "/v1/uploads", token=token, body=body)
+    assert refused.status == 429 and refused.json["code"] == "rate_limited" and "retry-after" in refused.headers
+    assert calls == ["TransactWriteItems"]

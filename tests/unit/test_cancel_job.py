@@ -169,7 +169,7 @@ def test_the_intent_is_recorded_before_fal_is_asked_to_cancel(system: System) ->
     assert seen == [CancelIntent.USER]
 
 
-@pytest.mark.parametrize("moment", ["request_user_cancel", "get_job", "finish_with_refund"])
+@pytest.mark.parametrize("moment", ["request_cancel", "get_job", "finish_with_refund"])
 def test_given_a_second_cancel_overlaps_the_first_then_both_answer_canceled_with_one_refund(
     system: System, moment: str
 ) -> None:

@@ -36,9 +36,9 @@ def test_a_job_the_deadline_is_canceling_is_refused_as_past_its_deadline(system:
 
 def test_a_job_that_keeps_moving_is_refused_after_three_tries_with_its_status(system: System) -> None:
     job = system.given_job(JobStatus.SUBMITTED, request_id="req-1")
-    system.store.fail("request_user_cancel", TransitionRejected(job.id), times=3)
+    system.store.fail("request_cancel", TransitionRejected(job.id), times=3)
     assert refusal(system, job) == (NotCancelable, "The job is submitted")
-    assert system.store.calls.count("request_user_cancel") == 3 and system.fal.calls == []
+    assert system.store.calls.count("request_cancel") == 3 and system.fal.calls == []
 
 
 def test_fal_unreachable_is_a_retry_shortly(system: System) -> None:

@@ -203,7 +203,7 @@ def test_submit_to_fal_raises_store_busy_which_the_state_machine_retries(system:
     ("status", "operation"),
     [
         (JobStatus.QUEUED, "finish_with_refund"),
-        (JobStatus.SUBMITTED, "request_user_cancel"),
+        (JobStatus.SUBMITTED, "request_cancel"),
         (JobStatus.SUBMITTED, "finish_with_refund"),
     ],
 )

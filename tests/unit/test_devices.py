@@ -15,6 +15,7 @@ import pytest
 from tests.fakes.devices import FakeDeviceStore, FakePush
 from videogen import wiring
 from videogen.domain.devices import Platform
+from videogen.services.devices import register_device, remove_device
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = json.loads((ROOT / "events" / "api_credits.json").read_text())
@@ -167,3 +168,13 @@ def test_push_off_for_the_platform_the_routes_still_work(fakes: Any) -> None:
     assert call("PUT", "/v1/devices/a", {"platform": Platform.FCM.value, "token": "x"})[0] == 200
     assert store.get_device("alice", "a").endpoint_arn is None and push.created == []
     assert [d["id"] for d in call("GET", "/v1/devices")[1]["items"]] == ["a"]
+
+
+def test_removing_a_device_whose_token_another_device_registered_since_keeps_the_endpoint() -> None:
+    store, push = FakeDeviceStore(), FakePush()
+    register_device(store, push, "alice", "phone", Platform.APNS, "tok-shared")
+    register_device(store, push, "bob", "phone-b", Platform.APNS, "tok-shared")
+    remove_device(store, push, "alice", "phone")
+    assert push.deleted == []  # bob is sent to through it
+    remove_device(store, push, "bob", "phone-b")
+    assert push.deleted == ["arn:aws:sns:us-east-1:123456789012:endpoint/apns/app/tok-shared"]

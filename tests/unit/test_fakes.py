@@ -11,7 +11,6 @@ import pytest
 import requests
 
 from tests.fakes import FakeFal, FakeStore, FakeVideoStore, completed, fal_request, in_queue, make_job
-from tests.fakes.jobs import next_usage
 from videogen.domain.errors import FalTransientError, TransitionRejected
 from videogen.domain.models import (
     ALLOWED_FROM,
@@ -131,12 +130,6 @@ MOVES: dict[str, tuple[frozenset[JobStatus], JobStatus | None, bool, Callable[[F
         None,
         False,
         lambda s, j: s.request_cancel(j.id, CancelIntent.DEADLINE),
-    ),
-    "request_user_cancel": (
-        CANCEL_INTENT_FROM[CancelIntent.USER],
-        None,
-        False,
-        lambda s, j: s.request_user_cancel(j, (seen := s.get_balance(j.user_id)), next_usage(seen)),
     ),
 }
 PATHS = {

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from videogen.domain.errors import RateLimited
-from videogen.domain.limits import Usage, UserLimits, admit, utc_day
+from videogen.domain.errors import RateLimited, ValidationFailed
+from videogen.domain.limits import Usage, UserLimits, admit, admit_unread, check_within_cap, utc_day
 from videogen.domain.models import Balance
 
 NOON = int(datetime(2026, 12, 2, 12, 0, tzinfo=UTC).timestamp() * 1000)
@@ -108,7 +108,7 @@ def test_a_second_before_midnight_waits_one_second() -> None:
     assert over.value.retry_after_s == 1
 
 
-def test_a_cancel_charges_nothing_so_it_leaves_the_spend_alone_and_ignores_the_cap() -> None:
+def test_a_request_that_charges_nothing_leaves_the_spend_alone_and_ignores_the_cap() -> None:
     seen = Balance(spend_day="2026-12-02", spend_credits=99)
     usage = admit(UserLimits(daily_credit_cap=1), seen, NOON)
     assert usage.spend_day is None and usage.rl_tat_ms == NOON + 2000
@@ -119,3 +119,23 @@ def test_the_cap_is_checked_before_the_rate_so_the_longer_wait_is_told() -> None
     with pytest.raises(RateLimited) as over:
         admit(UserLimits(daily_credit_cap=1), seen, NOON, charge=1)
     assert over.value.retry_after_s == 12 * 3600
+
+
+def test_a_price_over_the_cap_on_its_own_is_a_422_naming_the_cap_and_the_price() -> None:
+    with pytest.raises(ValidationFailed) as never:
+        check_within_cap(UserLimits(daily_credit_cap=20), 21)
+    assert never.value.status == 422 and never.value.errors[0]["loc"] == "input"
+    assert "costs 21 credits" in never.value.errors[0]["msg"] and "cap of 20" in never.value.errors[0]["msg"]
+
+
+def test_a_price_at_the_cap_or_without_a_cap_passes_the_check() -> None:
+    check_within_cap(UserLimits(daily_credit_cap=20), 20)
+    check_within_cap(UserLimits(), 10_000)
+
+
+def test_admit_unread_is_what_admit_decides_for_any_idle_state() -> None:
+    """Idle (tat <= now): max(tat, now) = now, so the new state does not depend on the unread tat."""
+    usage = admit_unread(LIMITS, NOON)
+    assert usage == Usage(rl_tat_ms=NOON + 2000, idle_at_ms=NOON)
+    for tat in (None, 0, NOON - 1, NOON):
+        assert admit(LIMITS, Balance(rl_tat_ms=tat), NOON).rl_tat_ms == usage.rl_tat_ms

@@ -170,3 +170,45 @@ def test_a_token_rejected_at_the_first_send_removes_the_device(world) -> None:
     push.gone.add("tok-a")
     assert notifier.job_ended("job-1", "alice", JobStatus.FAILED) == {"removed": 1}
     assert store.get_device("alice", "a") is None and push.sent == []
+
+
+# --- a push token belongs to the device that registered it last ------------------------------------
+
+
+def test_a_token_registered_by_another_user_moves_so_the_first_user_is_never_sent_their_jobs(world) -> None:
+    """The phone was signed out of alice and into bob; bob's app registers the same token."""
+    notifier, store, push, _, _ = world
+    alice, _ = store.put_device("alice", "phone", Platform.APNS, "tok-shared")
+    store.set_endpoint(alice, "arn:endpoint/shared")
+    store.put_device("bob", "phone-b", Platform.APNS, "tok-shared")
+    store.set_endpoint(store.get_device("bob", "phone-b"), "arn:endpoint/shared")  # SNS: one endpoint per token
+    assert notifier.job_ended("job-a", "alice", JobStatus.COMPLETED) == {"moved": 1}
+    assert push.sent == [] and store.records == {}  # nothing sent, nothing claimed
+    assert store.get_device("alice", "phone") is None  # alice's stale device is removed ...
+    assert push.deleted == []  # ... but not the endpoint: it is bob's now
+    assert notifier.job_ended("job-b", "bob", JobStatus.COMPLETED) == {"sent": 1}
+    assert [(s.endpoint_arn, s.notification.job_id) for s in push.sent] == [("arn:endpoint/shared", "job-b")]
+
+
+def test_the_same_users_reinstall_with_the_same_token_notifies_the_new_install_only(world) -> None:
+    notifier, store, push, _, _ = world
+    register(store, "old", Platform.APNS)
+    store.put_device("alice", "new", Platform.APNS, "tok-old")  # the same token under a new install id
+    assert notifier.job_ended("job-1", "alice", JobStatus.FAILED) == {"moved": 1, "sent": 1}
+    assert len(push.sent) == 1 and [d.id for d in store.list_devices("alice")] == ["new"]
+
+
+def test_a_token_registered_back_belongs_to_its_first_owner_again(world) -> None:
+    notifier, store, _, _, _ = world
+    register(store, "phone", Platform.APNS)
+    store.put_device("bob", "b", Platform.APNS, "tok-phone")
+    store.put_device("alice", "phone", Platform.APNS, "tok-phone")  # signed back into alice
+    assert notifier.job_ended("job-1", "alice", JobStatus.COMPLETED) == {"sent": 1}
+    assert notifier.job_ended("job-2", "bob", JobStatus.COMPLETED) == {"moved": 1}
+
+
+def test_a_device_registered_before_ownership_was_recorded_is_still_sent_to(world) -> None:
+    notifier, store, _, _, _ = world
+    register(store, "ios", Platform.APNS)
+    store.owners.clear()  # no ownership item: a device stored before this rule
+    assert notifier.job_ended("job-1", "alice", JobStatus.COMPLETED) == {"sent": 1}

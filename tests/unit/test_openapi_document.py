@@ -137,13 +137,15 @@ def test_no_schema_carries_pydantic_keywords_json_schema_does_not_know(doc):
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 100)
 
 
-def test_submit_and_cancel_document_429_rate_limited_with_retry_after_and_every_route_our_413() -> None:
+def test_submit_and_upload_document_429_rate_limited_with_retry_after_cancel_never_and_every_route_our_413() -> None:
     from videogen.api.openapi import openapi_document
 
     doc = openapi_document()
-    for path in ("/v1/videos", "/v1/videos/{id}/cancel"):
+    for path in ("/v1/videos", "/v1/uploads"):
         too_many = doc["paths"][path]["post"]["responses"]["429"]
         assert "rate_limited" in too_many["x-problem-codes"] and "Retry-After" in too_many["headers"]
+    cancel = doc["paths"]["/v1/videos/{id}/cancel"]["post"]["responses"]
+    assert "rate_limited" not in cancel.get("429", {}).get("x-problem-codes", [])
     for item in doc["paths"].values():
         for operation in item.values():
             assert "payload_too_large" in operation["responses"]["413"]["x-problem-codes"]

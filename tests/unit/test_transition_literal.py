@@ -47,7 +47,6 @@ LEGAL: dict[str, dict[JobStatus, JobStatus]] = {
     "finish_with_refund(canceled, unsubmitted)": {Q: X},  # submitted holds a request
     "request_cancel(user)": {Q: Q, S: S},
     "request_cancel(deadline)": {Q: Q, S: S, G: G},
-    "request_user_cancel": {Q: Q, S: S},  # request_cancel(user) with the user's rate state
 }
 
 # the FakeStore walk's names for the same writes (tests/unit/test_fakes.py)

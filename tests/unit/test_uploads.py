@@ -23,17 +23,21 @@ from tests.fakes.uploads import (
 from videogen import contract
 from videogen.domain import media_probe
 from videogen.domain.errors import MediaTransferError, UnknownUpload, UploadNotFound, UploadNotReady, UploadRejected
+from videogen.domain.limits import UserLimits
 from videogen.domain.models import LedgerType
 from videogen.domain.uploads import (
     CONTENT_TYPES,
     POST_TTL_S,
     UPLOAD_TTL_S,
     UploadStatus,
+    input_key,
     object_key,
     parse_object_key,
 )
 from videogen.services import uploads
 from videogen.services.submission import SubmitAnswer, SubmitLimits, submit_video
+
+ROOMY = UserLimits(requests_per_minute=60_000, burst=10_000)  # the rate is tested in test_user_limits.py
 
 
 @pytest.fixture
@@ -43,7 +47,7 @@ def bucket() -> FakeUploadBucket:
 
 def create(system: System, bucket: FakeUploadBucket, content_type: str, size: int, user: str = "u1") -> str:
     request = contract.UploadRequest.model_validate({"content_type": content_type, "size_bytes": size})
-    return uploads.create_upload(system.store, bucket, user, request).upload.id
+    return uploads.create_upload(system.store, bucket, user, request, ROOMY).upload.id
 
 
 def uploaded(system: System, bucket: FakeUploadBucket, data: bytes, content_type: str, user: str = "u1") -> str:
@@ -59,7 +63,7 @@ def uploaded(system: System, bucket: FakeUploadBucket, data: bytes, content_type
 
 def test_given_a_declared_file_then_a_pending_upload_and_a_post_for_its_key_type_and_size(system, bucket) -> None:
     request = contract.UploadRequest.model_validate({"content_type": "image/png", "size_bytes": 1234})
-    created = uploads.create_upload(system.store, bucket, "u|1/x", request)
+    created = uploads.create_upload(system.store, bucket, "u|1/x", request, ROOMY)
     assert created.upload.status == UploadStatus.PENDING and created.upload.size_bytes == 1234
     key = object_key("u|1/x", created.upload.id)
     assert key == f"uploads/u%7C1%2Fx/{created.upload.id}" and parse_object_key(key) == ("u|1/x", created.upload.id)
@@ -224,7 +228,9 @@ def test_an_object_gone_again_is_ignored_and_an_unreadable_one_raises_for_lambda
 
 def test_an_image_header_costs_one_ranged_read_and_a_png_two(bucket) -> None:
     bucket.objects["k"] = jpeg()
-    read = uploads._CachedReader(bucket, "b", "k", len(bucket.objects["k"]))
+    head = bucket.head("b", "k")
+    assert head is not None
+    read = uploads._CachedReader(bucket, "b", "k", head)
     media_probe.probe("image/jpeg", read, len(bucket.objects["k"]))
     assert read.reads == 1
 
@@ -315,7 +321,9 @@ def test_fal_gets_a_presigned_get_of_each_upload_valid_until_the_jobs_deadline(f
     assert funded.submit.run(job.id) == {"done": False}
     ((_, payload, _),) = funded.fal.submitted
     url = payload["image_url"]
-    assert url.startswith(f"https://bucket.test/{object_key('u1', image)}?")
+    sealed = funded.store.get_upload("u1", image).input_key
+    assert sealed == input_key("u1", image, bucket.etag(png())) and job.input_objects == {"image_url": sealed}
+    assert url.startswith(f"https://bucket.test/{sealed}?")  # the sealed copy, never uploads/<user>/<id>
     # a plain presign of exactly the time left (never the windowed or CDN URL of videos)
     ttl = int(url.rsplit("X-Amz-Expires=", 1)[1])
     assert ttl == pytest.approx(job.deadline_at - time.time(), abs=3)
@@ -354,3 +362,99 @@ def test_an_id_longer_than_any_upload_id_is_cut_at_that_length_and_its_length_sa
     with pytest.raises(UnknownUpload) as e:
         uploads.get_upload(system.store, "u1", sent)
     assert e.value.detail == f"No upload {sent[:30]!r}… ({len(sent)} characters; a valid id has at most 30)"
+
+
+# --- the seal: fal only ever gets the bytes that were checked ---------------------------------
+
+
+def test_a_ready_upload_is_sealed_a_copy_of_exactly_the_checked_bytes_under_inputs(system, bucket) -> None:
+    upload_id = uploaded(system, bucket, png(), "image/png")
+    done = system.store.get_upload("u1", upload_id)
+    etag = bucket.etag(png())
+    assert done is not None and done.input_key == f"inputs/u1/{upload_id}/{etag.strip(chr(34))}"
+    assert bucket.seals == [(object_key("u1", upload_id), etag, done.input_key)]
+    assert bucket.objects[done.input_key] == png()
+
+
+def test_a_rejected_upload_is_not_sealed(system, bucket) -> None:
+    upload_id = uploaded(system, bucket, jpeg(), "image/png")
+    assert system.store.get_upload("u1", upload_id).input_key is None and bucket.seals == []
+
+
+def test_bytes_posted_after_the_check_never_reach_fal(funded, bucket) -> None:
+    """The presigned POST still works after the upload is ready: the app POSTs other bytes to the
+    same key. Their event is ignored (checked already), and submit and fal use the sealed copy."""
+    image = uploaded(funded, bucket, png(), "image/png")
+    raw = object_key("u1", image)
+    bucket.objects[raw] = b"<?php evil(); ?>" + b"\x00" * (len(png()) - 16)  # same size, not a PNG
+    assert uploads.UploadValidator(funded.store, bucket).check(bucket.name, raw) == "ignored"
+    answer = submit_with(funded, image_url=f"upload:{image}", video_url="https://example.com/v.mp4")
+    assert funded.submit.run(answer.body["job"]["id"]) == {"done": False}
+    ((_, payload, _),) = funded.fal.submitted
+    key = payload["image_url"].split("https://bucket.test/", 1)[1].split("?", 1)[0]
+    assert key.startswith("inputs/") and bucket.objects[key] == png()
+
+
+def test_bytes_replaced_while_they_are_read_are_not_marked_and_their_own_event_decides(system, bucket) -> None:
+    upload_id = create(system, bucket, "image/png", len(png()))
+    key = object_key("u1", upload_id)
+    bucket.objects[key] = b"\x00" * len(png())  # not a PNG ...
+    validator = uploads.UploadValidator(system.store, bucket)
+
+    def post_again() -> None:
+        bucket.objects[key] = png()  # ... replaced mid-check by a valid PNG of the declared size
+
+    bucket.before_read = post_again
+    assert validator.check(bucket.name, key) == "superseded"
+    assert system.store.get_upload("u1", upload_id).status == UploadStatus.PENDING and bucket.seals == []
+    assert validator.check(bucket.name, key) == "ready"  # the new bytes' own event
+    assert bucket.objects[system.store.get_upload("u1", upload_id).input_key] == png()
+
+
+def test_bytes_replaced_between_the_check_and_the_seal_are_not_sealed(system, bucket) -> None:
+    upload_id = create(system, bucket, "image/png", len(png()))
+    key = object_key("u1", upload_id)
+    bucket.objects[key] = png()
+    bucket.before_seal = lambda: bucket.objects.__setitem__(key, b"\x00" * len(png()))  # checked, then replaced
+    assert uploads.UploadValidator(system.store, bucket).check(bucket.name, key) == "superseded"
+    done = system.store.get_upload("u1", upload_id)
+    assert done.status == UploadStatus.PENDING and done.input_key is None
+    assert not [k for k in bucket.objects if k.startswith("inputs/")]
+
+
+def test_a_ready_upload_checked_before_inputs_were_sealed_is_refused_at_submit(funded, bucket) -> None:
+    upload_id = create(funded, bucket, "image/png", len(png()))
+    funded.store.finish_upload("u1", upload_id, UploadStatus.READY, width=4, height=3)  # no input_key
+    with pytest.raises(UploadRejected, match="before inputs were sealed"):
+        submit_with(funded, image_url=f"upload:{upload_id}", video_url="https://example.com/v.mp4")
+    assert not [e for e in funded.store.ledger("u1") if e.type == LedgerType.CHARGE]
+
+
+def test_a_job_without_the_sealed_object_of_an_upload_input_is_failed_and_refunded_never_sent(funded, bucket) -> None:
+    image = uploaded(funded, bucket, png(), "image/png")
+    answer = submit_with(funded, image_url=f"upload:{image}", video_url="https://example.com/v.mp4")
+    job = funded.job(answer.body["job"]["id"])
+    funded.store._jobs[job.id] = job.model_copy(update={"input_objects": {}})  # accepted before sealing
+    assert funded.submit.run(job.id) == {"done": True}
+    assert funded.fal.submitted == []
+    done = funded.job(job.id)
+    assert done.status.value == "failed" and done.error is not None and done.error.code == "invalid_input"
+    assert "input.image_url has no sealed object" in done.error.message
+    assert [e.type for e in funded.store.ledger("u1")].count(LedgerType.REFUND) == 1
+
+
+def test_the_sealed_key_encodes_the_user_and_drops_the_etags_quotes() -> None:
+    assert input_key("a/b|c", "upl_x", '"abc-2"') == "inputs/a%2Fb%7Cc/upl_x/abc-2"
+
+
+def test_the_buckets_lifecycle_keeps_sealed_inputs_a_day_past_the_upload_and_raw_bytes_a_day() -> None:
+    """docs/api.md: uploads are kept 7 days. fal reads only the sealed copy, kept one day more (a
+    job submitted in the upload's last minute still starts); the raw bytes only the validator reads."""
+    from devstack.template import SamTemplate
+    from videogen.domain.uploads import INPUT_PREFIX, INPUT_RETENTION_DAYS, RAW_UPLOAD_RETENTION_DAYS, UPLOAD_PREFIX
+
+    rules = SamTemplate.load().data["Resources"]["VideosBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    days = {rule.get("Prefix"): rule.get("ExpirationInDays") for rule in rules}
+    assert UPLOAD_TTL_S == 7 * 86400
+    assert days[INPUT_PREFIX] == INPUT_RETENTION_DAYS == UPLOAD_TTL_S // 86400 + 1
+    assert days[UPLOAD_PREFIX] == RAW_UPLOAD_RETENTION_DAYS == 1

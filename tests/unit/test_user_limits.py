@@ -10,11 +10,20 @@ import pytest
 
 from tests.fakes import in_queue
 from tests.fakes.system import System
+from tests.fakes.uploads import FakeUploadBucket
 from tests.unit.test_submit_video import submit as submit_with
-from videogen.domain.errors import ConcurrentUpdate, InsufficientCredits, NotCancelable, RateLimited, TooManyActiveJobs
+from videogen import contract
+from videogen.domain.errors import (
+    BalanceChanged,
+    ConcurrentUpdate,
+    InsufficientCredits,
+    RateLimited,
+    TooManyActiveJobs,
+    ValidationFailed,
+)
 from videogen.domain.limits import UserLimits
-from videogen.domain.models import JobStatus, LedgerType
-from videogen.services.cancel import CancelJob
+from videogen.domain.models import Balance, JobStatus, LedgerType
+from videogen.services import uploads
 from videogen.services.submission import SubmitAnswer
 
 BODY = {"model": "minimax-video-01", "input": {"prompt": "a cat surfing"}}  # 5 credits
@@ -121,10 +130,24 @@ def test_the_daily_cap_refuses_a_charge_over_it_until_midnight_and_names_the_cap
     assert rich.store.get_balance("u1").spend_credits == 5
 
 
+def test_a_job_over_the_daily_cap_on_its_own_is_a_422_even_on_a_fresh_day_and_balance(system: System) -> None:
+    """It could never pass: 422 validation_failed (not a 429 retried at every midnight), decided
+    before the balance (a user with too little credit is not told to top up for it), nothing
+    written, not counted."""
+    clock, limits = Clock(), UserLimits(daily_credit_cap=4)  # the job costs 5
+    for credits in (0, 1000):
+        with pytest.raises(ValidationFailed) as never:
+            submit(system, "k0", clock, **_limits(limits))
+        assert never.value.status == 422 and "daily spending cap of 4" in never.value.errors[0]["msg"]
+        system.store.grant("u1", credits or 1000, f"g{credits}")
+    assert charges(system) == 0 and system.store.get_balance("u1").rl_tat_ms is None
+    assert system.store.get_idempotency("u1", "k0") is None and not system.workflow.starts
+
+
 def test_a_refund_does_not_give_the_days_budget_back(rich: System) -> None:
     clock, limits = Clock(), UserLimits(daily_credit_cap=5)
     job_id = submit(rich, "k0", clock, **_limits(limits)).body["job"]["id"]
-    CancelJob(rich.store, rich.poller, rich.finisher, limits, clock).run(rich.job(job_id))  # refunded
+    rich.cancel.run(rich.job(job_id))  # refunded
     assert rich.store.get_balance("u1").spend_credits == 5
     with pytest.raises(RateLimited):
         submit(rich, "k1", clock, **_limits(limits))
@@ -133,76 +156,80 @@ def test_a_refund_does_not_give_the_days_budget_back(rich: System) -> None:
 # --- cancel ------------------------------------------------------------------------------------
 
 
-def cancel_job(system: System, limits: UserLimits, clock: Clock) -> CancelJob:
-    return CancelJob(system.store, system.poller, system.finisher, limits, clock)
-
-
-def test_a_cancel_that_reaches_fal_counts_in_the_same_budget_as_submits(rich: System) -> None:
-    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=2)
-    submit(rich, "k0", clock, **_limits(limits))
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    rich.fal.script_status("req-1", in_queue(3))
-    job, seen = rich.store.read_for_cancel("u1", job.id)
-    assert job is not None
-    rich.store.calls.clear()
-    done = cancel_job(rich, limits, clock).run(job, seen)
-    assert done.status == JobStatus.CANCELED
-    assert rich.store.calls[0] == "request_user_cancel" and "get_balance" not in rich.store.calls
-    with pytest.raises(RateLimited):  # the budget of 2: one submit + one cancel
-        submit(rich, "k1", clock, **_limits(limits))
-
-
-def test_a_cancel_over_the_budget_is_refused_before_anything_is_written_or_fal_is_called(rich: System) -> None:
-    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
-    submit(rich, "k0", clock, **_limits(limits))
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    with pytest.raises(RateLimited) as refused:
-        cancel_job(rich, limits, clock).run(*_read(rich, job.id))
-    assert refused.value.retry_after_s == 60
-    assert rich.fal.calls == [] and rich.job(job.id).cancel_requested is None
-
-
-def _read(system: System, job_id: str) -> tuple[Any, Any]:
-    job, seen = system.store.read_for_cancel("u1", job_id)
-    return job, seen
-
-
-def test_cancels_answered_from_the_stored_job_or_without_fal_are_not_counted(rich: System) -> None:
+def test_a_cancel_is_neither_counted_nor_refused_when_submits_spent_the_budget(rich: System) -> None:
+    """docs/api.md: a cancel answers 200/404/409/503, never 429 rate_limited. A user whose submits
+    spent the whole budget can still stop a job fal holds, and the cancel spends none of it."""
     clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
     submit(rich, "k0", clock, **_limits(limits))  # the budget is spent
-    queued = rich.given_job(user_id="u1")  # never submitted: refunded at once, no fal call
-    generating = rich.given_job(JobStatus.IN_PROGRESS, request_id="req-2", user_id="u1")
-    service = cancel_job(rich, limits, clock)
-    assert service.run(*_read(rich, queued.id)).status == JobStatus.CANCELED
-    assert service.run(*_read(rich, queued.id)).status == JobStatus.CANCELED  # again: 200 from the job
-    with pytest.raises(NotCancelable):
-        service.run(*_read(rich, generating.id))
-    assert "request_user_cancel" not in rich.store.calls
+    tat = rich.store.get_balance("u1").rl_tat_ms
+    for i in range(3):
+        job = rich.given_job(JobStatus.SUBMITTED, request_id=f"req-{i}", user_id="u1")
+        rich.fal.script_status(f"req-{i}", in_queue(1))
+        assert rich.cancel.run(job).status == JobStatus.CANCELED
+    assert rich.store.get_balance("u1").rl_tat_ms == tat  # nothing spent
+    clock.t += 60  # the next submit is allowed exactly when it would have been without the cancels
+    assert submit(rich, "k1", clock, **_limits(limits)).status_code == 202
 
 
-def test_a_cancel_whose_rate_state_moved_decides_again_on_a_fresh_read(rich: System) -> None:
-    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=1)
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    job_read, seen = _read(rich, job.id)
-    rich.store.before("request_user_cancel", lambda: submit(rich, "k0", clock, **_limits(limits)))
+# --- uploads -----------------------------------------------------------------------------------
+
+
+def create_upload(system: System, clock: Clock, limits: UserLimits, uid: str = "u1") -> str:
+    request = contract.UploadRequest.model_validate({"content_type": "image/png", "size_bytes": 100})
+    return uploads.create_upload(system.store, FakeUploadBucket(), uid, request, limits, clock).upload.id
+
+
+def test_an_idle_users_upload_is_counted_in_its_one_write_with_no_read(system: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=6, burst=3)
+    upload_id = create_upload(system, clock, limits)
+    assert system.store.calls == ["create_upload"]  # no read of the balance item: one write
+    assert system.store.get_upload("u1", upload_id) is not None
+    assert system.store.get_balance("u1").rl_tat_ms == int(NOW * 1000) + 10_000
+
+
+def test_uploads_over_the_budget_are_rate_limited_with_the_real_wait_and_nothing_written(system: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=6, burst=3)  # one per 10 s
+    for _ in range(3):
+        create_upload(system, clock, limits)
+    tat = system.store.get_balance("u1").rl_tat_ms
+    system.store.calls.clear()
+    clock.t += 3.5
+    with pytest.raises(RateLimited) as refused:
+        create_upload(system, clock, limits)
+    assert refused.value.retry_after_s == 7 and refused.value.status == 429
+    # decided on the state the refused write returned: no read, and nothing written
+    assert system.store.calls == ["create_upload"] and system.store.get_balance("u1").rl_tat_ms == tat
+    assert len(system.store._uploads) == 3
+    clock.t += 6.5
+    create_upload(system, clock, limits)
+    assert len(system.store._uploads) == 4
+
+
+def test_a_bursting_user_within_the_budget_is_decided_on_the_returned_state_in_a_second_write(system: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=6, burst=3)
+    create_upload(system, clock, limits)
+    system.store.calls.clear()
+    create_upload(system, clock, limits)  # not idle (tat > now) but within the burst
+    assert system.store.calls == ["create_upload", "create_upload"]
+    assert system.store.get_balance("u1").rl_tat_ms == int(NOW * 1000) + 20_000
+
+
+def test_uploads_and_submits_share_one_budget(rich: System) -> None:
+    clock, limits = Clock(), UserLimits(requests_per_minute=1, burst=2)
+    create_upload(rich, clock, limits)
+    submit(rich, "k0", clock, **_limits(limits))
     with pytest.raises(RateLimited):
-        cancel_job(rich, limits, clock).run(job_read, seen)
-    assert rich.store.calls.count("get_balance") == 1 and rich.job(job.id).cancel_requested is None
+        create_upload(rich, clock, limits)
+    with pytest.raises(RateLimited):
+        submit(rich, "k1", clock, **_limits(limits))
+    create_upload(rich, clock, limits, uid="u2")  # another user's budget is their own
 
 
-def test_a_cancel_whose_rate_state_keeps_moving_is_concurrent_update(rich: System) -> None:
+def test_an_upload_whose_rate_state_keeps_moving_is_concurrent_update_and_writes_nothing(system: System) -> None:
     clock, limits = Clock(), UserLimits(requests_per_minute=60_000, burst=10_000)
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    for i in range(10):
-        rich.store.before("request_user_cancel", lambda i=i: submit(rich, f"x{i}", clock, **_limits(limits)))
+    moved = BalanceChanged(Balance(rl_tat_ms=int(NOW * 1000) + 5))  # another request counted meanwhile
+    system.store.fail("create_upload", moved, times=uploads.MAX_OPTIMISTIC_ATTEMPTS)
     with pytest.raises(ConcurrentUpdate):
-        cancel_job(rich, limits, clock).run(*_read(rich, job.id))
-    assert rich.job(job.id).cancel_requested is None and rich.fal.calls == []
-
-
-def test_a_cancel_without_the_read_balance_reads_it_once_when_it_counts(rich: System) -> None:
-    clock, limits = Clock(), UserLimits()
-    job = rich.given_job(JobStatus.SUBMITTED, request_id="req-1", user_id="u1")
-    rich.fal.script_status("req-1", in_queue(1))
-    assert cancel_job(rich, limits, clock).run(job).status == JobStatus.CANCELED
-    assert rich.store.calls.count("get_balance") == 1
+        create_upload(system, clock, limits)
+    assert system.store.calls.count("create_upload") == uploads.MAX_OPTIMISTIC_ATTEMPTS
+    assert system.store._uploads == {} and system.store.get_balance("u1").rl_tat_ms is None

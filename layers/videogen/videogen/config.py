@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(48, ge=24)
     disabled_models: str = Field("", description="comma-separated registry ids taken off sale")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="the request body cap of every route (413)")
-    # per-user limits (videogen/domain/limits.py): submits and cancels that would write share one
+    # per-user limits (videogen/domain/limits.py): submits that would write and uploads share one
     # GCRA budget of `user_request_burst` at once, then `user_requests_per_minute`; 429 rate_limited
     user_requests_per_minute: int = Field(30, ge=1, le=60_000)
     user_request_burst: int = Field(10, ge=1, le=10_000)

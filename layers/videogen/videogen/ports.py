@@ -96,17 +96,6 @@ class JobStore(Protocol):
         ``IdempotencyKeyInUse`` (the key's record was in conflict) or ``StoreBusy``."""
         ...
 
-    # cancel
-    def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
-        """The job and the user's balance item (its limit state) in one read (``StoreBusy``)."""
-        ...
-
-    def request_user_cancel(self, job: Job, seen: Balance, usage: Usage) -> Job:
-        """:meth:`request_cancel` with intent USER and the user's new rate state, all or nothing:
-        ``TransitionRejected`` (the job's condition), ``BalanceChanged`` (the rate state is no
-        longer ``seen``'s). Returns ``job`` with the intent set."""
-        ...
-
     # jobs: reads
     def get_job(self, job_id: str) -> Job | None: ...
 
@@ -183,8 +172,11 @@ class JobStore(Protocol):
 class UploadStore(Protocol):
     """Upload records (the same table as the jobs), each keyed under its owner."""
 
-    def put_upload(self, upload: Upload) -> None:
-        """Create the record; a second one with its id changes nothing (``StoreBusy`` on contention)."""
+    def create_upload(self, upload: Upload, seen: Balance, usage: Usage) -> None:
+        """The pending record and the user's new rate state (``usage``, decided on ``seen``, or on
+        the user being idle: ``usage.idle_at_ms``) in one write. ``BalanceChanged`` (with the state
+        as stored, when known) when the rate state is not the one decided on; nothing written. A
+        record already there changes nothing."""
         ...
 
     def get_upload(self, user_id: str, upload_id: str) -> Upload | None:
@@ -201,9 +193,11 @@ class UploadStore(Protocol):
         height: int | None = None,
         duration_s: float | None = None,
         error: UploadError | None = None,
+        input_key: str | None = None,
     ) -> bool:
-        """``pending`` → ``status`` (ready or rejected) with what was measured. False, changing
-        nothing, when the upload is not pending (checked already: a redelivered event) or missing."""
+        """``pending`` → ``status`` (ready or rejected) with what was measured (and, ready, the
+        sealed copy's key). False, changing nothing, when the upload is not pending (checked
+        already: a redelivered event) or missing."""
         ...
 
 
@@ -215,19 +209,34 @@ class PresignedPost:
     fields: dict[str, str]
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    """One stored version of an object: its size and ETag (which names those bytes)."""
+
+    size: int
+    etag: str
+
+
 class UploadBucket(Protocol):
-    """The uploads prefix of our bucket: presigned POSTs for the app, ranged reads for the check."""
+    """The uploads prefix of our bucket: presigned POSTs for the app, ranged reads for the check,
+    and the seal (a copy of exactly the bytes checked under ``inputs/``)."""
 
     def presign_post(self, key: str, content_type: str, size_bytes: int, ttl_s: int) -> PresignedPost:
         """A POST accepted only for ``key``, that content type and exactly ``size_bytes`` bytes."""
         ...
 
-    def size(self, bucket: str, key: str) -> int | None:
-        """The object's size; None when there is no object."""
+    def head(self, bucket: str, key: str) -> ObjectHead | None:
+        """The object's size and ETag; None when there is no object."""
         ...
 
-    def read(self, bucket: str, key: str, offset: int, length: int) -> bytes:
-        """Up to ``length`` bytes from ``offset`` (``MediaTransferError`` when S3 fails)."""
+    def read(self, bucket: str, key: str, offset: int, length: int, etag: str) -> bytes:
+        """Up to ``length`` bytes from ``offset`` of the version ``etag`` names (``UploadChanged``
+        when the object is another one now, ``MediaTransferError`` when S3 fails)."""
+        ...
+
+    def seal(self, bucket: str, key: str, etag: str, sealed_key: str) -> bool:
+        """Copy ``key`` to ``sealed_key`` only if it is still the version ``etag`` names: False,
+        copying nothing, when it is not (S3 answers 412 to ``CopySourceIfMatch``) or gone."""
         ...
 
 
@@ -435,8 +444,9 @@ class DeviceStore(Protocol):
 
     def put_device(self, user_id: str, device_id: str, platform: Platform, token: str) -> tuple[Device, Device | None]:
         """Create the device (counted) or update its platform and token (not counted again; its
-        endpoint is kept while the platform is unchanged). Returns (the device, what it was before,
-        None when new). ``TooManyDevices`` at the cap."""
+        endpoint is kept while the platform is unchanged), and make it the token's owner in the same
+        write (the token moves from whoever registered it before). Returns (the device, what it was
+        before, None when new). ``TooManyDevices`` at the cap."""
         ...
 
     def get_device(self, user_id: str, device_id: str) -> Device | None: ...
@@ -454,10 +464,15 @@ class DeviceStore(Protocol):
         ``DeviceNotFound`` when it is not there, ``DeviceChanged`` when its token moved on."""
         ...
 
-    def claim_notification(self, job_id: str, device_id: str) -> str | None:
-        """Record, before sending, that ``job_id``'s notification to ``device_id`` is being sent.
-        Returns the claim's id, or None when a record exists already (sent, or being sent or lost
-        in a crash: never sent again)."""
+    def claim_notification(self, job_id: str, device: Device) -> str | None:
+        """Record, before sending, that ``job_id``'s notification to ``device`` is being sent, in
+        one write with the check that ``device`` still owns its token (``TokenMoved`` when another
+        device registered it since; nothing written). Returns the claim's id, or None when a record
+        exists already (sent, or being sent or lost in a crash: never sent again)."""
+        ...
+
+    def token_owner(self, token: str) -> tuple[str, str] | None:
+        """(user id, device id) of the device that registered ``token`` last; None if unrecorded."""
         ...
 
     def notification_sent(self, job_id: str, device_id: str, claim: str, message_id: str) -> None: ...

@@ -215,7 +215,7 @@ def expire_job() -> ExpireJob:
 def cancel_job() -> CancelJob:
     from videogen.services.cancel import CancelJob
 
-    return CancelJob(store(), fal_poller(), finisher(), user_limits())
+    return CancelJob(store(), fal_poller(), finisher())
 
 
 @lru_cache(maxsize=1)

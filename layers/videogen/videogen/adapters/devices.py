@@ -7,6 +7,9 @@ pk                     sk                        what
 ``USER#<uid>``         ``DEVICE#<device id>``    one device: platform, token (never answered),
                                                  endpoint_arn, created_at, updated_at
 ``USER#<uid>``         ``DEVICES``               ``count``: the user's devices (the cap)
+``PUSHTOKEN#<sha256>`` ``OWNER``                 the token's owner: ``user_id``, ``device_id`` of
+                                                 the device that registered it last (written in
+                                                 the same transaction as that device)
 ``PUSH#<job id>``      ``DEVICE#<device id>``    the job's notification to the device: claimed
                                                  (``sending``) before the publish, ``sent``
                                                  after it; kept ``NOTIFICATION_TTL_S`` (TTL)
@@ -14,8 +17,10 @@ pk                     sk                        what
 
 The cap is one transaction: the new device's put (only if absent) and ``count + 1`` (only while
 under the cap), so concurrent registrations of new devices can never pass it; an update of a
-device that exists writes the device alone and is not counted again; a removal is the delete
-(only if present) and ``count - 1`` together.
+device that exists writes the device and its token's owner, and is not counted again; a removal
+is the delete (only if present) and ``count - 1`` together. A notification's claim is one
+transaction too: a ConditionCheck that the device still owns its token (or that the token has no
+owner recorded: a device registered before ownership was) and the claim's put.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from botocore.exceptions import ClientError
 
 from videogen.adapters.ddb import DynamoTable, cancel_reasons, error_is, failed_condition, from_item, to_item, to_values
 from videogen.adapters.dynamo import user_pk
-from videogen.domain.devices import MAX_DEVICES, Device, Platform
-from videogen.domain.errors import DeviceChanged, DeviceNotFound, StoreBusy, TooManyDevices
+from videogen.domain.devices import MAX_DEVICES, Device, Platform, token_hash
+from videogen.domain.errors import DeviceChanged, DeviceNotFound, StoreBusy, TokenMoved, TooManyDevices
 from videogen.domain.models import rfc3339
 
 NOTIFICATION_TTL_S = 30 * 24 * 3600  # an event redelivered later than this could notify again
@@ -42,6 +47,16 @@ def device_key(user_id: str, device_id: str) -> dict[str, Any]:
 
 def _counter_key(user_id: str) -> dict[str, Any]:
     return to_item({"pk": user_pk(user_id), "sk": "DEVICES"})
+
+
+def _owner_key(token: str) -> dict[str, Any]:
+    return to_item({"pk": f"PUSHTOKEN#{token_hash(token)}", "sk": "OWNER"})
+
+
+def _owner_put(table: str, user_id: str, device_id: str, token: str, now: str) -> dict[str, Any]:
+    """The token's ownership moves to this device, whoever held it (the latest registration wins)."""
+    item = {**from_item(_owner_key(token)), "user_id": user_id, "device_id": device_id, "updated_at": now}
+    return {"Put": {"TableName": table, "Item": to_item(item)}}
 
 
 def _notification_key(job_id: str, device_id: str) -> dict[str, Any]:
@@ -118,6 +133,7 @@ class DynamoDeviceStore(DynamoTable):
                             "ExpressionAttributeValues": to_values({":one": 1, ":max": MAX_DEVICES, ":now": now}),
                         }
                     },
+                    _owner_put(self._table, user_id, device_id, token, now),
                 ],
             )
         except ClientError as exc:
@@ -136,22 +152,36 @@ class DynamoDeviceStore(DynamoTable):
         moved = platform != current.platform  # the endpoint belongs to the other platform's application
         expression = "SET platform = :p, #token = :t, updated_at = :now" + (" REMOVE endpoint_arn" if moved else "")
         try:
-            answer = self._call(
-                "update_item",
+            self._call(
+                "transact_write_items",
                 f"device {current.id}",
-                TableName=self._table,
-                Key=device_key(current.user_id, current.id),
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#token": "token"},
-                ExpressionAttributeValues=to_values({":p": platform.value, ":t": token, ":now": now}),
-                ReturnValues="ALL_NEW",
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": device_key(current.user_id, current.id),
+                            "UpdateExpression": expression,
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeNames": {"#token": "token"},
+                            "ExpressionAttributeValues": to_values({":p": platform.value, ":t": token, ":now": now}),
+                        }
+                    },
+                    _owner_put(self._table, current.user_id, current.id, token, now),
+                ],
             )
         except ClientError as exc:
-            if failed_condition(exc):
+            if error_is(exc, "TransactionCanceledException") and cancel_reasons(exc)[0] == "ConditionalCheckFailed":
                 raise DeviceChanged(current.id) from None  # deleted meanwhile: create it again
             raise
-        return _device(answer["Attributes"])
+        # a transaction returns no item: the device as the condition proved it and the write left it
+        return current.model_copy(
+            update={
+                "platform": platform,
+                "token": token,
+                "updated_at": now,
+                "endpoint_arn": None if moved else current.endpoint_arn,
+            }
+        )
 
     def set_endpoint(self, device: Device, endpoint_arn: str) -> Device:
         try:
@@ -215,31 +245,57 @@ class DynamoDeviceStore(DynamoTable):
 
     # --- notification records ---------------------------------------------------------
 
-    def claim_notification(self, job_id: str, device_id: str) -> str | None:
+    def claim_notification(self, job_id: str, device: Device) -> str | None:
         claim = uuid.uuid4().hex
         now = rfc3339()
         try:
             self._call(
-                "put_item",
-                f"notification {job_id}/{device_id}",
-                TableName=self._table,
-                Item=to_item(
+                "transact_write_items",
+                f"notification {job_id}/{device.id}",
+                TransactItems=[
                     {
-                        "pk": f"PUSH#{job_id}",
-                        "sk": f"DEVICE#{device_id}",
-                        "state": "sending",
-                        "claim": claim,
-                        "created_at": now,
-                        "expires_at": int(time.time()) + NOTIFICATION_TTL_S,
-                    }
-                ),
-                ConditionExpression="attribute_not_exists(pk)",
+                        "ConditionCheck": {
+                            "TableName": self._table,
+                            "Key": _owner_key(device.token),
+                            "ConditionExpression": "attribute_not_exists(pk) OR (user_id = :u AND device_id = :d)",
+                            "ExpressionAttributeValues": to_values({":u": device.user_id, ":d": device.id}),
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_item(
+                                {
+                                    "pk": f"PUSH#{job_id}",
+                                    "sk": f"DEVICE#{device.id}",
+                                    "state": "sending",
+                                    "claim": claim,
+                                    "created_at": now,
+                                    "expires_at": int(time.time()) + NOTIFICATION_TTL_S,
+                                }
+                            ),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ],
             )
         except ClientError as exc:
-            if failed_condition(exc):
+            if not error_is(exc, "TransactionCanceledException"):
+                raise
+            reasons = cancel_reasons(exc)
+            if reasons[0] == "ConditionalCheckFailed":
+                raise TokenMoved(device.id) from None
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
                 return None
             raise
         return claim
+
+    def token_owner(self, token: str) -> tuple[str, str] | None:
+        item = self._db.get_item(TableName=self._table, Key=_owner_key(token), ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        data = from_item(item)
+        return str(data["user_id"]), str(data["device_id"])
 
     def notification_sent(self, job_id: str, device_id: str, claim: str, message_id: str) -> None:
         try:

@@ -198,10 +198,14 @@ def _balance_from(data: Mapping[str, Any]) -> Balance:
 def _usage_write(seen: Balance, usage: Usage) -> tuple[list[str], str, dict[str, Any]]:
     """The SET clauses, the condition and the values that write a request's new limit state on
     the balance item only while it still holds the state the decision read (``seen``): two
-    requests decided on one snapshot cannot both write (domain/limits.py)."""
+    requests decided on one snapshot cannot both write (domain/limits.py). A usage decided without a
+    read (``usage.idle_at_ms``) holds while the stored rate state is at most that instant."""
     sets = ["rl_tat_ms = :tat"]
     values: dict[str, Any] = {":tat": usage.rl_tat_ms}
-    if seen.rl_tat_ms is None:
+    if usage.idle_at_ms is not None:
+        conditions = ["(attribute_not_exists(rl_tat_ms) OR rl_tat_ms <= :idle)"]
+        values[":idle"] = usage.idle_at_ms
+    elif seen.rl_tat_ms is None:
         conditions = ["attribute_not_exists(rl_tat_ms)"]
     else:
         conditions = ["rl_tat_ms = :seen_tat"]
@@ -383,20 +387,6 @@ class DynamoStore(DynamoTable):
         found = {u: _upload_from(r["Item"]) for u, r in zip(uploads, got[2:], strict=True) if r.get("Item")}
         return balance, (self._idem_record(idem_item) if idem_item else None), found
 
-    def read_for_cancel(self, user_id: str, job_id: str) -> tuple[Job | None, Balance]:
-        """The job and the caller's balance item (its limit state), one TransactGetItems: the
-        cancel route's one read (``StoreBusy`` on persistent contention, as read_for_submit)."""
-        got = self._call(
-            "transact_get_items",
-            "read_for_cancel",
-            TransactItems=[
-                {"Get": {"TableName": self._table, "Key": job_key(job_id)}},
-                {"Get": {"TableName": self._table, "Key": balance_key(user_id)}},
-            ],
-        )["Responses"]
-        job_item, bal_item = got[0].get("Item"), got[1].get("Item")
-        return (self._job(job_item) if job_item else None), _balance_from(from_item(bal_item) if bal_item else {})
-
     def create_job(
         self,
         job: Job,
@@ -491,19 +481,48 @@ class DynamoStore(DynamoTable):
 
     # --- uploads (UploadStore) ------------------------------------------------------------------
 
-    def put_upload(self, upload: Upload) -> None:
+    def create_upload(self, upload: Upload, seen: Balance, usage: Usage) -> None:
+        """The pending upload record and the user's new rate state (``usage``, decided on ``seen``
+        or, without a read, on the user being idle) as ONE TransactWriteItems: an upload counts
+        against the user's request rate in the write that creates it. :class:`BalanceChanged`
+        when the rate state is not the one decided on, carrying the state as stored (the refused
+        write returns it: ``ReturnValuesOnConditionCheckFailure``), so deciding again costs no
+        read. An upload record already there (a retried call whose first write went through)
+        changes nothing."""
         values = {"pk": user_pk(upload.user_id), "sk": f"UPLOAD#{upload.id}", **upload.model_dump(exclude_none=True)}
+        sets, condition, usage_values = _usage_write(seen, usage)
+        items = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_item(values),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": balance_key(upload.user_id),
+                    "UpdateExpression": "SET " + ", ".join(sets) + " ADD rev :one",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeValues": to_values(usage_values | {":one": 1}),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        ]
         try:
-            self._call(
-                "put_item",
-                f"upload {upload.id}",
-                TableName=self._table,
-                Item=to_item(values),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            self._call("transact_write_items", f"upload {upload.id}", TransactItems=items)
         except ClientError as exc:
-            if not error_is(exc, "ConditionalCheckFailedException"):
+            if not error_is(exc, "TransactionCanceledException"):
                 raise
+            reasons = cancel_reasons(exc)
+            if reasons[0] == "ConditionalCheckFailed":
+                return  # the record exists: this upload was created already
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                answer: dict[str, Any] = dict(exc.response)
+                stored = answer["CancellationReasons"][1].get("Item")
+                raise BalanceChanged(_balance_from(from_item(stored) if stored else {})) from None
+            raise
 
     def get_upload(self, user_id: str, upload_id: str) -> Upload | None:
         item = self._db.get_item(TableName=self._table, Key=upload_key(user_id, upload_id), ConsistentRead=True)
@@ -519,6 +538,7 @@ class DynamoStore(DynamoTable):
         height: int | None = None,
         duration_s: float | None = None,
         error: UploadError | None = None,
+        input_key: str | None = None,
     ) -> bool:
         """pending → ready | rejected, once: the condition makes a redelivered event a no-op."""
         if status is UploadStatus.PENDING:
@@ -529,6 +549,7 @@ class DynamoStore(DynamoTable):
             "height": height,
             "duration_s": Decimal(str(duration_s)) if duration_s is not None else None,
             "error": error.model_dump() if error else None,
+            "input_key": input_key,
             "checked_at": rfc3339(),
         }
         sets = {k: v for k, v in sets.items() if v is not None}
@@ -569,6 +590,8 @@ class DynamoStore(DynamoTable):
             "gsi1pk": user_pk(job.user_id),
             "gsi1sk": f"JOB#{job.id}",
         }
+        if job.input_objects:
+            values["input_objects"] = dict(job.input_objects)
         if not job.is_terminal:
             values["active_pk"] = active_shard(job.id)
             values["active_sk"] = job.updated_at
@@ -779,46 +802,6 @@ class DynamoStore(DynamoTable):
         the job is in CANCEL_INTENT_FROM[intent] and its intent is unset or one ``intent`` may hold
         or replace."""
         return self._conditional_update(job_id, **self._cancel_intent_write(job_id, intent))
-
-    def request_user_cancel(self, job: Job, seen: Balance, usage: Usage) -> Job:
-        """:meth:`request_cancel` (intent USER) and the user's new rate state (``usage``, decided on
-        ``seen``) as ONE TransactWriteItems: a cancel that will reach fal counts against the user's
-        request rate. :class:`TransitionRejected` when the job's condition failed,
-        :class:`BalanceChanged` when the limit state moved since ``seen`` (re-read and decide again).
-
-        Returns ``job`` with the intent set (a transaction returns no item): the condition held, so
-        the stored job is still cancelable, and its fal request, once stored, never changes."""
-        sets, condition, values = _usage_write(seen, usage)
-        items = [
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": job_key(job.id),
-                    **self._cancel_intent_write(job.id, CancelIntent.USER),
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": balance_key(job.user_id),
-                    "UpdateExpression": "SET " + ", ".join(sets) + " ADD rev :one",
-                    "ConditionExpression": condition,
-                    "ExpressionAttributeValues": to_values(values | {":one": 1}),
-                }
-            },
-        ]
-        try:
-            self._call("transact_write_items", f"cancel {job.id}", TransactItems=items)
-        except ClientError as exc:
-            if not error_is(exc, "TransactionCanceledException"):
-                raise
-            reasons = cancel_reasons(exc)
-            if reasons[0] == "ConditionalCheckFailed":
-                raise TransitionRejected(job.id) from None
-            if reasons[1:2] == ["ConditionalCheckFailed"]:
-                raise BalanceChanged() from None
-            raise
-        return job.model_copy(update={"cancel_requested": CancelIntent.USER})
 
     def mark_submitted(self, job_id: str, request: FalRequest, progress: Progress) -> Job:
         return self._update_job(

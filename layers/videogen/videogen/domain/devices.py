@@ -2,10 +2,16 @@
 
 A device is the app's own install id under one user, with the push service it is reached by and
 its token. The token is a secret of the user's phone: it is stored, never answered, never logged.
+
+A push token reaches ONE phone, whoever registered it last: a phone signed out of user A and into
+user B registers the same token for B. So each token has one owner (user, device), recorded by
+:func:`token_hash` of the token in the same write as the device, and a notification is sent to a
+device only while it still owns its token: A stops getting B's notifications.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -21,6 +27,11 @@ DEVICE_ID_MAX = 128
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._~:@+=-]{1,128}$"
 """An install id as apps make them (a UUID, an FCM installation id): it becomes part of a DynamoDB key."""
 TOKEN_MAX = 4096  # an APNs token is 64 hex characters, an FCM registration token ~160; room to spare
+
+
+def token_hash(token: str) -> str:
+    """What the token's ownership is keyed by: its sha256 (the token itself is kept on its device only)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Platform(StrEnum):

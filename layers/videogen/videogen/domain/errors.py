@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from videogen.domain.endings import Failure
-    from videogen.domain.models import IdempotencyRecord
+    from videogen.domain.models import Balance, IdempotencyRecord
 
 
 SHOWN_CHARS = 64
@@ -149,7 +149,7 @@ class TooManyActiveJobs(DomainError):
 
 
 class RateLimited(DomainError):
-    """A user's own limit (videogen.domain.limits): the request rate of submits and cancels, or the
+    """A user's own limit (videogen.domain.limits): the request rate of submits and uploads, or the
     daily credit-spend cap. Carries the seconds until a request would be allowed (Retry-After)."""
 
     code, status, title = "rate_limited", 429, "Rate limited"
@@ -221,7 +221,12 @@ class IdempotencyKeyTaken(Exception):
 
 
 class BalanceChanged(Exception):
-    """The balance item moved since it was read (optimistic check); re-read and retry."""
+    """The balance item moved since it was read (optimistic check); re-read and retry. ``seen``:
+    the item as stored, when the refused write returned it (no re-read needed)."""
+
+    def __init__(self, seen: Balance | None = None) -> None:
+        super().__init__()
+        self.seen = seen
 
 
 class MediaRejected(Exception):
@@ -232,6 +237,11 @@ class MediaTransferError(Exception):
     """The result media could not be fetched or stored right now. Retry later."""
 
 
+class UploadChanged(Exception):
+    """The uploaded object is no longer the one being checked (the app POSTed new bytes to its
+    key meanwhile: S3 answered 412 to an If-Match). The new bytes' own event checks them."""
+
+
 class VideoMissing(Exception):
     """The stored video a job points to is not in the bucket (deleted, expired). Final."""
 
@@ -239,6 +249,11 @@ class VideoMissing(Exception):
 class MediaUndecodable(Exception):
     """The stored video could not be read as a video (no video stream, no decodable frame). Final:
     the same bytes fail the same way again."""
+
+
+class TokenMoved(Exception):
+    """A device's push token was registered since by another device (another user's, or another
+    install of the same user's): the token is that device's now, this one must not be sent to."""
 
 
 class DeviceChanged(Exception):

@@ -1,9 +1,10 @@
 """Per-user limits: the request rate (GCRA) and the daily credit-spend cap. Pure functions.
 
-The ONE place deciding whether a user's request may write. Submit and cancel both call
-:func:`admit`; the store writes the new state (:class:`Usage`) in the same transaction as the
-request's own change, conditioned on the state the decision read (:class:`Balance`), so two
-concurrent requests cannot both pass on one snapshot.
+The ONE place deciding whether a user's request may write. Submit and POST /v1/uploads call
+:func:`admit` (uploads first :func:`admit_unread`; a cancel never counts, nor is refused:
+docs/api.md); the store writes the new state (:class:`Usage`) in
+the same transaction as the request's own change, conditioned on the state the decision read
+(:class:`Balance`), so two concurrent requests cannot both pass on one snapshot.
 
 Rate: GCRA (generic cell rate algorithm). One stored value per user, the theoretical arrival
 time ``tat`` (epoch milliseconds: an integer, so the store's "still the value seen" condition is
@@ -25,13 +26,13 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from videogen.domain.errors import RateLimited
+from videogen.domain.errors import RateLimited, ValidationFailed
 from videogen.domain.models import Balance
 
 
 @dataclass(frozen=True)
 class UserLimits:
-    """``requests_per_minute``/``burst``: the shared budget of submits and cancels that write;
+    """``requests_per_minute``/``burst``: the budget of submits that charge and uploads;
     ``daily_credit_cap``: credits a user may be charged per UTC day (0: no cap)."""
 
     requests_per_minute: int = 30
@@ -56,8 +57,11 @@ class Usage:
     """The limit state a request that passed writes (conditioned on the values it was decided on)."""
 
     rl_tat_ms: int
-    spend_day: str | None = None  # None: the request charges nothing (a cancel): spend untouched
+    spend_day: str | None = None  # None: the request charges nothing: spend untouched
     spend_credits: int = 0
+    # Set by :func:`admit_unread`: decided without reading the state, on the assumption that the
+    # user's ``tat`` is at most this (an idle user); the store conditions on that instead.
+    idle_at_ms: int | None = None
 
 
 def utc_day(now_ms: int) -> str:
@@ -77,6 +81,31 @@ def _until_midnight_ms(now_ms: int) -> int:
 
 def spent_today(seen: Balance, now_ms: int) -> int:
     return seen.spend_credits if seen.spend_day == utc_day(now_ms) else 0
+
+
+def check_within_cap(limits: UserLimits, charge: int) -> None:
+    """A request whose price alone is over the daily cap can never be admitted, on any day:
+    ``422 validation_failed`` (the app must change the input), not a ``429`` it would retry at
+    every midnight forever. Decided before the balance is looked at."""
+    if limits.daily_credit_cap and charge > limits.daily_credit_cap:
+        raise ValidationFailed(
+            [
+                {
+                    "loc": "input",
+                    "msg": f"this request costs {charge} credits, more than the daily spending cap of "
+                    f"{limits.daily_credit_cap} credits: choose cheaper inputs (e.g. a shorter duration)",
+                }
+            ],
+            detail=f"The request costs more than the daily spending cap of {limits.daily_credit_cap} credits",
+        )
+
+
+def admit_unread(limits: UserLimits, now_ms: int) -> Usage:
+    """The state a request that charges nothing writes if the user's rate state is idle
+    (``tat <= now``: then ``max(tat, now) = now``, whatever ``tat`` is), decided with no read: the
+    write that carries it is conditioned on that, and when it fails it returns the state as stored
+    for :func:`admit` to decide on. A user who is not bursting costs no read at all."""
+    return Usage(rl_tat_ms=now_ms + limits.interval_ms, idle_at_ms=now_ms)
 
 
 def admit(limits: UserLimits, seen: Balance, now_ms: int, *, charge: int = 0) -> Usage:

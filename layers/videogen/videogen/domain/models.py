@@ -138,6 +138,9 @@ class Job(BaseModel):
     input: dict[str, Any]
     credits_charged: int
     created_at: str
+    # upload:<id> inputs: field -> the sealed object's key (Upload.input_key) as read at submit;
+    # fal gets a presigned GET of that, never of a key the app can still POST to
+    input_objects: dict[str, str] = Field(default_factory=dict)
     updated_at: str
     completed_at: str | None = None
     progress: Progress = Field(default_factory=Progress)

@@ -17,22 +17,16 @@ A job fal holds is canceled in three steps:
 If this call dies or fal is unreachable after step 1, the intent stays: the poll loop or the
 reconciler carries it out on its next look, and a retried cancel answers 200.
 
-Step 1 is the cancel that will reach fal, so it counts against the user's request rate
-(videogen.domain.limits, the budget submits share): the intent and the user's new rate state are
-one transaction, decided on the balance item read with the job (``read_for_cancel``). A cancel
-answered from the stored job (canceled: 200; generating or ended: 409; not found: 404) or one of a
-job fal never got (refunded at once, at most once) is not counted.
+A cancel never counts against the user's request rate and is never ``429 rate_limited``
+(docs/api.md lists 200, 404, 409 and 503 for it): a user whose budget submits spent must still be
+able to stop a job. What bounds cancels is the jobs themselves (each was a submit that counted,
+and a job is canceled once) and the API's own throttling.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from videogen.domain.endings import USER_CANCELED
 from videogen.domain.errors import (
-    BalanceChanged,
-    ConcurrentUpdate,
     FalRejectedError,
     FalTransientError,
     MediaTransferError,
@@ -40,34 +34,20 @@ from videogen.domain.errors import (
     ServiceUnavailable,
     TransitionRejected,
 )
-from videogen.domain.limits import UserLimits, admit
-from videogen.domain.models import Balance, CancelIntent, Job, JobStatus
+from videogen.domain.models import CancelIntent, Job, JobStatus
 from videogen.ports import JobStore
 from videogen.services.completion import JobFinisher
 from videogen.services.fal_poll import FalPoller
 
-MAX_OPTIMISTIC_ATTEMPTS = 10
-
 
 class CancelJob:
-    def __init__(
-        self,
-        store: JobStore,
-        poller: FalPoller,
-        finisher: JobFinisher,
-        limits: UserLimits | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, store: JobStore, poller: FalPoller, finisher: JobFinisher) -> None:
         self._store = store
         self._poller = poller
         self._finisher = finisher
-        self._limits = limits or UserLimits()
-        self._clock = clock
 
-    def run(self, job: Job, seen: Balance | None = None) -> Job:
-        """Cancel before generation starts: refund exactly once; NotCancelable once it runs or ended.
-        ``seen``: the user's balance item as read with the job (read here only if not given and
-        the cancel is one that counts)."""
+    def run(self, job: Job) -> Job:
+        """Cancel before generation starts: refund exactly once; NotCancelable once it runs or ended."""
         for _ in range(3):
             if job.status == JobStatus.CANCELED:
                 return job
@@ -79,27 +59,13 @@ class CancelJob:
                 # Nothing at fal to tell: cancel only while no request is stored meanwhile.
                 job = self._finisher.end(job, USER_CANCELED, unsubmitted=True)
                 continue
-            job = self._at_fal(job, seen)
-            seen = None  # spent (or stale): a further counted attempt reads it again
+            job = self._at_fal(job)
         raise NotCancelable(f"The job is {job.status.value}")
 
-    def _record_intent(self, job: Job, seen: Balance | None) -> Job:
-        """Step 1, counted: the intent and the user's new rate state in one write, decided on
-        ``seen``; RateLimited when over (nothing written). Raises TransitionRejected."""
-        for _ in range(MAX_OPTIMISTIC_ATTEMPTS):
-            if seen is None:
-                seen = self._store.get_balance(job.user_id)
-            usage = admit(self._limits, seen, int(self._clock() * 1000))
-            try:
-                return self._store.request_user_cancel(job, seen, usage)
-            except BalanceChanged:  # another request of the user counted meanwhile: decide again
-                seen = None
-        raise ConcurrentUpdate("Too many concurrent changes to this account; retry shortly")
-
-    def _at_fal(self, job: Job, seen: Balance | None) -> Job:
+    def _at_fal(self, job: Job) -> Job:
         """Steps 1 and 2 for a job fal holds; returns the job as stored afterwards."""
         try:
-            job = self._record_intent(job, seen)
+            job = self._store.request_cancel(job.id, CancelIntent.USER)
         except TransitionRejected:  # it moved (generating, ended, the deadline's): decide again
             return self._store.get_job(job.id) or job
         try:

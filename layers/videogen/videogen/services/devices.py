@@ -60,8 +60,9 @@ def list_devices(store: DeviceStore, user_id: str) -> contract.DeviceList:
 
 
 def remove_device(store: DeviceStore, push: PushGateway, user_id: str, device_id: str) -> None:
-    """``DeviceNotFound`` for a device the caller does not have (another user's included)."""
+    """``DeviceNotFound`` for a device the caller does not have (another user's included). The SNS
+    endpoint goes with it unless another device registered the token since (it is theirs now)."""
     device = store.delete_device(user_id, device_id)
-    if device.endpoint_arn:
+    if device.endpoint_arn and store.token_owner(device.token) in (None, (user_id, device_id)):
         push.delete_endpoint(device.endpoint_arn)
     count("DeviceRemoved")

@@ -14,7 +14,7 @@ from videogen.domain.timing import past_deadline
 from videogen.observability import count, logger
 from videogen.ports import FalGateway, JobStore, VideoStore
 from videogen.services.completion import JobFinisher
-from videogen.services.uploads import inputs_for_fal
+from videogen.services.uploads import UnsealedInput, inputs_for_fal
 
 
 class SubmitToFal:
@@ -67,6 +67,11 @@ class SubmitToFal:
                 with contextlib.suppress(TransitionRejected):
                     self._store.record_submit_refused(job_id)
             raise
+        except UnsealedInput as exc:  # accepted before inputs were sealed: never send unchecked bytes
+            with contextlib.suppress(TransitionRejected):
+                self._store.record_submit_refused(job_id)
+            self._finisher.fail(job, "invalid_input", f"{exc}: upload the file again and submit a new request")
+            return {"done": True}
         except FalRejectedError as exc:
             count("FalSubmitRejected")
             self._finisher.end(job, failed(submit_rejected(exc.failure, exc.status)))

@@ -12,6 +12,12 @@ logged and counted (``PushOutcomeUnknown``), and the record says ``sending`` for
 A completed job's notification waits for its poster up to ``poster_wait_s`` (the media function
 cuts it after the same event), then goes without it. A device whose endpoint SNS reports disabled
 or deleted is removed; one device failing never stops the others.
+
+A device is sent to only while it owns its token (domain/devices.py): the claim's write checks the
+token's ownership item (a ConditionCheck in the same transaction). A device whose token another
+device registered since (the phone is signed in as another user now) is removed, its endpoint
+kept: the endpoint is the token's, and the token's new owner is sent to through it. A registration
+landing between that check and the publish is the one window left (one notification at most).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from videogen.domain.devices import NOTIFIED, Device, Notification, notification_for
-from videogen.domain.errors import DeviceChanged, DeviceNotFound, PushEndpointGone, PushUnavailable
+from videogen.domain.errors import DeviceChanged, DeviceNotFound, PushEndpointGone, PushUnavailable, TokenMoved
 from videogen.domain.models import JobStatus
 from videogen.observability import count, logger
 from videogen.ports import DeviceStore, JobStore, PosterLookup, PushGateway, VideoStore
@@ -97,7 +103,11 @@ class Notifier:
         except PushEndpointGone:  # the service rejected the token
             self._remove(device, None)
             return "removed"
-        claim = self._devices.claim_notification(job_id, device.id)
+        try:
+            claim = self._devices.claim_notification(job_id, device)
+        except TokenMoved:  # the token is another device's now: never send this one the job
+            self._remove(device, None)
+            return "moved"
         if claim is None:
             return "duplicate"
         try:
@@ -125,6 +135,8 @@ class Notifier:
         return arn
 
     def _remove(self, device: Device, endpoint: str | None) -> None:
+        """Remove the device while it holds its token; and the SNS endpoint, when given (never for
+        a moved token: the new owner's notifications go through it)."""
         count("PushDeviceRemoved")
         try:
             self._devices.delete_device(device.user_id, device.id, token=device.token)
@@ -132,7 +144,7 @@ class Notifier:
             return  # re-registered with a new token (keep it) or removed already
         if endpoint:
             self._push.delete_endpoint(endpoint)
-        logger.info("device removed: its push endpoint is disabled", extra={"device_id": device.id})
+        logger.info("device removed: its push endpoint is disabled or its token moved", extra={"device_id": device.id})
 
 
 class JobPosters:

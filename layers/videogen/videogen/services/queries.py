@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from videogen import contract
 from videogen.domain.errors import JobNotFound, shown
-from videogen.domain.models import Balance, Job, JobStatus
+from videogen.domain.models import Job, JobStatus
 from videogen.domain.products import Catalog
 from videogen.domain.registry import Registry
 from videogen.ports import JobStore, VideoStore
@@ -28,14 +28,6 @@ def _owned(job: Job | None, user_id: str, job_id: str) -> Job:
 def owned_job(store: JobStore, user_id: str, job_id: str) -> Job:
     """The caller's job."""
     return _owned(store.get_job(job_id) if _plausible(job_id) else None, user_id, job_id)
-
-
-def cancel_target(store: JobStore, user_id: str, job_id: str) -> tuple[Job, Balance]:
-    """The caller's job and their balance item (its rate state, for a cancel that counts), one read."""
-    if not _plausible(job_id):
-        raise JobNotFound(f"No job {shown(job_id)}")
-    job, seen = store.read_for_cancel(user_id, job_id)
-    return _owned(job, user_id, job_id), seen
 
 
 def get_job(store: JobStore, videos: VideoStore, user_id: str, job_id: str, url_ttl_s: int) -> contract.Job:

@@ -25,7 +25,7 @@ from videogen.domain.errors import (
     ValidationFailed,
     shown,
 )
-from videogen.domain.limits import UserLimits, admit
+from videogen.domain.limits import UserLimits, admit, check_within_cap
 from videogen.domain.models import IdempotencyRecord, Job, JobStatus, Progress, new_id, rfc3339
 from videogen.domain.registry import ModelInput, ModelSpec, Registry, upload_refs
 from videogen.domain.timing import deadline_for, execution_input
@@ -180,7 +180,9 @@ def submit_video(
             parsed = request.valid_input()
             cost = spec.credits(parsed)
             payload = normalised(parsed)
-        check_uploads(refs, uploads)  # the caller's own, ready, of the field's kind: else nothing charged
+            check_within_cap(limits.per_user, cost)  # over the cap on its own: 422, never admitted
+        # the caller's own, ready, of the field's kind (else nothing charged): their sealed keys
+        input_objects = check_uploads(refs, uploads)
         if seen.balance < cost:
             raise InsufficientCredits(f"This video costs {cost} credits; the balance is {seen.balance}")
         if seen.active_jobs >= limits.max_active_jobs:
@@ -193,6 +195,7 @@ def submit_video(
             status=JobStatus.QUEUED,
             model=spec.id,
             input=payload,
+            input_objects=input_objects,
             credits_charged=cost,
             created_at=now,
             updated_at=now,

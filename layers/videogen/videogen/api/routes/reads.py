@@ -83,8 +83,6 @@ def list_videos(
         **problems(
             errors.JobNotFound,
             errors.NotCancelable,
-            errors.RateLimited,
-            errors.ConcurrentUpdate,
             errors.ServiceUnavailable,
             errors.StoreBusy,
         ),
@@ -92,8 +90,8 @@ def list_videos(
 )
 def cancel_video(id: JobId) -> contract.Job:
     logger.set_correlation_id(id)
-    job, seen = queries.cancel_target(wiring.store(), caller(router), id)
-    done = wiring.cancel_job().run(job, seen)
+    job = queries.owned_job(wiring.store(), caller(router), id)
+    done = wiring.cancel_job().run(job)
     return job_view(done, wiring.videos(), wiring.settings().video_url_ttl_s)
 
 

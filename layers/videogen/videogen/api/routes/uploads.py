@@ -35,11 +35,11 @@ UploadId = Annotated[str, Path(description="The upload's id (upl_…)")]
             "content": {"application/json": {"model": contract.UploadCreated}},
             "headers": CACHE_CONTROL,  # type: ignore[typeddict-item]
         },
-        **problems(errors.ValidationFailed, errors.StoreBusy),
+        **problems(errors.ValidationFailed, errors.RateLimited, errors.ConcurrentUpdate, errors.StoreBusy),
     },
 )
 def create_upload(body: Annotated[contract.UploadRequest, Body()]) -> Response[contract.UploadCreated]:
-    created = uploads.create_upload(wiring.store(), wiring.upload_bucket(), caller(router), body)
+    created = uploads.create_upload(wiring.store(), wiring.upload_bucket(), caller(router), body, wiring.user_limits())
     return Response(status_code=201, content_type=JSON, body=created, headers=dict(NO_STORE))
 
 
