@@ -8,7 +8,7 @@ forged notification change nothing."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -64,21 +64,32 @@ def test_a_pack_is_granted_once_and_its_refund_clawed_back_once_over_http(api: s
     signed = requests.post(
         f"{api}/_local/store/app-store/transactions", json={"user_id": "e2e-alice", "product_id": PRODUCT}, timeout=30
     ).json()
-    first = _claim(api, alice, signed["signed_transaction"])
+    refund = {"store": "app_store", "transaction_id": signed["transaction_id"]}
+    _granted_once_then_clawed_back_once(
+        api, lambda auth: _claim(api, auth, signed["signed_transaction"]), refund, alice, bob
+    )
+
+
+def _granted_once_then_clawed_back_once(
+    api: str, claim: Callable[[dict[str, str]], requests.Response], refund: dict[str, str], alice: Any, bob: Any
+) -> dict[str, Any]:
+    """Alice (2 credits) claims once, replays, Bob (3) is refused; the store's refund, twice, claws
+    back once. The first answer."""
+    first = claim(alice)
     assert first.status_code == 201 and first.json()["credits"] == {"granted": CREDITS, "balance": 2 + CREDITS}
-    again = _claim(api, alice, signed["signed_transaction"])
+    again = claim(alice)
     assert (again.status_code, again.json(), again.headers.get("Idempotent-Replayed")) == (200, first.json(), "true")
-    other = _claim(api, bob, signed["signed_transaction"])
+    other = claim(bob)
     assert (other.status_code, other.json()["code"]) == (409, "purchase_already_claimed")
     assert _credits(api, bob)["balance"] == 3
 
-    refund = {"store": "app_store", "transaction_id": signed["transaction_id"]}
     reply = requests.post(f"{api}/_local/store/refunds", json=refund, timeout=30)
     assert reply.status_code == 200 and reply.json()["webhook"]["outcome"] == "clawed_back"
     again_refund = requests.post(f"{api}/_local/store/refunds", json=refund, timeout=30)
     assert again_refund.json()["webhook"]["outcome"] == "already_revoked"
     credits = _credits(api, alice)
     assert credits["balance"] == 2 and [e["type"] for e in credits["ledger"]].count("clawback") == 1
+    return dict(first.json())
 
 
 def test_a_forged_transaction_and_a_forged_notification_change_nothing_over_http(api: str) -> None:
@@ -106,22 +117,11 @@ def test_a_play_purchase_is_granted_once_and_its_voided_purchase_clawed_back_onc
         json={"user_id": "e2e-play-alice", "product_id": PLAY_PRODUCT},
         timeout=30,
     ).json()
-    first = _play_claim(api, alice, bought["purchase_token"])
-    assert first.status_code == 201 and first.json()["credits"] == {"granted": CREDITS, "balance": 2 + CREDITS}
-    assert first.json()["purchase"]["transaction_id"] == bought["order_id"]
-    again = _play_claim(api, alice, bought["purchase_token"])
-    assert (again.status_code, again.json(), again.headers.get("Idempotent-Replayed")) == (200, first.json(), "true")
-    other = _play_claim(api, bob, bought["purchase_token"])
-    assert (other.status_code, other.json()["code"]) == (409, "purchase_already_claimed")
-    assert _credits(api, bob)["balance"] == 3
-
     refund = {"store": "google_play", "purchase_token": bought["purchase_token"]}
-    reply = requests.post(f"{api}/_local/store/refunds", json=refund, timeout=30)
-    assert reply.status_code == 200 and reply.json()["webhook"]["outcome"] == "clawed_back"
-    again_refund = requests.post(f"{api}/_local/store/refunds", json=refund, timeout=30)
-    assert again_refund.json()["webhook"]["outcome"] == "already_revoked"
-    credits = _credits(api, alice)
-    assert credits["balance"] == 2 and [e["type"] for e in credits["ledger"]].count("clawback") == 1
+    first = _granted_once_then_clawed_back_once(
+        api, lambda auth: _play_claim(api, auth, bought["purchase_token"]), refund, alice, bob
+    )
+    assert first["purchase"]["transaction_id"] == bought["order_id"]
 
 
 def test_a_forged_play_token_and_a_forged_oidc_push_change_nothing_over_http(api: str) -> None:
