@@ -143,9 +143,11 @@ ROUTE_SUMMARY: dict[str, str] = {
     "GET /v1/credits": "balance and ledger, newest first, paged",
     "GET /v1/models": "the models on sale, their prices and input schemas",
     "GET /v1/products": "the credit packs on sale, with each store's product id",
-    "POST /v1/purchases": "turn a verified App Store purchase into credits, once per store transaction",
+    "POST /v1/purchases": "turn a verified App Store or Google Play purchase into credits, once per store transaction",
     "POST /webhooks/app-store": "App Store Server Notifications V2: refunds claw back (Apple only; not in the "
     "OpenAPI document)",
+    "POST /webhooks/google-play": "Play real-time developer notifications pushed by Pub/Sub: voided purchases "
+    "claw back (Google only; not in the OpenAPI document)",
     "GET /openapi.json": "the OpenAPI document of the app's routes",
     "PUT /v1/devices/{device_id}": "register or update a push notification target (at most 10)",
     "GET /v1/devices": "the caller's push notification targets (never their tokens)",
@@ -154,7 +156,11 @@ ROUTE_SUMMARY: dict[str, str] = {
     "GET /v1/uploads/{id}": "one upload of the caller's: pending, ready (use it as `upload:<id>`) or rejected",
     "POST /webhooks/fal": "fal.ai reports a finished request (operators; not in the OpenAPI document)",
 }
-ROUTE_AUTH = {"/webhooks/fal": "fal's signature + token", "/webhooks/app-store": "Apple's signature (x5c chain)"}
+ROUTE_AUTH = {
+    "/webhooks/fal": "fal's signature + token",
+    "/webhooks/app-store": "Apple's signature (x5c chain)",
+    "/webhooks/google-play": "the Pub/Sub push's OIDC token (Google's signature, our audience and service account)",
+}
 
 
 def error_rows() -> list[tuple[str, int, str]]:
@@ -226,11 +232,7 @@ PLANNED: list[Planned] = [
             "POST /v1/sequences/{id}/cancel",
         ),
     ),
-    Planned(
-        "Google Play purchases (`POST /v1/purchases` with a purchase token, `POST /webhooks/google-play`) "
-        "and `GET /v1/purchases`.",
-        routes=("GET /v1/purchases", "POST /webhooks/google-play"),
-    ),
+    Planned("`GET /v1/purchases`.", routes=("GET /v1/purchases",)),
     Planned("On the Job: `progress.eta_s`.", fields=((contract.Progress, "eta_s"),)),
 ]
 

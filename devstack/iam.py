@@ -62,9 +62,10 @@ _TRANSFER = (
 _TABLE = "JobsTableAccess is one policy for the one store every function uses (GetItem, Query, PutItem, UpdateItem)"
 KEPT_UNUSED: dict[tuple[str, str], str] = {
     ("*", "secretsmanager:GetSecretValue"): (
-        "read once per cold start in AWS; the local stack passes the fal key and the webhook token in the"
-        " environment instead, and its functions share one process, whose Powertools secret cache serves the"
-        " account-token secret one of them read to the others, so no local call may show it"
+        "read once per cold start in AWS; the local stack passes the fal key, the webhook token and the Play"
+        " service account's key in the environment instead, and its functions share one process, whose"
+        " Powertools secret cache serves the account-token secret one of them read to the others, so no local"
+        " call may show it"
     ),
     (
         "ReconcileFunction",

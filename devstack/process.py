@@ -69,6 +69,7 @@ class StackProcess:
         host: str = "127.0.0.1",
     ) -> None:
         self.port, self.sim_port, self.moto_port = _free_port(), _free_port(), _free_port()
+        self.play_port = _free_port()  # the local Google Play
         self.host = host  # HOST: what the stack binds and names in every URL
         self.log_path = log_path
         self.env = {
@@ -76,6 +77,7 @@ class StackProcess:
             "PORT": str(self.port),
             "FALSIM_PORT": str(self.sim_port),
             "MOTO_PORT": str(self.moto_port),
+            "PLAY_PORT": str(self.play_port),
             "HOST": host,
             "PYTHONPATH": f"{ROOT / 'layers' / 'videogen'}{os.pathsep}{ROOT}",
             "TIME_SCALE": str(time_scale),

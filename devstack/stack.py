@@ -128,6 +128,8 @@ class StackConfig:
     port: int = 3000
     falsim_port: int = 3001
     moto_port: int = 3005
+    play_port: int = 0  # the local Google Play (Publisher API, token endpoint, certs); 0: any free port,
+    # only the stack's own functions call it (its URL is in their environment)
     time_scale: float = 0.02
     reconcile_every_s: float = 10.0
     reconcile_grace_s: int = 10
@@ -152,6 +154,7 @@ class StackConfig:
             port=_env_number("PORT", 3000, int, 0, 65535),
             falsim_port=_env_number("FALSIM_PORT", 3001, int, 0, 65535),
             moto_port=_env_number("MOTO_PORT", 3005, int, 0, 65535),
+            play_port=_env_number("PLAY_PORT", 0, int, 0, 65535),
             time_scale=_env_number("TIME_SCALE", 0.02, float, 1e-6, 1000),
             reconcile_every_s=_env_number("RECONCILE_EVERY_S", 10, float, 0, 86_400),
             reconcile_grace_s=_env_number("RECONCILE_GRACE_S", 10, int, 0, 86_400),
@@ -197,6 +200,7 @@ class StackConfig:
             "PORT": self.port,
             "FALSIM_PORT": 0 if self.fal_key else self.falsim_port,
             "MOTO_PORT": self.moto_port,
+            "PLAY_PORT": self.play_port,
         }
         fixed = [(name, port) for name, port in ports.items() if port]
         for i, (name, port) in enumerate(fixed):
@@ -232,6 +236,7 @@ class LocalStack:
         self._reconcile_runs = 0
         self._reconcile_totals: dict[str, int] = {}
         self.app_store: Any = None  # the local App Store (devstack/stores/local_store.py)
+        self.play: Any = None  # the local Google Play (devstack/stores/google_play.py)
 
     @property
     def api_url(self) -> str:
@@ -330,7 +335,7 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
-            **self._store_env(),
+            **self._store_env(api_url),
             **cfg.extra_env,
         }
         if real_fal:
@@ -348,13 +353,16 @@ class LocalStack:
             )
         return env
 
-    def _store_env(self) -> dict[str, str]:
+    def _store_env(self, api_url: str) -> dict[str, str]:
         """The local App Store: a chain generated now, trusted instead of Apple's roots (only because
-        ENVIRONMENT is local), the local app's bundle id and the local packs on sale."""
+        ENVIRONMENT is local), the local app's bundle id and the local packs on sale. The local
+        Google Play: its Publisher API and push signer on their own port, keys generated now."""
+        from devstack.stores.google_play import LocalPlay
         from devstack.stores.local_store import LocalAppStore
 
         self.app_store = LocalAppStore.start()
-        return self.app_store.env()
+        self.play = LocalPlay(self.config.host, self.config.play_port, f"{api_url}/webhooks/google-play").start()
+        return {**self.app_store.env(), **self.play.env()}
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -378,6 +386,8 @@ class LocalStack:
             self.push_log.uninstall()
         if self.sim:
             self.sim.stop()
+        if self.play:
+            self.play.stop()
         if self.moto:
             self.moto.stop()
 
@@ -394,6 +404,7 @@ class LocalStack:
             ("GET", "/_local/notifications"): lambda _: (200, {"items": self.push_log.items()}),
             ("POST", "/_local/push/disable"): self._disable_push,
             ("POST", "/_local/store/app-store/transactions"): self._sign_transaction,
+            ("POST", "/_local/store/google-play/purchases"): self._play_purchase,
             ("POST", "/_local/store/refunds"): self._store_refund,
         }
 
@@ -402,18 +413,30 @@ class LocalStack:
 
         return self.app_store.sign_transaction(body, wiring.account_token)
 
-    def _store_refund(self, body: bytes) -> tuple[int, Any]:
-        """Apple's refund notification, sent to the real webhook through the gateway as Apple sends it."""
+    def _play_purchase(self, body: bytes) -> tuple[int, Any]:
+        from videogen import wiring
 
-        def deliver(method: str, path: str, payload: bytes) -> tuple[int, Any]:
-            headers = {"host": self.public_host, "content-type": "application/json", "user-agent": "App Store"}
-            status, _, answer = self.server.api.handle(method, path, headers, payload)
+        return self.play.buy(body, wiring.account_token)
+
+    def _store_refund(self, body: bytes) -> tuple[int, Any]:
+        """The store's refund notification, sent to the real webhook through the gateway as the store
+        sends it: Apple's signed notification, or Play's voided purchase pushed by Pub/Sub."""
+
+        def deliver(method: str, path: str, headers: dict[str, str], payload: bytes) -> tuple[int, Any]:
+            status, _, answer = self.server.api.handle(method, path, {"host": self.public_host, **headers}, payload)
             try:
                 return status, json.loads(answer)
             except ValueError:
                 return status, answer.decode(errors="replace")
 
-        return self.app_store.refund(body, deliver)
+        try:
+            store = json.loads(body or b"{}").get("store")
+        except (ValueError, AttributeError):
+            store = None
+        if store == "google_play":
+            return self.play.refund(body, deliver)
+        apple = {"content-type": "application/json", "user-agent": "App Store"}
+        return self.app_store.refund(body, lambda m, p, payload: deliver(m, p, apple, payload))
 
     def _disable_push(self, body: bytes) -> tuple[int, Any]:
         """``{"user_id", "device_id"}``: its SNS endpoint becomes disabled, as when APNs or FCM
@@ -549,6 +572,7 @@ def in_process(
                 port=0,
                 falsim_port=0,
                 moto_port=0,
+                play_port=0,
                 time_scale=time_scale,
                 reconcile_every_s=0,
                 reconcile_grace_s=0,

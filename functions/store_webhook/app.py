@@ -1,7 +1,9 @@
-"""POST /webhooks/app-store — App Store Server Notifications V2. The signed payload is verified with
-Apple's library (services/purchases.py, adapters/app_store.py); a refund claws the credits back once.
-200 for every verified notification (also those ignored), 401 for one that does not verify, nothing
-changed. Never logs the body (no log_event): it names the buyer's transaction and account token."""
+"""POST /webhooks/app-store — App Store Server Notifications V2, the signed payload verified with
+Apple's library (adapters/app_store.py); POST /webhooks/google-play — Play's real-time developer
+notifications pushed by Pub/Sub, the push's OIDC token verified with google-auth
+(adapters/google_play.py). A refund claws the credits back once (services/purchases.py). 200 for
+every verified notification (also those ignored), 401 for one that does not verify, nothing
+changed. Never logs the body or the token (no log_event): they name the buyer's purchase."""
 
 from __future__ import annotations
 
@@ -29,6 +31,13 @@ def app_store_webhook() -> Any:
         raise InvalidSignature("the body is not an App Store notification: no signedPayload")
     notification, outcome = wiring.purchases().app_store_notification(payload)
     return json_response(200, {"notification_id": notification.notification_id, "outcome": outcome})
+
+
+@app.post("/webhooks/google-play")
+def google_play_webhook() -> Any:
+    authorization = app.current_event.headers.get("authorization")
+    outcome = wiring.purchases().google_play_notification(authorization, raw_body(app))
+    return json_response(200, {"outcome": outcome})
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)

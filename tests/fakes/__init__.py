@@ -13,7 +13,7 @@ from tests.fakes.devices import FakeDeviceStore, FakePosters, FakePush
 from tests.fakes.fal import FakeFal, completed, fal_request, in_progress, in_queue, video_url
 from tests.fakes.jobs import make_job
 from tests.fakes.media import FakeClip, FakeMediaSource, FakeMediaTools, FakeStream, FakeVideoStore
-from tests.fakes.purchases import FakeAppStore, FakePurchaseStore
+from tests.fakes.purchases import FakeAppStore, FakePlay, FakePurchaseStore
 from tests.fakes.store import FakeStore
 from tests.fakes.workflow import FakeEvents, FakeWorkflow
 
@@ -25,6 +25,7 @@ __all__ = [
     "FakeFal",
     "FakeMediaSource",
     "FakeMediaTools",
+    "FakePlay",
     "FakePosters",
     "FakePurchaseStore",
     "FakePush",
@@ -56,3 +57,5 @@ if TYPE_CHECKING:
     _posters: ports.PosterLookup = FakePosters()
     _purchases: ports_purchases.PurchaseStore = FakePurchaseStore(FakeStore())
     _app_store: ports_purchases.AppStoreVerification = FakeAppStore()
+    _play: ports_purchases.PlayPublisher = FakePlay()
+    _play_push: ports_purchases.PlayPushVerification = FakePlay()

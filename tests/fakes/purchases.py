@@ -15,12 +15,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from tests.fakes.store import FakeStore, _entry
-from videogen.domain.errors import InvalidSignature, PurchaseInvalid
+from videogen.domain.errors import InvalidSignature, PurchaseInvalid, ServiceUnavailable
 from videogen.domain.models import LedgerType
-from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction, Purchase, Store
+from videogen.domain.purchases import (
+    AppStoreNotification,
+    AppStorePurchase,
+    AppStoreTransaction,
+    PlayPurchase,
+    PlayVoided,
+    Purchase,
+    Store,
+)
 
 
 def _item(p: Purchase) -> dict[str, Any]:
@@ -113,6 +122,26 @@ class FakePurchaseStore:
         self._enter("regrant")
         return self._move(purchase, notification_id, "granted", None)
 
+    def consumed(self, purchase: Purchase, at: str) -> None:
+        self._enter("consumed")
+        key = (purchase.store, purchase.transaction_id)
+        stored = self._records[key]
+        if stored.consumed_at is None:
+            self._save(replace(stored, consumed_at=at))
+
+    def pending_consumes(self, created_before: str, limit: int) -> list[Purchase]:
+        self._enter("pending_consumes")
+        pending = sorted(
+            (
+                p
+                for p in self._records.values()
+                if p.store == "google_play" and p.user_id is not None and p.consumed_at is None
+                and p.created_at < created_before
+            ),
+            key=lambda p: p.created_at,
+        )  # fmt: skip
+        return pending[:limit]
+
     def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:
         self._enter("record_unclaimed")
         key = (purchase.store, purchase.transaction_id)
@@ -147,3 +176,37 @@ class FakeAppStore:
         if found is None:
             raise InvalidSignature("the notification does not verify")
         return found
+
+
+class FakePlay:
+    """The Publisher API and the push verifier: Google's records per (product id, token) as a test
+    set them (consumed by :meth:`consume`, as Google does), pushes per bearer token."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], PlayPurchase] = {}
+        self.pushes: dict[str, PlayVoided | None] = {}
+        self.consume_fails = 0  # the next N consumes raise ServiceUnavailable
+        self.voided_list: list[PlayVoided] = []  # what voidedpurchases.list answers (any ``since``)
+        self.consumes: list[str] = []
+
+    def purchase(self, product_id: str, purchase_token: str) -> PlayPurchase:
+        found = self.records.get((product_id, purchase_token))
+        if found is None:
+            raise PurchaseInvalid("Google Play knows no such purchase")
+        return found
+
+    def consume(self, product_id: str, purchase_token: str) -> None:
+        if self.consume_fails:
+            self.consume_fails -= 1
+            raise ServiceUnavailable("Google Play answered 503")
+        found = self.purchase(product_id, purchase_token)
+        self.consumes.append(purchase_token)
+        self.records[(product_id, purchase_token)] = replace(found, consumed=True)
+
+    def voided_purchases(self, since: datetime) -> list[PlayVoided]:
+        return [v for v in self.voided_list if v.voided_at >= since]
+
+    def voided(self, authorization: str | None, body: bytes) -> PlayVoided | None:
+        if authorization not in self.pushes:
+            raise InvalidSignature("the push's OIDC token does not verify")
+        return self.pushes[authorization]

@@ -15,6 +15,7 @@ import pytest
 from devstack.invariants import scan_table
 from devstack.stores.app_store_chain import LocalAppStoreChain, LocalAppStoreSigner
 from devstack.stores.local_store import LOCAL_APP_APPLE_ID, LOCAL_BUNDLE_ID, LOCAL_PRODUCTS
+from tests.recording import Recording
 from videogen import wiring
 from videogen.adapters.app_store import AppStoreConfig, AppStoreVerifier
 from videogen.adapters.purchases import DynamoPurchaseStore
@@ -284,28 +285,10 @@ def test_the_same_attacks_on_the_service_with_a_chain_lacking_apples_extensions_
         _unchanged(stack, lambda: deployed.claim_app_store(user_id, xcode))
 
 
-class _Recording:
-    """A DynamoDB client that records each operation (and a transaction's items)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.calls: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-
-        def call(**kwargs: Any) -> Any:
-            items = kwargs.get("TransactItems")
-            self.calls.append(name + (f"[{'+'.join(next(iter(i)) for i in items)}]" if items else ""))
-            return method(**kwargs)
-
-        return call
-
-
 def test_the_aws_calls_of_a_first_claim_and_of_a_replay(stack):
     """What the purchase path costs in DynamoDB (the account-token secret is read once per cold start)."""
     user_id, _ = _user(stack)
-    db = _Recording(stack.db)
+    db = Recording(stack.db)
     service = PurchaseService(
         DynamoPurchaseStore(db, stack.table), wiring.app_store(), wiring.account_token, wiring.catalog()
     )

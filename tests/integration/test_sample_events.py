@@ -22,6 +22,7 @@ CASES = [
     ("DevicesFunction", "devices.json", 200),  # user-123's devices: none yet
     ("PurchasesFunction", "purchases.json", 422),  # a JWS Apple never signed: purchase_invalid
     ("StoreWebhookFunction", "store_webhook.json", 401),  # a notification Apple never signed
+    ("StoreWebhookFunction", "store_webhook_google_play.json", 401),  # a push whose OIDC token Google never signed
 ]
 
 

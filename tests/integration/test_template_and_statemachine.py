@@ -135,6 +135,7 @@ def test_routes_match_the_public_contract() -> None:
         ("POST", "/webhooks/fal"): ("WebhookFunction", False),
         ("POST", "/v1/purchases"): ("PurchasesFunction", True),
         ("POST", "/webhooks/app-store"): ("StoreWebhookFunction", False),
+        ("POST", "/webhooks/google-play"): ("StoreWebhookFunction", False),
         ("POST", "/v1/uploads"): ("UploadsFunction", True),
         ("GET", "/v1/uploads/{id}"): ("UploadsFunction", True),
         ("PUT", "/v1/devices/{device_id}"): ("DevicesFunction", True),
@@ -346,7 +347,11 @@ def test_the_fal_webhook_route_has_a_throttle_of_its_own_and_the_limits_reach_ev
     template = SamTemplate.load()
     api = template.resources["HttpApi"]["Properties"]
     route_keys = {f"{r.method} {r.path}" for r in template.routes()}
-    assert set(api["RouteSettings"]) == {"POST /webhooks/fal", "POST /webhooks/app-store"} <= route_keys
+    assert (
+        set(api["RouteSettings"])
+        == {"POST /webhooks/fal", "POST /webhooks/app-store", "POST /webhooks/google-play"}
+        <= route_keys
+    )
     for stage, route in [(s, r) for s in ("dev", "prod") for r in api["RouteSettings"]]:
         webhook = {k: template.resolve(v, {"Stage": stage}) for k, v in api["RouteSettings"][route].items()}
         default = {k: template.resolve(v, {"Stage": stage}) for k, v in api["DefaultRouteSettings"].items()}
@@ -358,9 +363,14 @@ def test_the_fal_webhook_route_has_a_throttle_of_its_own_and_the_limits_reach_ev
     assert env["USER_REQUEST_BURST"] == {"Ref": "UserRequestBurst"}
     assert env["DAILY_CREDIT_CAP"] == {"Ref": "DailyCreditCap"}
     assert template.parameters["DailyCreditCap"]["Default"] == 0  # off unless the operator sets it
-    # the two webhooks never share a budget: their own mapping keys, never the fal webhook's
-    store = api["RouteSettings"]["POST /webhooks/app-store"]
-    assert [v["Fn::FindInMap"][2] for v in store.values()] == ["StoreWebhookThrottleBurst", "StoreWebhookThrottleRate"]
+    # the store webhooks never share the fal webhook's budget: their own mapping keys (and each
+    # route's throttle is its own in API Gateway, so Apple's and Google's never share one either)
+    for route in ("POST /webhooks/app-store", "POST /webhooks/google-play"):
+        store = api["RouteSettings"][route]
+        assert [v["Fn::FindInMap"][2] for v in store.values()] == [
+            "StoreWebhookThrottleBurst",
+            "StoreWebhookThrottleRate",
+        ]
 
 
 # --- provisioning -------------------------------------------------------------------------

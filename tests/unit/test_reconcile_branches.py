@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from tests.fakes import completed, in_progress, in_queue
 from tests.fakes.jobs import MODEL
 from tests.fakes.system import GRACE_S, WEBHOOK_TOKEN, System
 from videogen.domain.errors import FalRejectedError, FalTransientError
-from videogen.domain.models import Job, JobStatus
+from videogen.domain.models import Job, JobStatus, rfc3339
 from videogen.domain.registry import Registry
 from videogen.ports import FalResult
 from videogen.services.fal_submit import SubmitToFal
@@ -176,9 +177,8 @@ def test_an_unexpected_error_is_counted_the_job_touched_and_kept(system: System)
 # --- a model taken off sale: its accepted jobs still run to their end ------------------------------
 
 
-def _off_sale(system: System) -> tuple[Registry, Reconciler]:
-    registry = Registry(disabled=frozenset({MODEL}))
-    reconciler = Reconciler(
+def _reconciler(system: System, registry: Registry, batch: int = 50, purchases: Any = None) -> Reconciler:
+    return Reconciler(
         system.store,
         registry,
         system.workflow,
@@ -186,10 +186,15 @@ def _off_sale(system: System) -> tuple[Registry, Reconciler]:
         system.expire,
         system.finisher,
         grace_s=GRACE_S,
-        batch=50,
+        batch=batch,
         time_scale=1.0,
+        purchases=purchases,
     )
-    return registry, reconciler
+
+
+def _off_sale(system: System) -> tuple[Registry, Reconciler]:
+    registry = Registry(disabled=frozenset({MODEL}))
+    return registry, _reconciler(system, registry)
 
 
 def test_given_its_model_left_sale_then_a_queued_jobs_execution_is_still_started(system: System) -> None:
@@ -267,3 +272,31 @@ def test_given_the_check_task_records_progress_before_the_reconcilers_touch_then
 
 def _deliver(system: System, job: Job, body: dict[str, Any]) -> dict[str, Any]:
     return system.webhooks.handle({}, {"token": WEBHOOK_TOKEN, "job_id": job.id}, json.dumps(body).encode())
+
+
+# --- the Play passes (services/purchases.py: PurchaseService.reconcile) -----------------------------
+
+
+def _with_purchases(system: System, passes: Any) -> Reconciler:
+    return _reconciler(system, Registry(), batch=7, purchases=passes)
+
+
+def test_the_play_passes_run_after_the_jobs_with_the_cutoff_and_batch_and_add_their_outcomes(system: System) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def passes(cutoff: str, batch: int) -> dict[str, int]:
+        seen.append((cutoff, batch))
+        return {"consumed": 2}
+
+    assert _with_purchases(system, passes).run(now=1_000_000.0) == {"found": 0, "consumed": 2}
+    assert seen == [(rfc3339(datetime.fromtimestamp(1_000_000.0 - GRACE_S, UTC)), 7)]
+
+
+def test_a_failing_play_pass_is_counted_and_leaves_the_jobs_repairs_standing(system: System) -> None:
+    def passes(cutoff: str, batch: int) -> dict[str, int]:
+        raise RuntimeError("google down")
+
+    job = system.given_job()
+    outcomes = _with_purchases(system, passes).run(now=time.time() + LATER)
+    assert outcomes == {"found": 1, "execution_started": 1, "purchases_error": 1}
+    assert job.id in system.workflow.inputs

@@ -10,7 +10,7 @@ import pytest
 
 from devstack import stack
 
-NAMES = ("PORT", "FALSIM_PORT", "MOTO_PORT")
+NAMES = ("PORT", "FALSIM_PORT", "MOTO_PORT", "PLAY_PORT")
 
 
 @pytest.fixture

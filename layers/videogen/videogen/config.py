@@ -95,6 +95,18 @@ class Settings(BaseSettings):
         "", description="base64 DER of the local stack's App Store root (honoured only when is_local)"
     )
 
+    play_package_name: str = Field("", description="the Android app's package name; empty: no Google Play purchases")
+    play_service_account_secret_parameter: str = Field(
+        "", description="Secrets Manager id of the Play service account's JSON key"
+    )
+    play_service_account: str = Field("", description="the service account's JSON key itself (local/test only)")
+    play_push_audience: str = Field("", description="the audience of the Play push subscription's OIDC tokens")
+    play_push_service_account_email: str = Field("", description="the Play push subscription's service account")
+    play_local_api_url: str = Field("", description="the local Publisher API's base URL (honoured only when is_local)")
+    play_local_certs_url: str = Field(
+        "", description="the local push signer's certificates URL (honoured only when is_local)"
+    )
+
     # crash points (never honoured outside local/test)
     crash_points: str = ""
     crash_rate: float = 0.0

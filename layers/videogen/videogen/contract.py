@@ -18,7 +18,7 @@ from videogen.domain.devices import APNS_PLATFORMS, APNS_TOKEN, TOKEN_MAX, Platf
 from videogen.domain.endings import FailureCode
 from videogen.domain.errors import a_or_an, error_classes
 from videogen.domain.models import JobStatus, LedgerType
-from videogen.domain.purchases import MAX_JWS_CHARS, StoreEnvironment
+from videogen.domain.purchases import MAX_JWS_CHARS, MAX_PLAY_TOKEN_CHARS, StoreEnvironment
 from videogen.domain.registry import INTEGRAL, VideoRequest
 from videogen.domain.uploads import CONTENT_TYPES, MAX_BYTES, MediaKind, UploadStatus
 
@@ -31,6 +31,7 @@ __all__ = [
     "DeviceRequest",
     "FieldError",
     "GatewayMessage",
+    "GooglePlayPurchaseRequest",
     "GrantedCredits",
     "Job",
     "JobError",
@@ -45,6 +46,7 @@ __all__ = [
     "Progress",
     "Purchase",
     "PurchaseCreated",
+    "PurchaseRequest",
     "SubmitAccepted",
     "Upload",
     "UploadCreated",
@@ -183,6 +185,27 @@ class AppStorePurchaseRequest(_Body):
         max_length=MAX_JWS_CHARS,
         description="StoreKit 2's Transaction.jwsRepresentation of the purchase, as StoreKit handed it to the app",
     )
+
+
+class GooglePlayPurchaseRequest(_Body):
+    """``POST /v1/purchases`` with a Google Play purchase."""
+
+    store: Literal["google_play"]
+    product_id: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[a-z0-9][a-z0-9_.]*$",
+        description="The Play product id bought (Purchase.getProducts()), a pack's google_play_product_id",
+    )
+    purchase_token: str = Field(
+        min_length=1,
+        max_length=MAX_PLAY_TOKEN_CHARS,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="Play Billing's Purchase.getPurchaseToken() of the purchase",
+    )
+
+
+PurchaseRequest = Annotated[AppStorePurchaseRequest | GooglePlayPurchaseRequest, Field(discriminator="store")]
 
 
 class Purchase(_Body):

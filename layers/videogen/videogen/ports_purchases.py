@@ -3,9 +3,18 @@ into it: the services depend on these Protocols, the adapters implement them, th
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
-from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction, Purchase, Store
+from videogen.domain.purchases import (
+    AppStoreNotification,
+    AppStorePurchase,
+    AppStoreTransaction,
+    PlayPurchase,
+    PlayVoided,
+    Purchase,
+    Store,
+)
 
 
 class AppStoreVerification(Protocol):
@@ -26,6 +35,37 @@ class AppStoreVerification(Protocol):
     def notification(self, signed_payload: str) -> AppStoreNotification:
         """A Server Notification V2 ``signedPayload`` and its transaction. Raises InvalidSignature
         (401) when either does not verify; ServiceUnavailable when verification could not run."""
+        ...
+
+
+class PlayPublisher(Protocol):
+    """The Android Publisher API for OUR package (its service account from Secrets Manager)."""
+
+    def purchase(self, product_id: str, purchase_token: str) -> PlayPurchase:
+        """``purchases.products.get``: Google's record of the purchase. Raises PurchaseInvalid when
+        Google knows no such purchase of ``product_id`` in our package (another app's token, another
+        product, a made-up token); ServiceUnavailable when Google could not be asked."""
+        ...
+
+    def consume(self, product_id: str, purchase_token: str) -> None:
+        """``purchases.products.consume`` (also when Google says it is consumed already: done).
+        Raises ServiceUnavailable when it could not be done now (a later replay or repair does it)."""
+        ...
+
+    def voided_purchases(self, since: datetime) -> list[PlayVoided]:
+        """``purchases.voidedpurchases.list``: our one-time purchases Google voided since ``since``
+        (bounded pages). Raises ServiceUnavailable when Google could not be asked."""
+        ...
+
+
+class PlayPushVerification(Protocol):
+    """Pub/Sub push deliveries of Play's real-time developer notifications."""
+
+    def voided(self, authorization: str | None, body: bytes) -> PlayVoided | None:
+        """The push's OIDC token verified (Google's signature, issuer, our audience, our push
+        service account with ``email_verified``) and its notification decoded: the voided purchase
+        it announces, or None for a verified notification of anything else (or another package).
+        Raises InvalidSignature (401) when the token or the body does not verify."""
         ...
 
 
@@ -56,6 +96,16 @@ class PurchaseStore(Protocol):
 
     def regrant(self, purchase: Purchase, notification_id: str) -> bool:
         """revoked → granted, its credits given again, one ``purchase`` entry."""
+        ...
+
+    def consumed(self, purchase: Purchase, at: str) -> None:
+        """Note that Google confirmed the consume of this Google Play purchase, or that none is
+        owed any more (it was voided): it leaves the pending consumes (idempotent)."""
+        ...
+
+    def pending_consumes(self, created_before: str, limit: int) -> list[Purchase]:
+        """Google Play purchases granted before ``created_before`` whose consume is not recorded
+        done (a sparse index: a claim puts the record in, :meth:`consumed` takes it out), oldest first."""
         ...
 
     def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:

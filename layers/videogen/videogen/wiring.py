@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # imported lazily below so each function loads only the adapt
     from videogen.adapters.dynamo import DynamoStore
     from videogen.adapters.events import EventBridgePublisher
     from videogen.adapters.fal import FalClient
+    from videogen.adapters.google_play import GooglePlayPublisher, GooglePlayPush
     from videogen.adapters.media import GuardedMediaSource, S3VideoStore
     from videogen.adapters.purchases import DynamoPurchaseStore
     from videogen.adapters.push import SnsPush
@@ -274,6 +275,7 @@ def reconciler() -> Reconciler:
         grace_s=s.reconcile_grace_s,
         batch=s.reconcile_batch,
         time_scale=s.time_scale,
+        purchases=purchases().reconcile if s.play_package_name else None,
     )
 
 
@@ -394,6 +396,49 @@ def app_store() -> AppStoreVerifier | None:
     return AppStoreVerifier(config, catalog())
 
 
+def play_service_account() -> str:
+    """The Play service account's JSON key (Secrets Manager, cached by Powertools; env locally)."""
+    s = settings()
+    if s.play_service_account:
+        return s.play_service_account
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_secret(s.play_service_account_secret_parameter, max_age=3600))
+
+
+def _local_url(url: str) -> str:
+    if url and not settings().is_local:
+        raise ValueError("a deployed configuration calls Google's own Publisher API and certificates only")
+    return url
+
+
+@lru_cache(maxsize=1)
+def play() -> GooglePlayPublisher | None:
+    """The Android Publisher API for our package; None when the stack sells nothing on Google Play.
+    Google's base URL; only a local stack (settings.is_local) may point it at its local one."""
+    from videogen.adapters.google_play import GOOGLE_APIS, GooglePlayPublisher, PlayConfig
+
+    s = settings()
+    if not s.play_package_name:
+        return None
+    base = _local_url(s.play_local_api_url) or GOOGLE_APIS
+    return GooglePlayPublisher(PlayConfig(s.play_package_name, base), play_service_account)
+
+
+@lru_cache(maxsize=1)
+def play_push() -> GooglePlayPush | None:
+    """The Play push verifier; None without a package name (every push is then 401)."""
+    from videogen.adapters.google_play import GOOGLE_CERTS, GooglePlayPush, PushConfig
+
+    s = settings()
+    if not s.play_package_name:
+        return None
+    certs = _local_url(s.play_local_certs_url) or GOOGLE_CERTS
+    return GooglePlayPush(
+        PushConfig(s.play_package_name, s.play_push_audience, s.play_push_service_account_email, certs)
+    )
+
+
 @lru_cache(maxsize=1)
 def purchase_store() -> DynamoPurchaseStore:
     from videogen.adapters.purchases import DynamoPurchaseStore
@@ -405,7 +450,7 @@ def purchase_store() -> DynamoPurchaseStore:
 def purchases() -> PurchaseService:
     from videogen.services.purchases import PurchaseService
 
-    return PurchaseService(purchase_store(), app_store(), account_token, catalog())
+    return PurchaseService(purchase_store(), app_store(), account_token, catalog(), play(), play_push())
 
 
 def reset() -> None:
@@ -442,6 +487,8 @@ def reset() -> None:
         upload_validator,
         catalog,
         app_store,
+        play,
+        play_push,
         purchase_store,
         purchases,
     ):

@@ -12,7 +12,10 @@ credits at most once, whoever posts it, however often, also concurrently.
 
 AWS calls: a first claim is GetItem (the record: none) + TransactWriteItems (record, balance,
 ledger entry) + GetItem (the balance it left) + UpdateItem (``balance_after`` on the record, for the
-replays); a replay is one GetItem.
+replays); a replay is one GetItem. A Google Play claim adds UpdateItem (``consumed_at``, once
+Google confirmed the consume). A Play record still to consume carries ``active_pk = PLAYCONSUME``
+and ``active_sk = created_at`` (the sparse ``Active`` index the reconciler already reads; no job
+shard has that partition), removed with ``consumed_at``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from videogen.domain.models import LedgerType, new_id, rfc3339
 from videogen.domain.purchases import Purchase, Store
 
 SK = "PURCHASE"
+PENDING_CONSUME = "PLAYCONSUME"  # active_pk of a Play purchase still to consume (the sparse Active index)
 
 
 def purchase_key(store: Store, transaction_id: str) -> dict[str, Any]:
@@ -52,10 +56,14 @@ def _item(p: Purchase, notifications: frozenset[str], rev: int) -> dict[str, Any
         "revoked_at": p.revoked_at,
         "price_milli": p.price_milli,
         "currency": p.currency,
+        "purchase_token": p.purchase_token,
+        "consumed_at": p.consumed_at,
         "rev": rev,
     }
     if notifications:
         values["notifications"] = set(notifications)
+    if p.store == "google_play" and p.status == "granted" and p.consumed_at is None:
+        values["active_pk"], values["active_sk"] = PENDING_CONSUME, p.created_at
     return to_item(values)
 
 
@@ -77,6 +85,8 @@ def _purchase(item: Mapping[str, Any]) -> Purchase:
         price_milli=d.get("price_milli"),
         currency=d.get("currency"),
         notifications=frozenset(d.get("notifications") or ()),
+        purchase_token=d.get("purchase_token"),
+        consumed_at=d.get("consumed_at"),
         rev=int(d.get("rev", 0)),
     )
 
@@ -164,6 +174,38 @@ class DynamoPurchaseStore(DynamoTable):
             assert stored is not None
             return stored
         return replace(purchase, balance_after=balance)
+
+    def consumed(self, purchase: Purchase, at: str) -> None:
+        """``consumed_at`` set once (not a status change: no ``rev``, so it races nothing)."""
+        try:
+            self._call(
+                "update_item",
+                f"purchase {purchase.transaction_id}",
+                TableName=self._table,
+                Key=purchase_key(purchase.store, purchase.transaction_id),
+                UpdateExpression="SET consumed_at = :at REMOVE active_pk, active_sk",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(consumed_at)",
+                ExpressionAttributeValues=to_values({":at": at}),
+            )
+        except ClientError as exc:
+            if not failed_condition(exc):
+                raise
+
+    def pending_consumes(self, created_before: str, limit: int) -> list[Purchase]:
+        items = self._db.query(
+            TableName=self._table,
+            IndexName="Active",
+            KeyConditionExpression="active_pk = :p AND active_sk < :t",
+            ExpressionAttributeValues=to_values({":p": PENDING_CONSUME, ":t": created_before}),
+            Limit=limit,
+        ).get("Items", [])
+        found = []
+        for item in items:  # the index may lag: read the record itself
+            d = from_item(item)
+            p = self.get_purchase(d["store"], d["transaction_id"])
+            if p is not None and p.consumed_at is None:
+                found.append(p)
+        return found
 
     def _status_write(
         self, seen: Purchase, status: str, notification_id: str, sets: Mapping[str, Any], removes: tuple[str, ...] = ()

@@ -6,7 +6,10 @@ payload to these types; the rules of what is credited are here, pure:
 * :func:`claimable`: a transaction is credited when it is a consumable bought once (quantity 1),
   not revoked, of a pack on sale; else :class:`PurchaseInvalid`, :class:`PurchaseRevoked` or
   :class:`ProductUnknown`;
-* :attr:`AppStoreNotification.action`: what a verified server notification asks of us.
+* :attr:`AppStoreNotification.action`: what a verified server notification asks of us;
+* :func:`play_claimable`: a Google Play purchase (as the Publisher API reports it) is credited when
+  it is a purchased (``purchaseState`` 0), not yet consumed, single-quantity purchase of a pack on
+  sale; a consumed one only when we hold its record (then the claim is a replay).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ with no user, a refund recorded before anyone claimed it: a later claim is purch
 NotificationAction = Literal["clawback", "regrant", "consumption_request", "ignore"]
 
 MAX_JWS_CHARS = 32 * 1024  # a StoreKit transaction is ~3 KB, a notification ~6 KB
+MAX_PLAY_TOKEN_CHARS = 1024  # a Play purchase token is ~150-200 characters
 CONSUMABLE = "Consumable"  # Apple's ``type`` of a consumable in-app purchase
 _CLAWBACK = frozenset({"REFUND", "REVOKE"})
 _REGRANT = "REFUND_REVERSED"
@@ -108,6 +112,59 @@ class AppStorePurchase:
     pack: CreditPack
 
 
+PLAY_PURCHASED, PLAY_CANCELED, PLAY_PENDING = 0, 1, 2  # ProductPurchase.purchaseState
+PLAY_TEST = 0  # ProductPurchase.purchaseType of a license tester's purchase (no money moved)
+
+
+@dataclass(frozen=True)
+class PlayPurchase:
+    """A one-time product purchase as the Android Publisher API reports it for OUR package
+    (``purchases.products.get``): the answer of Google's own server, so no signature to check."""
+
+    order_id: str  # the grant's key (one order = one purchase)
+    purchase_token: str
+    product_id: str
+    purchase_state: int  # PLAY_PURCHASED / PLAY_CANCELED / PLAY_PENDING
+    consumed: bool  # consumptionState 1
+    quantity: int  # absent = 1
+    account_id: str | None  # obfuscatedExternalAccountId: what the app set in BillingFlowParams
+    test: bool = False  # purchaseType 0: a license tester's purchase, recorded as sandbox
+    purchased_at: datetime | None = None
+
+    @property
+    def environment(self) -> StoreEnvironment:
+        return "sandbox" if self.test else "production"
+
+
+def play_claimable(p: PlayPurchase, catalog: Catalog) -> CreditPack:
+    """The pack a first claim of ``p`` buys, when it is one we credit."""
+    if p.purchase_state == PLAY_CANCELED:
+        raise PurchaseRevoked(f"Google Play order {p.order_id} was canceled or refunded")
+    if p.purchase_state != PLAY_PURCHASED:
+        raise PurchaseInvalid(f"Google Play order {p.order_id} is not in the purchased state (it is pending)")
+    if p.consumed:
+        raise PurchaseInvalid(f"Google Play order {p.order_id} was already consumed (credited elsewhere)")
+    if p.quantity != 1:
+        raise PurchaseInvalid(f"quantity must be 1, the purchase has {p.quantity}")
+    pack = catalog.by_google_play(p.product_id)
+    if pack is None:
+        raise ProductUnknown(f"Google Play product {shown(p.product_id)} is not a credit pack on sale")
+    return pack
+
+
+@dataclass(frozen=True)
+class PlayVoided:
+    """A Play real-time developer notification's ``voidedPurchaseNotification`` (the push's OIDC
+    token verified): the order was refunded or charged back. Our packs are bought one at a time
+    (quantity 1), so a quantity-based partial refund voids the one unit: the whole pack."""
+
+    message_id: str  # Pub/Sub's messageId: the same for every redelivery
+    order_id: str
+    purchase_token: str
+    refund_type: int | None  # 1 FULL_REFUND, 2 QUANTITY_BASED_PARTIAL_REFUND
+    voided_at: datetime
+
+
 @dataclass(frozen=True)
 class Purchase:
     """A store transaction as recorded (adapters/purchases.py): keyed by (store, transaction id),
@@ -128,6 +185,8 @@ class Purchase:
     price_milli: int | None = None  # revenue only when environment is production
     currency: str | None = None
     notifications: frozenset[str] = frozenset()  # the store notifications applied (each at most once)
+    purchase_token: str | None = None  # Google Play: the token the order is consumed with
+    consumed_at: str | None = None  # Google Play: when Google confirmed the consume (None: still to do)
     rev: int = 0  # +1 on every write: a status change is conditioned on the revision it read
 
     @property
@@ -154,16 +213,44 @@ def new_purchase(user_id: str, purchase: AppStorePurchase, purchase_id: str, now
     )
 
 
-def unclaimed_refund(tx: AppStoreTransaction, credits: int, purchase_id: str, now: str) -> Purchase:
+def new_play_purchase(user_id: str, p: PlayPurchase, pack: CreditPack, purchase_id: str, now: str) -> Purchase:
+    return Purchase(
+        id=purchase_id,
+        store="google_play",
+        transaction_id=p.order_id,
+        product_id=p.product_id,
+        credits=pack.credits,
+        status="granted",
+        environment=p.environment,
+        created_at=now,
+        user_id=user_id,
+        pack_id=pack.id,
+        purchase_token=p.purchase_token,
+    )
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A store's refund or revocation of one transaction, whichever store said it."""
+
+    store: Store
+    transaction_id: str
+    product_id: str  # "" when the store does not say (a Play voided notification names no product)
+    environment: StoreEnvironment
+    notification_id: str  # applied at most once
+    revoked_at: str
+
+
+def unclaimed_refund(r: Revocation, credits: int, purchase_id: str) -> Purchase:
     """What a refund of a transaction nobody claimed records, so that a later claim is refused."""
     return Purchase(
         id=purchase_id,
-        store="app_store",
-        transaction_id=tx.transaction_id,
-        product_id=tx.product_id,
+        store=r.store,
+        transaction_id=r.transaction_id,
+        product_id=r.product_id,
         credits=credits,
         status="revoked",
-        environment=tx.environment,
-        created_at=now,
-        revoked_at=now,
+        environment=r.environment,
+        created_at=r.revoked_at,
+        revoked_at=r.revoked_at,
     )

@@ -3,13 +3,16 @@
 Runs on an EventBridge schedule. Reads only the sparse ``Active`` index (no table
 scans), handles a bounded batch per run (the rest waits for the next run), and
 uses the same completion / failure / refund code as the webhook and the poll loop,
-so it is safe next to them and next to another reconciler.
+so it is safe next to them and next to another reconciler. Then the Google Play passes
+(``purchases``): the consumes a crash or an outage left owed (never granted again), and the voided
+purchases list for voids whose push never came (clawed back once).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from videogen.domain.endings import FailureCode, failed, failure_of
@@ -43,6 +46,7 @@ class Reconciler:
         grace_s: float,
         batch: int,
         time_scale: float,
+        purchases: Callable[[str, int], dict[str, int]] | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -53,6 +57,7 @@ class Reconciler:
         self._grace_s = grace_s
         self._batch = batch
         self._time_scale = time_scale
+        self._purchases = purchases  # PurchaseService.reconcile: Play consumes owed, voids whose push never came
 
     def quiet_allowance_s(self, job: Job) -> float:
         """How long this job may go without a write before it counts as stuck (domain.timing)."""
@@ -84,6 +89,12 @@ class Reconciler:
             outcomes[outcome] += 1
             count(f"Reconcile_{outcome}")
         logger.set_correlation_id(None)
+        if self._purchases is not None:
+            try:
+                outcomes.update(self._purchases(cutoff, self._batch))
+            except Exception:  # noqa: BLE001 - the Play passes wait for the next run; the jobs' repairs stand
+                outcomes["purchases_error"] += 1
+                logger.exception("play purchase passes failed")
         count("ReconcileFound", len(jobs))
         logger.info("reconcile pass", extra={"outcomes": dict(outcomes)})
         return dict(outcomes)

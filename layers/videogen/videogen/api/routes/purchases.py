@@ -1,6 +1,7 @@
 """POST /v1/purchases (the PurchasesFunction): a store purchase, verified with the store's own
-library, turned into credits once per store transaction (services/purchases.py). DynamoDB and the
-account-token secret only: App Store verification is offline (Apple's roots ship in the layer)."""
+library or API, turned into credits once per store transaction (services/purchases.py). App Store
+verification is offline (Apple's roots ship in the layer); Google Play's asks the Android Publisher
+API with the service account's key (Secrets Manager)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,12 @@ _REPLAYED = {
     "/v1/purchases",
     operation_id="createPurchase",
     summary="Turn an in-app purchase into credits",
-    description="Verifies the store's signed transaction (Apple's certificate chain, this app's bundle id, "
-    "a consumable credit pack on sale, not revoked, appAccountToken the caller's or absent) and grants the "
-    "pack's credits once per store transaction: the same user again answers 200 with the same body.",
+    description="Verifies the purchase with the store (App Store: Apple's certificate chain, this app's bundle "
+    "id; Google Play: the Android Publisher API's record for this app's package, purchased and not consumed), "
+    "a consumable credit pack on sale, not revoked, the account token (appAccountToken / obfuscatedAccountId) "
+    "the caller's or absent, and grants the pack's credits once per store transaction (App Store transaction "
+    "id, Play order id): the same user again answers 200 with the same body. A Play purchase is then consumed "
+    "at Google.",
     tags=["purchases"],
     security=SECURED,
     responses={
@@ -58,8 +62,12 @@ _REPLAYED = {
         ),
     },
 )
-def create_purchase(body: Annotated[contract.AppStorePurchaseRequest, Body()]) -> Response[contract.PurchaseCreated]:
-    claimed = wiring.purchases().claim_app_store(caller(router), body.signed_transaction)
+def create_purchase(body: Annotated[contract.PurchaseRequest, Body()]) -> Response[contract.PurchaseCreated]:
+    service = wiring.purchases()
+    if isinstance(body, contract.GooglePlayPurchaseRequest):
+        claimed = service.claim_google_play(caller(router), body.product_id, body.purchase_token)
+    else:
+        claimed = service.claim_app_store(caller(router), body.signed_transaction)
     answer = contract.PurchaseCreated(
         purchase=purchase_view(claimed.purchase),
         credits=contract.GrantedCredits(granted=claimed.purchase.credits, balance=claimed.balance),
