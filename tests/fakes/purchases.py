@@ -55,10 +55,13 @@ class FakePurchaseStore:
         now = self._records.get(key)
         return now is None if seen is None else now is not None and now.rev == seen.rev
 
-    def _credit(self, user_id: str, amount: int, kind: LedgerType, purchase_id: str) -> None:
+    def _credit(self, user_id: str, amount: int, kind: LedgerType, purchase_id: str, seq: int) -> None:
+        """``seq``: the record's revision written with it (the adapter's ``purchase_seq``)."""
         account = self._store._accounts[user_id]
         account.balance += amount
-        account.ledger.append(_entry(kind, abs(amount), None, self._store._now(), purchase_id=purchase_id))
+        entry = _entry(kind, abs(amount), None, self._store._now(), purchase_id=purchase_id)
+        account.ledger.append(entry)
+        self._store.purchase_seqs[entry.id] = seq
 
     # --- the port ---------------------------------------------------------------------------------
 
@@ -73,8 +76,9 @@ class FakePurchaseStore:
             return None
         assert purchase.user_id is not None
         notes = replacing.notifications if replacing else frozenset()
-        self._credit(purchase.user_id, purchase.credits, LedgerType.PURCHASE, purchase.id)
-        self._save(replace(purchase, notifications=notes, rev=(replacing.rev + 1) if replacing else 1))
+        rev = (replacing.rev + 1) if replacing else 1
+        self._credit(purchase.user_id, purchase.credits, LedgerType.PURCHASE, purchase.id, rev)
+        self._save(replace(purchase, notifications=notes, rev=rev))
         return self.answered(self._records[key])
 
     def answered(self, purchase: Purchase) -> Purchase:
@@ -93,7 +97,7 @@ class FakePurchaseStore:
         assert seen.user_id is not None
         revoke = status == "revoked"
         kind = LedgerType.CLAWBACK if revoke else LedgerType.PURCHASE
-        self._credit(seen.user_id, -seen.credits if revoke else seen.credits, kind, seen.id)
+        self._credit(seen.user_id, -seen.credits if revoke else seen.credits, kind, seen.id, seen.rev + 1)
         self._save(
             replace(
                 self._records[key],

@@ -81,6 +81,12 @@ def _purchase(item: Mapping[str, Any]) -> Purchase:
     )
 
 
+def _next_rev(seen: Purchase | None) -> int:
+    """The revision a write of the record as read (None: absent) gives it; the ledger entry written
+    in the same transaction carries it as ``purchase_seq``, the order of the purchase's entries."""
+    return 1 if seen is None else seen.rev + 1
+
+
 class DynamoPurchaseStore(DynamoTable):
     def get_purchase(self, store: Store, transaction_id: str) -> Purchase | None:
         item = self._db.get_item(
@@ -96,11 +102,11 @@ class DynamoPurchaseStore(DynamoTable):
         request: dict[str, Any] = {"TableName": self._table}
         if replacing is None:
             request["ConditionExpression"] = "attribute_not_exists(pk)"
-            request["Item"] = _item(p, notifications, 1)
         else:
             request["ConditionExpression"] = "rev = :seen_rev"
             request["ExpressionAttributeValues"] = to_values({":seen_rev": replacing.rev})
-            request["Item"] = _item(p, replacing.notifications | notifications, replacing.rev + 1)
+        known = replacing.notifications if replacing is not None else frozenset()
+        request["Item"] = _item(p, known | notifications, _next_rev(replacing))
         return request
 
     def _transact(self, what: str, items: list[dict[str, Any]]) -> bool:
@@ -128,14 +134,13 @@ class DynamoPurchaseStore(DynamoTable):
                 purchase.credits,
                 now,
                 purchase_id=purchase.id,
+                purchase_seq=_next_rev(replacing),
             ),
         ]
         if not self._transact(f"purchase {purchase.transaction_id}", items):
             return None
         written = replace(
-            purchase,
-            notifications=replacing.notifications if replacing else frozenset(),
-            rev=(replacing.rev + 1) if replacing else 1,
+            purchase, notifications=replacing.notifications if replacing else frozenset(), rev=_next_rev(replacing)
         )
         return self.answered(written)
 
@@ -199,7 +204,16 @@ class DynamoPurchaseStore(DynamoTable):
         items = [
             record,
             balance_add(self._table, seen.user_id, amount, now),
-            ledger_put(self._table, seen.user_id, new_id("le"), kind, seen.credits, now, purchase_id=seen.id),
+            ledger_put(
+                self._table,
+                seen.user_id,
+                new_id("le"),
+                kind,
+                seen.credits,
+                now,
+                purchase_id=seen.id,
+                purchase_seq=_next_rev(seen),
+            ),
         ]
         return self._transact(f"purchase {seen.transaction_id}", items)
 
