@@ -13,12 +13,13 @@ from tests.fakes.devices import FakeDeviceStore, FakePosters, FakePush
 from tests.fakes.fal import FakeFal, completed, fal_request, in_progress, in_queue, video_url
 from tests.fakes.jobs import make_job
 from tests.fakes.media import FakeClip, FakeMediaSource, FakeMediaTools, FakeStream, FakeVideoStore
-from tests.fakes.purchases import FakeAppStore, FakePurchaseStore
+from tests.fakes.purchases import FakeAppStore, FakeAppStoreConsumption, FakePurchaseStore
 from tests.fakes.store import FakeStore
 from tests.fakes.workflow import FakeEvents, FakeWorkflow
 
 __all__ = [
     "FakeAppStore",
+    "FakeAppStoreConsumption",
     "FakeClip",
     "FakeDeviceStore",
     "FakeEvents",
@@ -56,3 +57,4 @@ if TYPE_CHECKING:
     _posters: ports.PosterLookup = FakePosters()
     _purchases: ports_purchases.PurchaseStore = FakePurchaseStore(FakeStore())
     _app_store: ports_purchases.AppStoreVerification = FakeAppStore()
+    _consumption: ports_purchases.AppStoreConsumption = FakeAppStoreConsumption()

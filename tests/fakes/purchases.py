@@ -8,6 +8,9 @@ callback right before an operation (another writer winning the race between a re
 
 :class:`FakeAppStore` answers the verification port with what a test set: a purchase or
 notification per JWS string, or the error the real verifier would raise.
+
+:class:`FakeAppStoreConsumption` records what Send Consumption Information was given, or refuses it
+as Apple's API does when told to (``fail``).
 """
 
 from __future__ import annotations
@@ -18,9 +21,18 @@ from dataclasses import replace
 from typing import Any
 
 from tests.fakes.store import FakeStore, _entry
-from videogen.domain.errors import InvalidSignature, PurchaseInvalid
+from videogen.domain.errors import InvalidSignature, PurchaseInvalid, ServiceUnavailable
 from videogen.domain.models import LedgerType
-from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction, Purchase, Store
+from videogen.domain.purchases import (
+    AppStoreNotification,
+    AppStorePurchase,
+    AppStoreTransaction,
+    ConsumptionInfo,
+    Purchase,
+    Store,
+    StoreEnvironment,
+    Usage,
+)
 
 
 def _item(p: Purchase) -> dict[str, Any]:
@@ -125,6 +137,24 @@ class FakePurchaseStore:
         notes = (replacing.notifications if replacing else frozenset()) | {notification_id}
         self._save(replace(purchase, notifications=notes, rev=(replacing.rev + 1) if replacing else 1))
         return True
+
+    def usage_since(self, user_id: str, since: str) -> Usage:
+        self._enter("usage_since")
+        account = self._store._accounts[user_id]
+        moves = {LedgerType.CHARGE: 1, LedgerType.REFUND: -1}
+        spent = sum(moves.get(e.type, 0) * e.amount for e in account.ledger if e.created_at >= since)
+        return Usage(spent=spent, balance=account.balance)
+
+
+class FakeAppStoreConsumption:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, StoreEnvironment, ConsumptionInfo]] = []
+        self.fail = False
+
+    def send(self, transaction_id: str, environment: StoreEnvironment, info: ConsumptionInfo) -> None:
+        if self.fail:
+            raise ServiceUnavailable("the App Store Server API answered 500")
+        self.sent.append((transaction_id, environment, info))
 
 
 class FakeAppStore:

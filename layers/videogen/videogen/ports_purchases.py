@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction, Purchase, Store
+from videogen.domain.purchases import (
+    AppStoreNotification,
+    AppStorePurchase,
+    AppStoreTransaction,
+    ConsumptionInfo,
+    Purchase,
+    Store,
+    StoreEnvironment,
+    Usage,
+)
 
 
 class AppStoreVerification(Protocol):
@@ -26,6 +35,16 @@ class AppStoreVerification(Protocol):
     def notification(self, signed_payload: str) -> AppStoreNotification:
         """A Server Notification V2 ``signedPayload`` and its transaction. Raises InvalidSignature
         (401) when either does not verify; ServiceUnavailable when verification could not run."""
+        ...
+
+
+class AppStoreConsumption(Protocol):
+    """Apple's App Store Server API, Send Consumption Information (v2), signed with our App Store
+    Connect API key, in the environment the notification came from."""
+
+    def send(self, transaction_id: str, environment: StoreEnvironment, info: ConsumptionInfo) -> None:
+        """PUT the consumption information of ``transaction_id``. Raises ServiceUnavailable when
+        Apple did not take it (an error answer, or no answer)."""
         ...
 
 
@@ -60,4 +79,9 @@ class PurchaseStore(Protocol):
 
     def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:
         """Write a record no user holds (a refund before any claim: revoked; its reversal: cleared)."""
+        ...
+
+    def usage_since(self, user_id: str, since: str) -> Usage:
+        """The credits ``user_id`` spent from ``since`` on (charges minus refunds, by the ledger
+        entries' ``created_at``) and their balance now."""
         ...

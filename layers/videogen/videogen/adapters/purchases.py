@@ -12,7 +12,8 @@ credits at most once, whoever posts it, however often, also concurrently.
 
 AWS calls: a first claim is GetItem (the record: none) + TransactWriteItems (record, balance,
 ledger entry) + GetItem (the balance it left) + UpdateItem (``balance_after`` on the record, for the
-replays); a replay is one GetItem.
+replays); a replay is one GetItem. A CONSUMPTION_REQUEST reads the user's ledger since the purchase
+(Query) and their balance (GetItem).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from videogen.adapters.ddb import DynamoTable, cancel_reasons, error_is, failed_condition, from_item, to_item, to_values
-from videogen.adapters.dynamo import balance_add, balance_key, ledger_put
+from videogen.adapters.dynamo import balance_add, balance_key, ledger_put, user_pk
 from videogen.domain.models import LedgerType, new_id, rfc3339
-from videogen.domain.purchases import Purchase, Store
+from videogen.domain.purchases import Purchase, Store, Usage
 
 SK = "PURCHASE"
 
@@ -148,10 +149,7 @@ class DynamoPurchaseStore(DynamoTable):
         """The record with the balance the claim left, kept on the record so a replay answers the
         same body (written once: a concurrent change of the balance after it is not the claim's)."""
         assert purchase.user_id is not None
-        item = self._db.get_item(TableName=self._table, Key=balance_key(purchase.user_id), ConsistentRead=True).get(
-            "Item"
-        )
-        balance = int(from_item(item).get("balance", 0)) if item else 0
+        balance = self._balance(purchase.user_id)
         try:
             self._call(
                 "update_item",
@@ -169,6 +167,39 @@ class DynamoPurchaseStore(DynamoTable):
             assert stored is not None
             return stored
         return replace(purchase, balance_after=balance)
+
+    def _balance(self, user_id: str) -> int:
+        item = self._db.get_item(TableName=self._table, Key=balance_key(user_id), ConsistentRead=True).get("Item")
+        return int(from_item(item).get("balance", 0)) if item else 0
+
+    def usage_since(self, user_id: str, since: str) -> Usage:
+        """A Query of the user's ledger entries from ``since`` on (charges and refunds only), then
+        the balance (GetItem)."""
+        spent = 0
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+            "FilterExpression": "created_at >= :since AND #type IN (:charge, :refund)",
+            "ProjectionExpression": "#type, amount",
+            "ExpressionAttributeNames": {"#type": "type"},
+            "ExpressionAttributeValues": to_values(
+                {
+                    ":pk": user_pk(user_id),
+                    ":p": "LEDGER#",
+                    ":since": since,
+                    ":charge": LedgerType.CHARGE.value,
+                    ":refund": LedgerType.REFUND.value,
+                }
+            ),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._db.query(**request)
+            for entry in map(from_item, page.get("Items", [])):
+                spent += int(entry["amount"]) if entry["type"] == LedgerType.CHARGE.value else -int(entry["amount"])
+            if "LastEvaluatedKey" not in page:
+                return Usage(spent=spent, balance=self._balance(user_id))
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _status_write(
         self, seen: Purchase, status: str, notification_id: str, sets: Mapping[str, Any], removes: tuple[str, ...] = ()
