@@ -128,12 +128,17 @@ class LocalApi:
         authority: LocalAuthority,
         local_routes: dict[tuple[str, str], Callable[[bytes], tuple[int, Any]]] | None = None,
         cors: Cors | None = None,
+        local_prefixes: dict[tuple[str, str], Callable[[str, dict[str, str], bytes], tuple[int, Any]]] | None = None,
     ) -> None:
+        """``local_routes``: (method, exact path) → handler of the body; ``local_prefixes``: (method,
+        path prefix) → handler of (path, headers, body), for the local services under a path (the
+        local App Store Server API)."""
         self._routes = [(r, _compile(r)) for r in routes]
         self._cors = cors
         self._invoke = invoke
         self._authority = authority
         self._local = local_routes or {}
+        self._prefixes = local_prefixes or {}
 
     def handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1"
@@ -156,6 +161,10 @@ class LocalApi:
         if local is not None:
             status, payload = local(body)
             return status, {"content-type": "application/json"}, json.dumps(payload).encode()
+        for (prefix_method, prefix), handler in self._prefixes.items():
+            if method == prefix_method and url.path.startswith(prefix):
+                status, payload = handler(url.path, headers, body)
+                return status, {"content-type": "application/json"}, json.dumps(payload).encode()
         if len(body) > MAX_PAYLOAD:
             return self._message(413, "Request Entity Too Large")
         for route, pattern in self._routes:

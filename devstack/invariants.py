@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -46,6 +46,8 @@ KINDS = (  # every kind of problem the audit reports, in the chaos table's order
     "purchase entries out of step with the purchase's status",
     "purchase or clawback amount differs from the purchase's credits",
     "purchase entries for a purchase that does not exist or another user",
+    "purchase entries without their order (purchase_seq missing or repeated)",
+    "purchase entries not alternating purchase, clawback, ... from a purchase",
     "active-counter mismatches",
     "completed without S3 object",
     "checksum mismatches",
@@ -223,7 +225,7 @@ def audit_items(
 
     charges: dict[str, list[int]] = defaultdict(list)
     refunds: dict[str, list[int]] = defaultdict(list)
-    moves: dict[str, list[tuple[str, str, int]]] = defaultdict(list)  # purchase id -> (user, type, amount)
+    moves: dict[str, list[Move]] = defaultdict(list)
     users = set(balances) | set(ledger)
     result.users = len(users)
     for user in sorted(users):
@@ -240,7 +242,8 @@ def audit_items(
                 refunds[str(e["job_id"])].append(amount)
             elif kind in ("purchase", "clawback"):
                 total += amount if kind == "purchase" else -amount
-                moves[str(e.get("purchase_id"))].append((user, kind, amount))
+                seq = e.get("purchase_seq")
+                moves[str(e.get("purchase_id"))].append(Move(user, kind, amount, None if seq is None else int(seq)))
             else:
                 result.fail("unknown ledger entry types", f"user {user}: ledger entry {e['sk']} of type {kind!r}")
         balance = int(balances.get(user, {}).get("balance", 0))
@@ -298,21 +301,32 @@ def _video_prefix(job_id: str) -> str:
     return video_prefix(Job.model_construct(**only_the_id))
 
 
+class Move(NamedTuple):
+    """A ``purchase`` or ``clawback`` ledger entry of one purchase."""
+
+    user: str
+    kind: str
+    amount: int
+    seq: int | None  # purchase_seq: the purchase record's revision its transaction wrote
+
+
 def _check_purchases(
-    result: Audit, purchases: Mapping[str, Mapping[str, Any]], moves: Mapping[str, list[tuple[str, str, int]]]
+    result: Audit, purchases: Mapping[str, Mapping[str, Any]], moves: Mapping[str, list[Move]]
 ) -> None:
-    """Each purchase's ``purchase`` and ``clawback`` entries: under its user, of its credits, one
-    more ``purchase`` than ``clawback`` while granted, as many once revoked (none while no user holds it)."""
+    """Each purchase's ``purchase`` and ``clawback`` entries: under its user, of its credits, in the
+    order of their ``purchase_seq`` (each its own) alternating purchase, clawback, ... from a
+    ``purchase``: one more ``purchase`` than ``clawback`` while granted, as many once revoked (none
+    while no user holds it)."""
     for pid, entries in sorted(moves.items()):
         purchase = purchases.get(pid)
-        if purchase is None or any(user != purchase.get("user_id") for user, _, _ in entries):
+        if purchase is None or any(m.user != purchase.get("user_id") for m in entries):
             result.fail(
                 "purchase entries for a purchase that does not exist or another user",
                 f"ledger entries of purchase {pid}, which is not theirs or does not exist",
             )
     for pid, purchase in sorted(purchases.items()):
         entries = moves.get(pid, [])
-        bought = sum(1 for _, kind, _ in entries if kind == "purchase")
+        bought = sum(1 for m in entries if m.kind == "purchase")
         taken = len(entries) - bought
         expected = 1 if purchase.get("status") == "granted" else 0
         if (purchase.get("user_id") is None and entries) or bought - taken != expected:
@@ -320,12 +334,25 @@ def _check_purchases(
                 "purchase entries out of step with the purchase's status",
                 f"purchase {pid}: {purchase.get('status')} with {bought} purchase and {taken} clawback entries",
             )
-        for _, kind, amount in entries:
-            if amount != int(purchase.get("credits", -1)):
+        for m in entries:
+            if m.amount != int(purchase.get("credits", -1)):
                 result.fail(
                     "purchase or clawback amount differs from the purchase's credits",
-                    f"purchase {pid}: {kind} of {amount}, the purchase is {purchase.get('credits')} credits",
+                    f"purchase {pid}: {m.kind} of {m.amount}, the purchase is {purchase.get('credits')} credits",
                 )
+        seqs = [m.seq for m in entries]
+        if None in seqs or len(set(seqs)) != len(seqs):
+            result.fail(
+                "purchase entries without their order (purchase_seq missing or repeated)",
+                f"purchase {pid}: entries with purchase_seq {seqs}",
+            )
+            continue
+        kinds = [m.kind for m in sorted(entries, key=lambda m: m.seq or 0)]
+        if kinds != [("purchase", "clawback")[i % 2] for i in range(len(kinds))]:
+            result.fail(
+                "purchase entries not alternating purchase, clawback, ... from a purchase",
+                f"purchase {pid}: entries in purchase_seq order {kinds}",
+            )
 
 
 def _check_money(

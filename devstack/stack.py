@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devstack.auth import LocalAuthority, load_or_create_key
 from devstack.gateway import Cors, LocalApi, serve
+from devstack.stores.local_store import API_PREFIX, CONSUMPTION_PATH
 from devstack.template import SamTemplate
 from videogen import jsonbody
 
@@ -314,7 +315,14 @@ class LocalStack:
 
         s3_events.deliver_to(self.lambdas)  # S3 ObjectCreated → the upload validator, in-process
         cors = Cors.from_template(self.template, [api_url])  # its own origin, plus any localhost one
-        self.server.api = LocalApi(self.template.routes(), self._invoke, self.authority, self._local_routes(), cors)
+        self.server.api = LocalApi(
+            self.template.routes(),
+            self._invoke,
+            self.authority,
+            self._local_routes(),
+            cors,
+            {("PUT", API_PREFIX + CONSUMPTION_PATH): self.app_store.api.consumption},
+        )
         self.server.start()
         if cfg.reconcile_every_s > 0:
             self._spawn(self._reconcile_loop, "reconciler")
@@ -355,14 +363,24 @@ class LocalStack:
 
     def _store_env(self, api_url: str) -> dict[str, str]:
         """The local App Store: a chain generated now, trusted instead of Apple's roots (only because
-        ENVIRONMENT is local), the local app's bundle id and the local packs on sale. The local
-        Google Play: its Publisher API and push signer on their own port, keys generated now."""
+        ENVIRONMENT is local), the local app's bundle id and the local packs on sale, and its local
+        App Store Server API with the App Store Connect API key it generated (in Secrets Manager,
+        as deployed: the store webhook reads it under its own role). The local Google Play: its
+        Publisher API and push signer on their own port, keys generated now."""
+        import boto3
+
         from devstack.stores.google_play import LocalPlay
         from devstack.stores.local_store import LocalAppStore
 
         self.app_store = LocalAppStore.start()
+        secretsmanager = boto3.client("secretsmanager", region_name="us-east-1")
+        name, value = "videogen-local/app-store-connect-api-key", self.app_store.api.secret()
+        try:
+            arn = secretsmanager.create_secret(Name=name, SecretString=value)["ARN"]
+        except secretsmanager.exceptions.ResourceExistsException:  # a restart on the same moto: this run's key
+            arn = secretsmanager.put_secret_value(SecretId=name, SecretString=value)["ARN"]
         self.play = LocalPlay(self.config.host, self.config.play_port, f"{api_url}/webhooks/google-play").start()
-        return {**self.app_store.env(), **self.play.env()}
+        return {**self.app_store.env(api_url, str(arn)), **self.play.env()}
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -406,6 +424,7 @@ class LocalStack:
             ("POST", "/_local/store/app-store/transactions"): self._sign_transaction,
             ("POST", "/_local/store/google-play/purchases"): self._play_purchase,
             ("POST", "/_local/store/refunds"): self._store_refund,
+            ("GET", "/_local/store/app-store/consumption"): lambda _: (200, {"items": self.app_store.api.items()}),
         }
 
     def _sign_transaction(self, body: bytes) -> tuple[int, Any]:

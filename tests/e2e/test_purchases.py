@@ -3,7 +3,8 @@ when" says: a locally signed transaction (or a local Play purchase token) for a 
 credits once (a replay answers 200 with the same body, another user gets 409, balance unchanged); a
 refund notification (Play: a voided purchase pushed with an OIDC token) claws them back once (one
 `clawback` in the ledger, a replayed notification changes nothing); a forged transaction and a
-forged notification change nothing."""
+forged notification change nothing; a refund request (CONSUMPTION_REQUEST) is answered at the
+local App Store Server API with what was spent."""
 
 from __future__ import annotations
 
@@ -150,3 +151,25 @@ def test_a_forged_play_token_and_a_forged_oidc_push_change_nothing_over_http(api
     bare = requests.post(f"{api}/webhooks/google-play", data=body, timeout=30)
     assert (bare.status_code, bare.json()["code"]) == (401, "invalid_signature")
     assert _credits(api, dave) == before
+
+
+def test_a_refund_request_is_answered_with_what_was_spent_over_http(api: str) -> None:
+    dave = _user(api, "e2e-dave", 0)
+    signed = requests.post(
+        f"{api}/_local/store/app-store/transactions", json={"user_id": "e2e-dave", "product_id": PRODUCT}, timeout=30
+    ).json()
+    assert _claim(api, dave, signed["signed_transaction"]).status_code == 201
+    ask = {"store": "app_store", "transaction_id": signed["transaction_id"], "notification": "CONSUMPTION_REQUEST"}
+    reply = requests.post(f"{api}/_local/store/refunds", json=ask, timeout=30)
+    assert reply.status_code == 200 and reply.json()["webhook"]["outcome"] == "consumption_sent"
+    received = requests.get(f"{api}/_local/store/app-store/consumption", timeout=30).json()["items"]
+    assert [i["body"] for i in received if i["transaction_id"] == signed["transaction_id"]] == [
+        {
+            "customerConsented": True,
+            "sampleContentProvided": False,
+            "deliveryStatus": "DELIVERED",
+            "consumptionPercentage": 0,  # nothing spent yet
+            "refundPreference": "GRANT_FULL",
+        }
+    ]
+    assert _credits(api, dave)["balance"] == CREDITS

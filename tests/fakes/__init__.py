@@ -13,12 +13,13 @@ from tests.fakes.devices import FakeDeviceStore, FakePosters, FakePush
 from tests.fakes.fal import FakeFal, completed, fal_request, in_progress, in_queue, video_url
 from tests.fakes.jobs import make_job
 from tests.fakes.media import FakeClip, FakeMediaSource, FakeMediaTools, FakeStream, FakeVideoStore
-from tests.fakes.purchases import FakeAppStore, FakePlay, FakePurchaseStore
+from tests.fakes.purchases import FakeAppStore, FakeAppStoreConsumption, FakePlay, FakePurchaseStore
 from tests.fakes.store import FakeStore
 from tests.fakes.workflow import FakeEvents, FakeWorkflow
 
 __all__ = [
     "FakeAppStore",
+    "FakeAppStoreConsumption",
     "FakeClip",
     "FakeDeviceStore",
     "FakeEvents",
@@ -59,3 +60,4 @@ if TYPE_CHECKING:
     _app_store: ports_purchases.AppStoreVerification = FakeAppStore()
     _play: ports_purchases.PlayPublisher = FakePlay()
     _play_push: ports_purchases.PlayPushVerification = FakePlay()
+    _consumption: ports_purchases.AppStoreConsumption = FakeAppStoreConsumption()

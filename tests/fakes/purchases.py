@@ -8,6 +8,9 @@ callback right before an operation (another writer winning the race between a re
 
 :class:`FakeAppStore` answers the verification port with what a test set: a purchase or
 notification per JWS string, or the error the real verifier would raise.
+
+:class:`FakeAppStoreConsumption` records what Send Consumption Information was given, or refuses it
+as Apple's API does when told to (``fail``).
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from videogen.domain.purchases import (
     AppStoreNotification,
     AppStorePurchase,
     AppStoreTransaction,
+    ConsumptionInfo,
     PlayPurchase,
     PlayVoided,
     Purchase,
     Store,
+    StoreEnvironment,
+    Usage,
 )
 
 
@@ -64,10 +70,13 @@ class FakePurchaseStore:
         now = self._records.get(key)
         return now is None if seen is None else now is not None and now.rev == seen.rev
 
-    def _credit(self, user_id: str, amount: int, kind: LedgerType, purchase_id: str) -> None:
+    def _credit(self, user_id: str, amount: int, kind: LedgerType, purchase_id: str, seq: int) -> None:
+        """``seq``: the record's revision written with it (the adapter's ``purchase_seq``)."""
         account = self._store._accounts[user_id]
         account.balance += amount
-        account.ledger.append(_entry(kind, abs(amount), None, self._store._now(), purchase_id=purchase_id))
+        entry = _entry(kind, abs(amount), None, self._store._now(), purchase_id=purchase_id)
+        account.ledger.append(entry)
+        self._store.purchase_seqs[entry.id] = seq
 
     # --- the port ---------------------------------------------------------------------------------
 
@@ -82,8 +91,9 @@ class FakePurchaseStore:
             return None
         assert purchase.user_id is not None
         notes = replacing.notifications if replacing else frozenset()
-        self._credit(purchase.user_id, purchase.credits, LedgerType.PURCHASE, purchase.id)
-        self._save(replace(purchase, notifications=notes, rev=(replacing.rev + 1) if replacing else 1))
+        rev = (replacing.rev + 1) if replacing else 1
+        self._credit(purchase.user_id, purchase.credits, LedgerType.PURCHASE, purchase.id, rev)
+        self._save(replace(purchase, notifications=notes, rev=rev))
         return self.answered(self._records[key])
 
     def answered(self, purchase: Purchase) -> Purchase:
@@ -102,7 +112,7 @@ class FakePurchaseStore:
         assert seen.user_id is not None
         revoke = status == "revoked"
         kind = LedgerType.CLAWBACK if revoke else LedgerType.PURCHASE
-        self._credit(seen.user_id, -seen.credits if revoke else seen.credits, kind, seen.id)
+        self._credit(seen.user_id, -seen.credits if revoke else seen.credits, kind, seen.id, seen.rev + 1)
         self._save(
             replace(
                 self._records[key],
@@ -150,6 +160,24 @@ class FakePurchaseStore:
         notes = (replacing.notifications if replacing else frozenset()) | {notification_id}
         self._save(replace(purchase, notifications=notes, rev=(replacing.rev + 1) if replacing else 1))
         return True
+
+    def usage_since(self, user_id: str, since: str) -> Usage:
+        self._enter("usage_since")
+        account = self._store._accounts[user_id]
+        moves = {LedgerType.CHARGE: 1, LedgerType.REFUND: -1}
+        spent = sum(moves.get(e.type, 0) * e.amount for e in account.ledger if e.created_at >= since)
+        return Usage(spent=spent, balance=account.balance)
+
+
+class FakeAppStoreConsumption:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, StoreEnvironment, ConsumptionInfo]] = []
+        self.fail = False
+
+    def send(self, transaction_id: str, environment: StoreEnvironment, info: ConsumptionInfo) -> None:
+        if self.fail:
+            raise ServiceUnavailable("the App Store Server API answered 500")
+        self.sent.append((transaction_id, environment, info))
 
 
 class FakeAppStore:

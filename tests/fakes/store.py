@@ -146,6 +146,7 @@ class FakeStore:
         self.idempotency_expiry: dict[tuple[str, str], int] = {}  # (user, key) -> epoch s, as the adapter's TTL
         self.clock: Callable[[], float] = time.time  # what updated_at / completed_at say
         self.purchases: dict[tuple[str, str], dict[str, Any]] = {}  # (store, tx id) -> item (tests/fakes/purchases.py)
+        self.purchase_seqs: dict[str, int] = {}  # ledger entry id -> the purchase_seq it was written with
 
     def _now(self) -> str:
         return rfc3339(datetime.fromtimestamp(self.clock(), UTC))
@@ -233,11 +234,18 @@ class FakeStore:
         for user, account in self._accounts.items():
             pk = f"USER#{user}"
             out.append({"pk": pk, "sk": "BALANCE", "balance": account.balance, "active_jobs": account.active_jobs})
-            out.extend({"pk": pk, "sk": f"LEDGER#{e.id}", **e.model_dump(mode="json")} for e in account.ledger)
+            out.extend(
+                {"pk": pk, "sk": f"LEDGER#{e.id}", **e.model_dump(mode="json"), **self._seq_of(e.id)}
+                for e in account.ledger
+            )
         for job in self._jobs.values():
             out.append({"pk": f"JOB#{job.id}", "sk": "JOB", **job.model_dump(mode="json", exclude_none=True)})
         out.extend(dict(item) for item in self.purchases.values())
         return out
+
+    def _seq_of(self, entry_id: str) -> dict[str, int]:
+        seq = self.purchase_seqs.get(entry_id)
+        return {} if seq is None else {"purchase_seq": seq}
 
     # --- users and credits --------------------------------------------------------------------
 

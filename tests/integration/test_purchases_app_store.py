@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devstack.invariants import scan_table
+from devstack.invariants import audit_items, scan_table
 from devstack.stores.app_store_chain import LocalAppStoreChain, LocalAppStoreSigner
 from devstack.stores.local_store import LOCAL_APP_APPLE_ID, LOCAL_BUNDLE_ID, LOCAL_PRODUCTS
 from tests.recording import Recording
@@ -202,6 +202,13 @@ def test_a_refund_reversal_grants_the_credits_again_once(stack):
     assert _notify(stack, reversal).json["outcome"] == "regranted"
     assert _notify(stack, reversal).json["outcome"] == "duplicate"
     assert _balance(stack, token) == CREDITS
+    again = _refund_notification(stack, signed["transaction_id"], user_id, nid=str(uuid.uuid4()))
+    assert _notify(stack, again).json["outcome"] == "clawed_back"
+    mine = [i for i in _table(stack) if i["pk"] == f"USER#{user_id}" or i.get("user_id") == user_id]
+    moves = sorted((int(i["purchase_seq"]), i["type"]) for i in mine if i.get("type") in ("purchase", "clawback"))
+    assert moves == [(1, "purchase"), (2, "clawback"), (3, "purchase"), (4, "clawback")]
+    audited = audit_items(mine)
+    assert audited.ok, audited.problems
 
 
 # --- attacks: each answered, nothing changed ------------------------------------------------------------

@@ -76,8 +76,9 @@ def _ledger(n: int, kind: str, amount: int, job_id: str | None) -> dict[str, Any
 BUYER = "buyer"  # bought two packs, one since refunded (its own user: a clawback may take a balance below zero)
 
 
-def _buyer_ledger(n: int, kind: str, amount: int, purchase_id: str) -> dict[str, Any]:
-    return {"pk": f"USER#{BUYER}", "sk": f"LEDGER#{n:03d}", "type": kind, "amount": amount, "purchase_id": purchase_id}
+def _buyer_ledger(n: int, kind: str, amount: int, purchase_id: str, seq: int) -> dict[str, Any]:
+    return {"pk": f"USER#{BUYER}", "sk": f"LEDGER#{n:03d}", "type": kind, "amount": amount, "purchase_id": purchase_id,
+            "purchase_seq": seq}  # fmt: skip
 
 
 def _purchase(pid: str, status: str) -> dict[str, Any]:
@@ -105,9 +106,9 @@ def baseline() -> Evidence:
         _ledger(5, "refund", PRICE, "j3"),
         _ledger(6, "charge", I2V_PRICE, "j4"),
         {"pk": f"USER#{BUYER}", "sk": "BALANCE", "balance": 50, "active_jobs": 0},
-        _buyer_ledger(0, "purchase", 50, "p1"),
-        _buyer_ledger(1, "purchase", 50, "p2"),
-        _buyer_ledger(2, "clawback", 50, "p2"),
+        _buyer_ledger(0, "purchase", 50, "p1", 1),
+        _buyer_ledger(1, "purchase", 50, "p2", 1),
+        _buyer_ledger(2, "clawback", 50, "p2", 2),
         _purchase("p1", "granted"),
         _purchase("p2", "revoked"),
         _job("j1", "completed", video=video),
@@ -359,8 +360,24 @@ def _clawback_of_other_amount(ev: Evidence) -> None:
 
 
 def _purchase_entry_for_a_missing_purchase(ev: Evidence) -> None:
-    ev.items.append(_buyer_ledger(3, "purchase", 50, "p9"))
+    ev.items.append(_buyer_ledger(3, "purchase", 50, "p9", 1))
     _item(ev, "BALANCE", f"USER#{BUYER}")["balance"] = 100
+
+
+def _clawback_before_its_purchase(ev: Evidence) -> None:  # ids sort purchase first, the order says otherwise
+    _item(ev, "LEDGER#001", f"USER#{BUYER}")["purchase_seq"] = 3
+
+
+def _purchase_twice_then_clawback(ev: Evidence) -> None:  # counts right for "granted", order wrong
+    ev.items += [_buyer_ledger(3, "purchase", 50, "p1", 2), _buyer_ledger(4, "clawback", 50, "p1", 3)]
+
+
+def _order_missing(ev: Evidence) -> None:
+    del _item(ev, "LEDGER#002", f"USER#{BUYER}")["purchase_seq"]
+
+
+def _order_repeated(ev: Evidence) -> None:
+    _item(ev, "LEDGER#002", f"USER#{BUYER}")["purchase_seq"] = 1
 
 
 def _plan_price_differs(ev: Evidence) -> None:
@@ -465,6 +482,22 @@ MUTANTS: dict[str, tuple[Callable[[Evidence], None], str]] = {
     "purchase entry for a missing purchase": (
         _purchase_entry_for_a_missing_purchase,
         "purchase entries for a purchase that does not exist or another user",
+    ),
+    "clawback before its purchase": (
+        _clawback_before_its_purchase,
+        "purchase entries not alternating purchase, clawback, ... from a purchase",
+    ),
+    "two purchases in a row": (
+        _purchase_twice_then_clawback,
+        "purchase entries not alternating purchase, clawback, ... from a purchase",
+    ),
+    "purchase order missing": (
+        _order_missing,
+        "purchase entries without their order (purchase_seq missing or repeated)",
+    ),
+    "purchase order repeated": (
+        _order_repeated,
+        "purchase entries without their order (purchase_seq missing or repeated)",
     ),
     "active counter": (_set(lambda ev: _item(ev, "BALANCE"), active_jobs=2), "active-counter mismatches"),
     "missing object": (_missing_object, "completed without S3 object"),

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     app_store_bundle_id: str = Field("", description="the iOS app's bundle id; empty: no App Store purchases")
     app_store_app_apple_id: int = Field(0, ge=0, description="the app's Apple ID (App Store Connect)")
     app_store_accept_sandbox: bool = Field(True, description="credit sandbox purchases (App Review, TestFlight)")
+    app_store_api_key_parameter: str = Field(
+        "", description="Secrets Manager id of the App Store Connect API key (CONSUMPTION_REQUEST answers)"
+    )
+    app_store_consumption_consent: bool = Field(
+        False, description="the app obtains each buyer's consent to share consumption data with Apple"
+    )
+    app_store_server_api_url: str = Field(
+        "", description="base URL of the App Store Server API (honoured only when is_local; else Apple's)"
+    )
     app_store_local_root: str = Field(
         "", description="base64 DER of the local stack's App Store root (honoured only when is_local)"
     )
@@ -119,7 +128,7 @@ class Settings(BaseSettings):
         parse_products(v)  # a bad Products parameter fails the cold start, naming the pack and field
         return v
 
-    @field_validator("media_require_https", "app_store_accept_sandbox", mode="before")
+    @field_validator("media_require_https", "app_store_accept_sandbox", "app_store_consumption_consent", mode="before")
     @classmethod
     def _boolish(cls, v: object) -> object:
         if isinstance(v, str):

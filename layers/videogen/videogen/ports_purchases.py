@@ -10,10 +10,13 @@ from videogen.domain.purchases import (
     AppStoreNotification,
     AppStorePurchase,
     AppStoreTransaction,
+    ConsumptionInfo,
     PlayPurchase,
     PlayVoided,
     Purchase,
     Store,
+    StoreEnvironment,
+    Usage,
 )
 
 
@@ -69,6 +72,16 @@ class PlayPushVerification(Protocol):
         ...
 
 
+class AppStoreConsumption(Protocol):
+    """Apple's App Store Server API, Send Consumption Information (v2), signed with our App Store
+    Connect API key, in the environment the notification came from."""
+
+    def send(self, transaction_id: str, environment: StoreEnvironment, info: ConsumptionInfo) -> None:
+        """PUT the consumption information of ``transaction_id``. Raises ServiceUnavailable when
+        Apple did not take it (an error answer, or no answer)."""
+        ...
+
+
 class PurchaseStore(Protocol):
     """The purchase records (keyed by store and transaction id) and the credits they move. Every
     change is ONE conditional transaction of the record, the user's balance and a ledger entry,
@@ -110,4 +123,9 @@ class PurchaseStore(Protocol):
 
     def record_unclaimed(self, purchase: Purchase, notification_id: str, replacing: Purchase | None = None) -> bool:
         """Write a record no user holds (a refund before any claim: revoked; its reversal: cleared)."""
+        ...
+
+    def usage_since(self, user_id: str, since: str) -> Usage:
+        """The credits ``user_id`` spent from ``since`` on (charges minus refunds, by the ledger
+        entries' ``created_at``) and their balance now."""
         ...

@@ -17,6 +17,7 @@ from videogen.config import Settings, get_settings
 
 if TYPE_CHECKING:  # imported lazily below so each function loads only the adapters it uses
     from videogen.adapters.app_store import AppStoreVerifier
+    from videogen.adapters.app_store_api import ApiKey, AppStoreServerApi
     from videogen.adapters.av_media import PyAvMedia
     from videogen.adapters.devices import DynamoDeviceStore
     from videogen.adapters.dynamo import DynamoStore
@@ -439,6 +440,28 @@ def play_push() -> GooglePlayPush | None:
     )
 
 
+def app_store_api_key() -> ApiKey:
+    """The App Store Connect API key that signs our App Store Server API requests (Secrets
+    Manager, cached by Powertools; read on the first CONSUMPTION_REQUEST, not at cold start)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from videogen.adapters.app_store_api import ApiKey
+
+    return ApiKey.parse(str(parameters.get_secret(settings().app_store_api_key_parameter, max_age=3600)))
+
+
+@lru_cache(maxsize=1)
+def app_store_api() -> AppStoreServerApi | None:
+    """Apple's App Store Server API for CONSUMPTION_REQUEST answers; None without an App Store app
+    or without an API key (AppStoreConnectApiKeySecretArn): the requests are then acknowledged only."""
+    from videogen.adapters.app_store_api import AppStoreServerApi
+
+    s = settings()
+    if not s.app_store_bundle_id or not s.app_store_api_key_parameter:
+        return None
+    return AppStoreServerApi(app_store_api_key, s.app_store_bundle_id, s.app_store_server_api_url if s.is_local else "")
+
+
 @lru_cache(maxsize=1)
 def purchase_store() -> DynamoPurchaseStore:
     from videogen.adapters.purchases import DynamoPurchaseStore
@@ -450,7 +473,17 @@ def purchase_store() -> DynamoPurchaseStore:
 def purchases() -> PurchaseService:
     from videogen.services.purchases import PurchaseService
 
-    return PurchaseService(purchase_store(), app_store(), account_token, catalog(), play(), play_push())
+    s = settings()
+    return PurchaseService(
+        purchase_store(),
+        app_store(),
+        account_token,
+        catalog(),
+        play=play(),
+        play_push=play_push(),
+        consumption=app_store_api(),
+        consented=s.app_store_consumption_consent,
+    )
 
 
 def reset() -> None:
@@ -489,6 +522,7 @@ def reset() -> None:
         app_store,
         play,
         play_push,
+        app_store_api,
         purchase_store,
         purchases,
     ):

@@ -134,9 +134,12 @@ def ledger_put(
     *,
     job_id: str | None = None,
     purchase_id: str | None = None,
+    purchase_seq: int | None = None,
 ) -> dict[str, Any]:
     """The transaction item writing one ledger entry (every entry is written beside a write of the
-    balance item that bumps its ``rev``: see credits_snapshot)."""
+    balance item that bumps its ``rev``: see credits_snapshot). A purchase's entries carry
+    ``purchase_seq``: the purchase record's revision that the same transaction writes (conditioned
+    on the revision before it), so they order reliably where ids of one millisecond may not."""
     return {
         "Put": {
             "TableName": table,
@@ -149,6 +152,7 @@ def ledger_put(
                     "amount": amount,
                     "job_id": job_id,
                     "purchase_id": purchase_id,
+                    "purchase_seq": purchase_seq,
                     "created_at": now,
                 }
             ),

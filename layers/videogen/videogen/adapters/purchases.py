@@ -15,7 +15,8 @@ ledger entry) + GetItem (the balance it left) + UpdateItem (``balance_after`` on
 replays); a replay is one GetItem. A Google Play claim adds UpdateItem (``consumed_at``, once
 Google confirmed the consume). A Play record still to consume carries ``active_pk = PLAYCONSUME``
 and ``active_sk = created_at`` (the sparse ``Active`` index the reconciler already reads; no job
-shard has that partition), removed with ``consumed_at``.
+shard has that partition), removed with ``consumed_at``. A CONSUMPTION_REQUEST reads the user's
+ledger since the purchase (Query) and their balance (GetItem).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from videogen.adapters.ddb import DynamoTable, cancel_reasons, error_is, failed_condition, from_item, to_item, to_values
-from videogen.adapters.dynamo import balance_add, balance_key, ledger_put
+from videogen.adapters.dynamo import balance_add, balance_key, ledger_put, user_pk
 from videogen.domain.models import LedgerType, new_id, rfc3339
-from videogen.domain.purchases import Purchase, Store
+from videogen.domain.purchases import Purchase, Store, Usage
 
 SK = "PURCHASE"
 PENDING_CONSUME = "PLAYCONSUME"  # active_pk of a Play purchase still to consume (the sparse Active index)
@@ -91,6 +92,12 @@ def _purchase(item: Mapping[str, Any]) -> Purchase:
     )
 
 
+def _next_rev(seen: Purchase | None) -> int:
+    """The revision a write of the record as read (None: absent) gives it; the ledger entry written
+    in the same transaction carries it as ``purchase_seq``, the order of the purchase's entries."""
+    return 1 if seen is None else seen.rev + 1
+
+
 class DynamoPurchaseStore(DynamoTable):
     def get_purchase(self, store: Store, transaction_id: str) -> Purchase | None:
         item = self._db.get_item(
@@ -106,11 +113,11 @@ class DynamoPurchaseStore(DynamoTable):
         request: dict[str, Any] = {"TableName": self._table}
         if replacing is None:
             request["ConditionExpression"] = "attribute_not_exists(pk)"
-            request["Item"] = _item(p, notifications, 1)
         else:
             request["ConditionExpression"] = "rev = :seen_rev"
             request["ExpressionAttributeValues"] = to_values({":seen_rev": replacing.rev})
-            request["Item"] = _item(p, replacing.notifications | notifications, replacing.rev + 1)
+        known = replacing.notifications if replacing is not None else frozenset()
+        request["Item"] = _item(p, known | notifications, _next_rev(replacing))
         return request
 
     def _transact(self, what: str, items: list[dict[str, Any]]) -> bool:
@@ -138,14 +145,13 @@ class DynamoPurchaseStore(DynamoTable):
                 purchase.credits,
                 now,
                 purchase_id=purchase.id,
+                purchase_seq=_next_rev(replacing),
             ),
         ]
         if not self._transact(f"purchase {purchase.transaction_id}", items):
             return None
         written = replace(
-            purchase,
-            notifications=replacing.notifications if replacing else frozenset(),
-            rev=(replacing.rev + 1) if replacing else 1,
+            purchase, notifications=replacing.notifications if replacing else frozenset(), rev=_next_rev(replacing)
         )
         return self.answered(written)
 
@@ -153,10 +159,7 @@ class DynamoPurchaseStore(DynamoTable):
         """The record with the balance the claim left, kept on the record so a replay answers the
         same body (written once: a concurrent change of the balance after it is not the claim's)."""
         assert purchase.user_id is not None
-        item = self._db.get_item(TableName=self._table, Key=balance_key(purchase.user_id), ConsistentRead=True).get(
-            "Item"
-        )
-        balance = int(from_item(item).get("balance", 0)) if item else 0
+        balance = self._balance(purchase.user_id)
         try:
             self._call(
                 "update_item",
@@ -207,6 +210,39 @@ class DynamoPurchaseStore(DynamoTable):
                 found.append(p)
         return found
 
+    def _balance(self, user_id: str) -> int:
+        item = self._db.get_item(TableName=self._table, Key=balance_key(user_id), ConsistentRead=True).get("Item")
+        return int(from_item(item).get("balance", 0)) if item else 0
+
+    def usage_since(self, user_id: str, since: str) -> Usage:
+        """A Query of the user's ledger entries from ``since`` on (charges and refunds only), then
+        the balance (GetItem)."""
+        spent = 0
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+            "FilterExpression": "created_at >= :since AND #type IN (:charge, :refund)",
+            "ProjectionExpression": "#type, amount",
+            "ExpressionAttributeNames": {"#type": "type"},
+            "ExpressionAttributeValues": to_values(
+                {
+                    ":pk": user_pk(user_id),
+                    ":p": "LEDGER#",
+                    ":since": since,
+                    ":charge": LedgerType.CHARGE.value,
+                    ":refund": LedgerType.REFUND.value,
+                }
+            ),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._db.query(**request)
+            for entry in map(from_item, page.get("Items", [])):
+                spent += int(entry["amount"]) if entry["type"] == LedgerType.CHARGE.value else -int(entry["amount"])
+            if "LastEvaluatedKey" not in page:
+                return Usage(spent=spent, balance=self._balance(user_id))
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def _status_write(
         self, seen: Purchase, status: str, notification_id: str, sets: Mapping[str, Any], removes: tuple[str, ...] = ()
     ) -> dict[str, Any]:
@@ -241,7 +277,16 @@ class DynamoPurchaseStore(DynamoTable):
         items = [
             record,
             balance_add(self._table, seen.user_id, amount, now),
-            ledger_put(self._table, seen.user_id, new_id("le"), kind, seen.credits, now, purchase_id=seen.id),
+            ledger_put(
+                self._table,
+                seen.user_id,
+                new_id("le"),
+                kind,
+                seen.credits,
+                now,
+                purchase_id=seen.id,
+                purchase_seq=_next_rev(seen),
+            ),
         ]
         return self._transact(f"purchase {seen.transaction_id}", items)
 

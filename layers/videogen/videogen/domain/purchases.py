@@ -254,3 +254,56 @@ def unclaimed_refund(r: Revocation, credits: int, purchase_id: str) -> Purchase:
         created_at=r.revoked_at,
         revoked_at=r.revoked_at,
     )
+
+
+# --- CONSUMPTION_REQUEST: what we tell Apple about a refund request (Send Consumption Information) -
+
+DeliveryStatus = Literal["DELIVERED", "UNDELIVERED_OTHER"]
+RefundPreference = Literal["DECLINE", "GRANT_FULL", "GRANT_PRORATED"]
+FULL_MILLI = 100_000  # Apple's consumptionPercentage is in milliunits: 100 % = 100000
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a buyer did with their credits since a purchase (PurchaseStore.usage_since)."""
+
+    spent: int  # credits charged minus credits refunded in the ledger since the purchase
+    balance: int  # the balance now
+
+
+@dataclass(frozen=True)
+class ConsumptionInfo:
+    """The answer to a CONSUMPTION_REQUEST: the body of Apple's Send Consumption Information (v2,
+    ``ConsumptionRequest``). Only ever sent with the customer's consent: Apple refuses
+    ``customerConsented: false`` (HTTP 400), so without consent nothing is sent."""
+
+    delivery_status: DeliveryStatus
+    consumption_milli: int  # 0..100000 of the purchase's credits consumed
+    refund_preference: RefundPreference
+    sample_content_provided: bool = False  # no free sample or trial of a pack is given before its purchase
+    customer_consented: bool = True
+
+
+def consumption_of(purchase: Purchase | None, usage: Usage | None) -> ConsumptionInfo | None:
+    """What we know of a transaction whose refund the customer asked Apple for; None when there is
+    nothing to tell (refunded or revoked already: its credits were taken back).
+
+    * never claimed (no record, or one no user holds): its credits were never delivered → nothing
+      consumed, a full refund;
+    * granted: consumed = the credits spent since the purchase, but no more than the purchase's
+      credits no longer in the balance (credits are interchangeable: as long as the balance still
+      holds them, the purchase counts as unspent) → 0 % GRANT_FULL, 100 % DECLINE, else GRANT_PRORATED.
+    """
+    if purchase is None or purchase.user_id is None:
+        return ConsumptionInfo("UNDELIVERED_OTHER", 0, "GRANT_FULL")
+    if purchase.status != "granted":
+        return None
+    assert usage is not None
+    credits = purchase.credits
+    unspent = min(credits, max(0, usage.balance))
+    consumed = max(0, min(credits, usage.spent, credits - unspent))
+    milli = FULL_MILLI if credits <= 0 else consumed * FULL_MILLI // credits
+    preference: RefundPreference = (
+        "GRANT_FULL" if consumed == 0 else "DECLINE" if consumed >= credits else "GRANT_PRORATED"
+    )
+    return ConsumptionInfo("DELIVERED", milli, preference)

@@ -16,7 +16,12 @@ is that record. The answers:
 granted purchase → one ``clawback`` of its credits with the status change (the balance may go
 below zero); of an unclaimed transaction → recorded so a later claim is refused; REFUND_REVERSED →
 the credits again, once. Each notification (``notificationUUID``) is applied at most once, so a
-replayed notification changes nothing.
+replayed notification changes nothing. CONSUMPTION_REQUEST (the customer asked Apple for a refund)
+→ the consumption information Apple asks for (domain/purchases.py, ``consumption_of``: what was
+delivered and how much of it was spent), sent with Apple's API only when the customer consented
+(the deployment says its app obtains that consent: Apple refuses ``customerConsented: false``) and
+this deployment has an App Store Connect API key; else acknowledged, and a metric says it was not
+sent.
 
 Google Play (:meth:`PurchaseService.claim_google_play`, :meth:`PurchaseService.google_play_notification`)
 adds only a verifier (the Publisher API's record of the purchase) and a notification source (the
@@ -47,13 +52,20 @@ from videogen.domain.purchases import (
     Purchase,
     Revocation,
     Store,
+    consumption_of,
     new_play_purchase,
     new_purchase,
     play_claimable,
     unclaimed_refund,
 )
 from videogen.observability import count, logger
-from videogen.ports_purchases import AppStoreVerification, PlayPublisher, PlayPushVerification, PurchaseStore
+from videogen.ports_purchases import (
+    AppStoreConsumption,
+    AppStoreVerification,
+    PlayPublisher,
+    PlayPushVerification,
+    PurchaseStore,
+)
 
 ATTEMPTS = 5  # reads and conditional writes that lose to another writer of the same record
 VOIDED_WINDOW = timedelta(days=7)  # Pub/Sub keeps an unacknowledged push 7 days; the list goes back 30
@@ -68,6 +80,9 @@ NotificationOutcome = Literal[
     "unknown_transaction",
     "duplicate",
     "ignored",
+    "consumption_sent",
+    "consumption_not_sent",
+    "consumption_failed",
 ]
 
 
@@ -87,13 +102,19 @@ class PurchaseService:
         catalog: Catalog,
         play: PlayPublisher | None = None,
         play_push: PlayPushVerification | None = None,
+        consumption: AppStoreConsumption | None = None,
+        consented: bool = False,
     ) -> None:
+        """``consumption``: Apple's API (None: no App Store Connect API key); ``consented``: the
+        app obtains every buyer's consent to share consumption data with Apple."""
         self._store = store
         self._app_store = app_store
         self._play = play
         self._play_push = play_push
         self._account_token = account_token
         self._catalog = catalog
+        self._consumption = consumption
+        self._consented = consented
 
     def _verifier(self) -> AppStoreVerification:
         if self._app_store is None:
@@ -236,8 +257,10 @@ class PurchaseService:
         notification = self._app_store.notification(signed_payload)
         tx = notification.transaction
         action = notification.action
-        if tx is None or action in ("ignore", "consumption_request"):
+        if tx is None or action == "ignore":
             outcome: NotificationOutcome = "ignored"
+        elif action == "consumption_request":
+            outcome = self._answer_consumption(tx, notification)
         elif action == "clawback":
             revoked_at = rfc3339(tx.revoked_at) if tx.revoked_at is not None else rfc3339()
             outcome = self._revoke(
@@ -345,3 +368,34 @@ class PurchaseService:
             if self._store.regrant(seen, notification_id):
                 return "regranted"
         raise StoreBusy(f"transaction {tx.transaction_id}: kept changing while its refund was reversed")
+
+    def _answer_consumption(self, tx: AppStoreTransaction, notification: AppStoreNotification) -> NotificationOutcome:
+        if not self._consented or self._consumption is None:
+            reason = "no_consent" if not self._consented else "no_api_key"
+            count("ConsumptionInfoNotSent")
+            logger.warning("consumption information not sent", extra={"reason": reason})
+            return "consumption_not_sent"
+        seen = self._store.get_purchase("app_store", tx.transaction_id)
+        usage = None
+        if seen is not None and seen.user_id is not None and seen.status == "granted":
+            usage = self._store.usage_since(seen.user_id, seen.created_at)
+        info = consumption_of(seen, usage)
+        if info is None:
+            return "already_revoked"
+        try:
+            self._consumption.send(tx.transaction_id, notification.environment, info)
+        except ServiceUnavailable as exc:
+            count("ConsumptionInfoFailed")
+            logger.warning("consumption information not taken by Apple", extra={"error": str(exc)})
+            return "consumption_failed"
+        count("ConsumptionInfoSent")
+        logger.info(
+            "consumption information sent",
+            extra={
+                "delivery_status": info.delivery_status,
+                "consumption_milli": info.consumption_milli,
+                "refund_preference": info.refund_preference,
+                "reason": notification.consumption_request_reason,
+            },
+        )
+        return "consumption_sent"
