@@ -20,6 +20,7 @@ from devstack.chaos.plan import REJECTED, DevicePlan, User
 from devstack.sample_files import png
 
 MAX_ATTEMPTS = 10  # a 5xx or a lost answer is retried, as an app would
+RATE_LIMIT_WAIT_CAP_S = 1.0  # a 429's Retry-After is waited, at most this long (the run is short)
 CHECK_WAIT_S = 30  # how long an app waits for its upload's check
 NOT_THE_DECLARED_TYPE = b"GIF89a" + b"\x00" * 200  # declared image/png: the check rejects it (type_mismatch)
 
@@ -60,6 +61,7 @@ class AppObservations:
     uploads: dict[str, UploadSeen] = field(default_factory=dict)  # upload id ->
     upload_by_key: dict[str, str] = field(default_factory=dict)  # idempotency key -> its upload id
     failures: list[str] = field(default_factory=list)  # app calls that never succeeded
+    rate_limited: list[str] = field(default_factory=list)  # app calls still 429 after their retries (correct)
 
 
 class Apps:
@@ -73,7 +75,9 @@ class Apps:
         self._rng_lock = threading.Lock()
 
     def _retry(self, what: str, send: Callable[[], requests.Response], ok: int) -> requests.Response | None:
-        """``send()`` until it answers ``ok``; a 5xx, a 409 or no answer is retried (None: never)."""
+        """``send()`` until it answers ``ok``; a 5xx, a 409 or no answer is retried, a 429 after its
+        ``Retry-After`` (capped: the run is short) as an app does (None: never). A user still over
+        their request budget at the end was answered correctly: not a failure of the system."""
         reply: requests.Response | None = None
         for attempt in range(MAX_ATTEMPTS):
             try:
@@ -82,11 +86,18 @@ class Apps:
                 reply = None
             if reply is not None and reply.status_code == ok:
                 return reply
+            if reply is not None and reply.status_code == 429:
+                wait = float(reply.headers.get("Retry-After") or 1)
+                time.sleep(min(RATE_LIMIT_WAIT_CAP_S, wait) + random.uniform(0, 0.2))
+                continue
             if reply is not None and reply.status_code < 500 and reply.status_code != 409:
                 break  # an answer retrying cannot change
             time.sleep(random.uniform(0.05, min(2.0, 0.2 * 2**attempt)))
         with self.seen.lock:
-            self.seen.failures.append(f"{what}: {reply.status_code if reply is not None else 'no answer'}")
+            if reply is not None and reply.status_code == 429:
+                self.seen.rate_limited.append(what)
+            else:
+                self.seen.failures.append(f"{what}: {reply.status_code if reply is not None else 'no answer'}")
         return None
 
     # --- devices ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ What the apps got (:func:`app_violations`):
 * a photo upload became ``ready``, bytes of another type ``rejected``; a submit naming a rejected
   upload was answered 422 ``upload_rejected`` every time and made no job (nothing charged); a job
   made from an upload shows ``upload:<id>`` as its input while fal got a presigned GET of the
-  object under ``uploads/``.
+  sealed copy under ``inputs/`` (the bytes the validator checked).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from devstack.invariants import KINDS as TABLE_KINDS
 from devstack.invariants import TERMINAL, Audit, audit_items, job_input
 from videogen.crash import ALL as CRASH_POINTS
 from videogen.domain import devices as domain_devices
+from videogen.domain.uploads import INPUT_PREFIX
 
 CANCELLED_TEXT = "Request was cancelled"  # fal's (and the simulator's) error for a request a cancel removed
 PAYLOAD_ERROR_TEXT = "not JSON serializable"  # the simulator's payload_error: fal said OK but sent no video
@@ -275,8 +276,12 @@ def _upload_violations(ev: Evidence, found: dict[str, list[str]]) -> None:
                 shown = job_input(job).get("image_url")
                 request_id = (job.get("fal") or {}).get("request_id")
                 sent = ((ev.sim_requests.get(str(request_id)) or {}).get("input") or {}).get("image_url")
-                fetched = (
-                    isinstance(sent, str) and sent.startswith("http") and "/uploads/" in sent and "Signature" in sent
+                fetched = (  # a presigned GET of the sealed copy the validator checked, never the raw upload
+                    isinstance(sent, str)
+                    and sent.startswith("http")
+                    and f"/{INPUT_PREFIX}" in sent
+                    and f"/{upload_id}/" in sent
+                    and "Signature" in sent
                 )
                 if shown != f"upload:{upload_id}" or (request_id and not fetched):
                     found["upload jobs whose input fal did not get from our bucket"].append(

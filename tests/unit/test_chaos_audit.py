@@ -47,7 +47,7 @@ MEDIA = {
     "poster_key": "videos/j1/v.mp4.poster.jpg",
 }
 UPLOADED, REFUSED = new_id("upl"), new_id("upl")  # a photo upload (ready) and bytes of another type (rejected)
-PRESIGNED = f"http://127.0.0.1:5000/bucket/uploads/chaos-u0/{UPLOADED}?X-Amz-Expires=600&X-Amz-Signature=abc"
+PRESIGNED = f"http://127.0.0.1:5000/bucket/inputs/chaos-u0/{UPLOADED}/etag1?X-Amz-Expires=600&X-Amz-Signature=abc"
 I2V, I2V_PRICE = "kling-2.1-standard-i2v", 4
 T_END = "2026-01-01T00:01:00.000000Z"  # when the failed / canceled jobs ended
 T_END_EPOCH = 1767225660.0
