@@ -255,7 +255,7 @@ class Check:
     def invariants(self) -> tuple[bool, str]:
         aws = Aws(self.stack)
         # let the jobs the fuzzer started finish (the simulator takes seconds) and the system go quiet
-        items, quiet = settle(aws, 90)
+        items, quiet = settle(aws, self.stack.api, 90)
         unfinished = sum(1 for i in items if i["sk"] == "JOB" and i["status"] not in TERMINAL)
         result = audit_items(items, Bucket.read(aws.s3, aws.bucket), delivered_events(aws.logs, aws.event_log))
         errors = Counter(

@@ -83,14 +83,9 @@ def _public_https(value: Any) -> Any:
     return value  # not a string: the URL type refuses it
 
 
-URL_MAX = 2083  # pydantic's HttpUrl bound on what is sent; the stored (normal) form keeps to it too
-
-
 def _host_name(url: HttpUrl) -> HttpUrl:
     """After parsing, again on the parsed URL: no user info, no address (a second look, in case
     the parser's normalisation made an address out of what the pattern took for a name)."""
-    if len(str(url)) > URL_MAX:  # the parser's normal form may be longer than what was sent
-        raise ValueError(f"URL should have at most {URL_MAX} characters")
     host = (url.host or "").strip("[]")
     try:
         ipaddress.ip_address(host)
@@ -102,10 +97,14 @@ def _host_name(url: HttpUrl) -> HttpUrl:
 
 def _url_or_upload(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     """``upload:<id>`` stays as sent (the job shows it so; submit checks the upload, SubmitToFal
-    hands fal a presigned GET of it); anything else must be a public https URL."""
+    hands fal a presigned GET of it); anything else must be a public https URL, and is kept as
+    sent too: the parser's normal form may be longer than the 2083 characters checked (an IDN
+    host's punycode, a path's %-escapes), so what is stored, priced again and sent to fal is
+    exactly what was validated."""
     if upload_id_of(value) is not None:
         return value
-    return handler(value)
+    handler(value)
+    return value
 
 
 Url = Annotated[
