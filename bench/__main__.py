@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import sys
 
-from bench import bench_posters, bench_reads, bench_transfer, bench_webhook, bench_workflow_cost
+from bench import (
+    bench_posters,
+    bench_reads,
+    bench_transfer,
+    bench_upload_check,
+    bench_webhook,
+    bench_workflow_cost,
+)
 
 
 def main() -> int:
     results = []
-    for bench in (bench_transfer, bench_webhook, bench_workflow_cost, bench_reads, bench_posters):
+    for bench in (bench_transfer, bench_webhook, bench_workflow_cost, bench_reads, bench_posters, bench_upload_check):
         if results:
             print("\n" + "=" * 100 + "\n", flush=True)
         results.append(bench.main([]))

@@ -55,7 +55,7 @@ class QueryMeter:
 
 def seed(stack: Any, user_id: str, count: int) -> tuple[str, str]:
     """``count`` jobs of a new user, the oldest failed; returns (bearer token, failed job id)."""
-    from tests.fakes.jobs import make_job
+    from tests.fakes.jobs import make_job, next_usage
     from videogen import wiring
     from videogen.domain.models import JobError, JobStatus
 
@@ -68,7 +68,14 @@ def seed(stack: Any, user_id: str, count: int) -> tuple[str, str]:
         job = make_job(user_id=user_id, input={"prompt": f"job {i}"})
         seen, _, _ = store.read_for_submit(user_id, f"seed-{i}")
         store.create_job(
-            job, idempotency_key=f"seed-{i}", fingerprint="fp", answer={}, seen=seen, max_active=10**6, idem_ttl_s=600
+            job,
+            idempotency_key=f"seed-{i}",
+            fingerprint="fp",
+            answer={},
+            seen=seen,
+            usage=next_usage(seen),
+            max_active=10**6,
+            idem_ttl_s=600,
         )
         first = first or job
     assert first is not None
