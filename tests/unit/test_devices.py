@@ -199,3 +199,10 @@ def test_removing_a_device_whose_token_another_device_registered_since_keeps_the
     assert push.deleted == []  # bob is sent to through it
     remove_device(store, push, "bob", "phone-b")
     assert push.deleted == ["arn:aws:sns:us-east-1:123456789012:endpoint/apns/app/tok-shared"]
+
+
+def test_an_apns_token_in_upper_case_is_the_same_phone_as_in_lower_case(fakes: Any) -> None:
+    """APNs tokens are bytes written in hex: one phone, whatever the case (black-box bb17b #5)."""
+    body = contract.DeviceRequest.model_validate({"platform": "apns", "token": "AB" * 32})
+    assert body.token == "ab" * 32
+    assert contract.DeviceRequest.model_validate({"platform": "fcm", "token": "AbC"}).token == "AbC"

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from videogen.domain import media_probe
-from videogen.domain.devices import APNS_PLATFORMS, APNS_TOKEN, TOKEN_MAX, Platform
+from videogen.domain.devices import APNS_PLATFORMS, APNS_TOKEN, TOKEN_MAX, Platform, canonical_token
 from videogen.domain.endings import FailureCode
 from videogen.domain.errors import a_or_an, error_classes
 from videogen.domain.models import JobStatus, LedgerType
@@ -254,9 +254,10 @@ class DeviceRequest(_Body):
     @field_validator("token")
     @classmethod
     def _apns_token_is_hex(cls, token: str, info: ValidationInfo) -> str:
-        if info.data.get("platform") in APNS_PLATFORMS and not re.fullmatch(APNS_TOKEN, token):
+        platform = info.data.get("platform")
+        if platform in APNS_PLATFORMS and not re.fullmatch(APNS_TOKEN, token):
             raise ValueError("an APNs device token is an even number (64-200) of hex digits")
-        return token
+        return canonical_token(platform, token) if platform is not None else token
 
 
 class Device(_Body):

@@ -44,6 +44,12 @@ APNS_PLATFORMS = frozenset({Platform.APNS, Platform.APNS_SANDBOX})
 APNS_TOKEN = r"^(?:[0-9A-Fa-f]{2}){32,100}$"  # what APNs issues: hex, 32 bytes today
 
 
+def canonical_token(platform: Platform, token: str) -> str:
+    """The one spelling of a token: an APNs token is bytes written in hex, so ``AB..`` and ``ab..``
+    are one phone (lower case: what its ownership is keyed by, what SNS gets). FCM's as sent."""
+    return token.lower() if platform in APNS_PLATFORMS else token
+
+
 class Device(BaseModel):
     """One stored device. ``endpoint_arn`` is the SNS platform endpoint of ``token`` (None while
     push is off for the platform, or until its endpoint is created)."""
