@@ -170,6 +170,7 @@ def test_a_body_that_is_not_utf8_on_a_body_model_route_is_a_422_problem_never_a_
         b'{"size_bytes": NaN}',
         b'{"size_bytes": -Infinity}',
         b"[" * 40 + b"]" * 40,
+        b'{"content_type": "image/png", "content_type": "video/mp4", "size_bytes": 10}',  # which one?
     ],
 )
 def test_every_body_route_reads_json_by_the_same_rules(stack, method, path, raw):

@@ -310,6 +310,17 @@ def _nested(levels: int) -> bytes:
     return b"[" * levels + b"]" * levels
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"platform": "apns", "platform": "fcm"}', b'{"a": {"b": 1, "b": 2}}', b'[{"k": 1, "k": 1}]'],
+)
+def test_an_object_naming_a_key_twice_is_refused(raw: bytes) -> None:
+    """Readers disagree on which duplicate wins (black-box bb17b #9): one reading, or none."""
+    with pytest.raises(jsonbody.JsonRejected, match="appears twice"):
+        jsonbody.loads(raw)
+    assert jsonbody.loads(b'{"a": {"k": 1}, "b": {"k": 1}}') == {"a": {"k": 1}, "b": {"k": 1}}
+
+
 def test_depth_counts_brackets_outside_strings_only() -> None:
     assert jsonbody.depth(b'{"a": [1, {"b": "[[[{{{\\"]]]"}]}') == 3
     assert jsonbody.depth(b"") == 0

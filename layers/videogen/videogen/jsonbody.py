@@ -4,7 +4,7 @@ fal webhook) reads it with :func:`loads`.
 ``json.loads`` recurses once per nesting level: ``[`` x 5000 (10 KB) raises RecursionError, which
 would be a 500 with a traceback. A cheap scan of the bracket depth (outside strings) comes first,
 so a body nested deeper than any real one is refused as invalid JSON. ``NaN`` and ``Infinity``,
-which Python accepts and JSON does not, are refused too.
+which Python accepts and JSON does not, are refused too, and so is an object naming a key twice.
 """
 
 from __future__ import annotations
@@ -33,10 +33,23 @@ def _no_constant(name: str) -> Any:
     raise JsonRejected(f"{name} is not JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object naming a key twice is refused: parsers disagree on which one wins (Python's
+    json keeps the last, others the first), so ``{"platform": "apns", "platform": "fcm"}`` would
+    be two different requests to two readers."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise JsonRejected(f"the key {json.dumps(key)[:40]} appears twice in one object")
+        seen.add(key)
+    return dict(pairs)
+
+
 def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
-    """``raw`` as JSON; :class:`JsonRejected` (a ValueError) when it nests deeper than ``max_depth``
-    or holds NaN/Infinity, ValueError (UnicodeDecodeError included) when it is not JSON at all."""
+    """``raw`` as JSON; :class:`JsonRejected` (a ValueError) when it nests deeper than ``max_depth``,
+    holds NaN/Infinity or names a key twice in one object, ValueError (UnicodeDecodeError
+    included) when it is not JSON at all."""
     data = raw.encode() if isinstance(raw, str) else raw
     if depth(data) > max_depth:
         raise JsonRejected(f"nested deeper than {max_depth} levels")
-    return json.loads(data, parse_constant=_no_constant)
+    return json.loads(data, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
