@@ -462,7 +462,7 @@ def test_submit_after_the_deadline_never_reaches_fal(stack, monkeypatch):
     time.sleep(0.3)
     assert wiring.submit_to_fal().run(job_id) == {"done": True}
     job = stack.job(job_id)
-    assert job.status == JobStatus.FAILED and job.error.code == "expired"
+    assert job.status == JobStatus.FAILED and job.error.code == "submit_failed"  # fal never held it
     assert stack.sim.stats().get("submits", 0) == 0
     assert stack.request("GET", "/v1/credits", token=token).json["balance"] == 10
 
