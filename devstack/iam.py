@@ -90,6 +90,20 @@ KEPT_UNUSED: dict[tuple[str, str], str] = {
         "sqs:SendMessage",
     ): "Lambda itself sends an S3 event that failed its retries to UploadValidatorDeadLetterQueue",
     ("WebhookFunction", "dynamodb:Query"): "the ByFalRequest lookup of a delivery whose job id is unknown",
+    **{
+        (fn, action): (
+            "the outbox of a job this function ends (a cancel, a submit fal refused) removes a video an actor"
+            " stored and died with, found by listing the job's prefix (JobFinisher.publish); only a crash"
+            " between the store and the transition leaves one (tests/unit/test_job_finisher.py)"
+        )
+        for fn in ("ApiFunction", "FalSubmitFunction")
+        for action in ("s3:DeleteObject", "s3:ListBucket")
+    },
+    ("MediaFunction", "s3:ListBucket"): (
+        "S3 answers a missing key 403 without it, 404 with it: a video gone before its poster was cut is"
+        " VideoMissing (final), not a retried AccessDenied"
+    ),
+    ("MediaFunction", "sqs:SendMessage"): "Lambda itself sends a failed asynchronous run to MediaDeadLetterQueue",
     ("*", "dynamodb:Query"): _TABLE,
     ("*", "dynamodb:PutItem"): _TABLE,
     ("*", "dynamodb:UpdateItem"): _TABLE,
