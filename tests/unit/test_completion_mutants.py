@@ -123,3 +123,22 @@ def test_a_failure_of_a_job_the_store_does_not_have_returns_that_job(system: Sys
     ghost = make_job(JobStatus.IN_PROGRESS, request_id="req-9")
     assert system.finisher.settle(ghost, FalResult(error="boom")).id == ghost.id
     assert system.events.published == []
+
+
+def test_an_environment_armed_crash_point_crashes_its_first_pass_then_at_its_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chaos run that reaches a point proves its recovery at least once, whatever the draws (a
+    seed-7 run once passed after_s3_upload 16 times at rate 0.3 without a crash: "too little")."""
+    monkeypatch.setenv("ENVIRONMENT", "local")
+    monkeypatch.setenv("CRASH_POINTS", crash.AFTER_S3_UPLOAD)
+    monkeypatch.setenv("CRASH_RATE", "0")
+    crash.disarm()
+    try:
+        with pytest.raises(crash.CrashPointReached):
+            crash.point(crash.AFTER_S3_UPLOAD)
+        crash.point(crash.AFTER_S3_UPLOAD)  # rate 0: never again
+        crash.point(crash.AFTER_TRANSITION)  # not armed
+        assert crash.fired == {crash.AFTER_S3_UPLOAD: 1}
+    finally:
+        crash.disarm()

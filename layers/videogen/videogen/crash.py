@@ -4,7 +4,8 @@ They exist to prove that the system reaches the right end state whatever step
 a Lambda dies after. They are honoured only when ``ENVIRONMENT`` is ``local``
 or ``test`` — never in a deployed stack — and are armed either by tests
 (:func:`arm`) or by the local stack's environment: ``CRASH_POINTS`` (comma
-separated names, or ``*``) with ``CRASH_RATE`` (probability per pass, 0–1).
+separated names, or ``*``) with ``CRASH_RATE`` (probability per pass, 0–1; the first
+pass of each of them always crashes, so a run that reaches a point proves it once).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def point(name: str) -> None:
             fired[name] += 1
             raise CrashPointReached(name)
         names = {n.strip() for n in settings.crash_points.split(",") if n.strip()}
-        if (name in names or "*" in names) and random.random() < settings.crash_rate:
+        # The first pass of each point armed by the environment always crashes, then each pass at
+        # CRASH_RATE: a run that reaches a point proves its recovery at least once, whatever the draws.
+        if (name in names or "*" in names) and (not fired[name] or random.random() < settings.crash_rate):
             fired[name] += 1
             raise CrashPointReached(name)
