@@ -55,7 +55,7 @@ class QueryMeter:
 
 def seed(stack: Any, user_id: str, count: int) -> tuple[str, str]:
     """``count`` jobs of a new user, the oldest failed; returns (bearer token, failed job id)."""
-    from tests.fakes.jobs import make_job, next_usage
+    from tests.fakes.jobs import write_jobs
     from videogen import wiring
     from videogen.domain.models import JobError, JobStatus
 
@@ -63,22 +63,7 @@ def seed(stack: Any, user_id: str, count: int) -> tuple[str, str]:
     status, _, body = request(stack, "POST", "/_local/users", {"user_id": user_id, "credits": 5 * count})
     if status != 200:
         raise RuntimeError(f"could not create the bench user: {status}")
-    first = None
-    for i in range(count):
-        job = make_job(user_id=user_id, input={"prompt": f"job {i}"})
-        seen, _, _ = store.read_for_submit(user_id, f"seed-{i}")
-        store.create_job(
-            job,
-            idempotency_key=f"seed-{i}",
-            fingerprint="fp",
-            answer={},
-            seen=seen,
-            usage=next_usage(seen),
-            max_active=10**6,
-            idem_ttl_s=600,
-        )
-        first = first or job
-    assert first is not None
+    first = write_jobs(store, user_id, count, idem_ttl_s=600)[0]
     store.finish_with_refund(first, JobStatus.FAILED, JobError(code="bench", message="the oldest job"))
     return str(json.loads(body)["token"]), first.id
 

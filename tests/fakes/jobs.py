@@ -8,6 +8,7 @@ from typing import Any
 from tests.fakes.fal import fal_request
 from videogen.domain.limits import Usage
 from videogen.domain.models import Balance, FalRequest, Job, JobStatus, Progress, new_id, rfc3339
+from videogen.ports import JobStore
 
 MODEL = "minimax-video-01"  # expected_s 180, max_s 1800, 5 credits
 
@@ -49,3 +50,24 @@ def make_job(
 def next_usage(seen: Balance) -> Usage:
     """A valid next limit state after ``seen`` (a test writing jobs without the submit path's limits)."""
     return Usage(rl_tat_ms=(seen.rl_tat_ms or 0) + 1)
+
+
+def write_jobs(store: JobStore, user_id: str, count: int, idem_ttl_s: int = 60) -> list[Job]:
+    """``count`` queued jobs of ``user_id`` written along the submit path's transaction (its read,
+    then ``create_job``), without the active-jobs cap; the user must hold their credits."""
+    jobs = []
+    for i in range(count):
+        job = make_job(user_id=user_id, input={"prompt": f"job {i}"})
+        seen, _, _ = store.read_for_submit(user_id, f"seed-{i}")
+        store.create_job(
+            job,
+            idempotency_key=f"seed-{i}",
+            fingerprint="fp",
+            answer={},
+            seen=seen,
+            usage=next_usage(seen),
+            max_active=10**6,
+            idem_ttl_s=idem_ttl_s,
+        )
+        jobs.append(job)
+    return jobs

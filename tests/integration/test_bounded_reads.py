@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bench.bench_reads import QueryMeter
-from tests.fakes.jobs import make_job, next_usage
+from tests.fakes.jobs import write_jobs
 from videogen import wiring
 from videogen.domain.models import Job, JobError, JobStatus
 
@@ -72,24 +72,8 @@ def test_expires_at_is_the_presigned_urls_real_expiry(stack_sfn):
 
 def _seed_jobs(stack, user_id: str, count: int) -> list[Job]:
     """``count`` queued jobs of ``user_id`` written along the submit path's transaction (no cap)."""
-    store = stack.store
-    store.grant(user_id, 5 * count, f"seed-{user_id}")
-    jobs = []
-    for i in range(count):
-        job = make_job(user_id=user_id, input={"prompt": f"job {i}"})
-        seen, _, _ = store.read_for_submit(user_id, f"seed-{i}")
-        store.create_job(
-            job,
-            idempotency_key=f"seed-{i}",
-            fingerprint="fp",
-            answer={},
-            seen=seen,
-            usage=next_usage(seen),
-            max_active=10**6,
-            idem_ttl_s=60,
-        )
-        jobs.append(job)
-    return jobs
+    stack.store.grant(user_id, 5 * count, f"seed-{user_id}")
+    return write_jobs(stack.store, user_id, count)
 
 
 def test_a_status_filter_reads_only_matching_jobs_whatever_the_history(stack):

@@ -160,19 +160,12 @@ class DynamoPurchaseStore(DynamoTable):
         same body (written once: a concurrent change of the balance after it is not the claim's)."""
         assert purchase.user_id is not None
         balance = self._balance(purchase.user_id)
-        try:
-            self._call(
-                "update_item",
-                f"purchase {purchase.transaction_id}",
-                TableName=self._table,
-                Key=purchase_key(purchase.store, purchase.transaction_id),
-                UpdateExpression="SET balance_after = :b",
-                ConditionExpression="attribute_not_exists(balance_after) AND user_id = :u",
-                ExpressionAttributeValues=to_values({":b": balance, ":u": purchase.user_id}),
-            )
-        except ClientError as exc:
-            if not failed_condition(exc):
-                raise
+        if not self._set_once(
+            purchase,
+            "SET balance_after = :b",
+            "attribute_not_exists(balance_after) AND user_id = :u",
+            {":b": balance, ":u": purchase.user_id},
+        ):
             stored = self.get_purchase(purchase.store, purchase.transaction_id)  # recorded by another answer
             assert stored is not None
             return stored
@@ -180,19 +173,31 @@ class DynamoPurchaseStore(DynamoTable):
 
     def consumed(self, purchase: Purchase, at: str) -> None:
         """``consumed_at`` set once (not a status change: no ``rev``, so it races nothing)."""
+        self._set_once(
+            purchase,
+            "SET consumed_at = :at REMOVE active_pk, active_sk",
+            "attribute_exists(pk) AND attribute_not_exists(consumed_at)",
+            {":at": at},
+        )
+
+    def _set_once(self, purchase: Purchase, update: str, condition: str, values: dict[str, Any]) -> bool:
+        """One conditional update of the purchase record; False when its condition failed (it
+        was written before)."""
         try:
             self._call(
                 "update_item",
                 f"purchase {purchase.transaction_id}",
                 TableName=self._table,
                 Key=purchase_key(purchase.store, purchase.transaction_id),
-                UpdateExpression="SET consumed_at = :at REMOVE active_pk, active_sk",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(consumed_at)",
-                ExpressionAttributeValues=to_values({":at": at}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=to_values(values),
             )
         except ClientError as exc:
             if not failed_condition(exc):
                 raise
+            return False
+        return True
 
     def pending_consumes(self, created_before: str, limit: int) -> list[Purchase]:
         items = self._db.query(
