@@ -144,6 +144,7 @@ ROUTE_SUMMARY: dict[str, str] = {
     "GET /v1/models": "the models on sale, their prices and input schemas",
     "GET /v1/products": "the credit packs on sale, with each store's product id",
     "POST /v1/purchases": "turn a verified App Store or Google Play purchase into credits, once per store transaction",
+    "GET /v1/purchases": "the caller's store purchases (also revoked ones), newest first, cursor",
     "POST /webhooks/app-store": "App Store Server Notifications V2: refunds claw back (Apple only; not in the "
     "OpenAPI document)",
     "POST /webhooks/google-play": "Play real-time developer notifications pushed by Pub/Sub: voided purchases "
@@ -232,7 +233,6 @@ PLANNED: list[Planned] = [
             "POST /v1/sequences/{id}/cancel",
         ),
     ),
-    Planned("`GET /v1/purchases`.", routes=("GET /v1/purchases",)),
     Planned("On the Job: `progress.eta_s`.", fields=((contract.Progress, "eta_s"),)),
 ]
 

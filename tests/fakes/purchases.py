@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from tests.fakes.store import FakeStore, _entry
+from tests.fakes.store import FakeStore, _entry, _page
 from videogen.domain.errors import InvalidSignature, PurchaseInvalid, ServiceUnavailable
 from videogen.domain.models import LedgerType
 from videogen.domain.purchases import (
@@ -83,6 +83,11 @@ class FakePurchaseStore:
     def get_purchase(self, store: Store, transaction_id: str) -> Purchase | None:
         self._enter("get_purchase")
         return self._records.get((store, transaction_id))
+
+    def list_purchases(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Purchase], str | None]:
+        self._enter("list_purchases")
+        mine = sorted((p for p in self._records.values() if p.user_id == user_id), key=lambda p: p.id, reverse=True)
+        return _page(mine, limit, cursor, lambda p: p.id)
 
     def claim(self, purchase: Purchase, replacing: Purchase | None = None) -> Purchase | None:
         self._enter("claim")

@@ -305,3 +305,31 @@ def test_the_aws_calls_of_a_first_claim_and_of_a_replay(stack):
     db.calls.clear()
     assert service.claim_app_store(user_id, jws).replayed
     assert db.calls == ["get_item"]
+
+
+def test_the_purchase_list_is_the_callers_newest_first_with_revoked_ones_and_a_cursor_of_its_own(stack):
+    user_id, token = _user(stack)
+    claimed = []
+    for _ in range(3):
+        signed = _sign(stack, user_id)
+        reply = _claim(stack, token, signed["signed_transaction"])
+        assert reply.status == 201, reply.body
+        claimed.append(reply.json["purchase"])
+    assert _notify(stack, _refund_notification(stack, claimed[0]["transaction_id"], user_id)).status == 200
+    other_id, other_token = _user(stack)
+    assert _claim(stack, other_token, _sign(stack, other_id)["signed_transaction"]).status == 201
+
+    first = stack.request("GET", "/v1/purchases?limit=2", token=token)
+    assert first.status == 200, first.body
+    assert [p["id"] for p in first.json["items"]] == [claimed[2]["id"], claimed[1]["id"]]
+    cursor = first.json["next_cursor"]
+    rest = stack.request("GET", f"/v1/purchases?limit=2&cursor={cursor}", token=token).json
+    assert [(p["id"], p["status"]) for p in rest["items"]] == [(claimed[0]["id"], "revoked")]
+    assert rest["items"][0]["revoked_at"] and rest["next_cursor"] is None
+    assert first.json["items"][0] == claimed[2]  # the same Purchase the claim answered
+
+    stolen = stack.request("GET", f"/v1/purchases?cursor={cursor}", token=other_token)
+    assert (stolen.status, stolen.json["code"]) == (400, "invalid_cursor")
+    assert len(stack.request("GET", "/v1/purchases", token=other_token).json["items"]) == 1
+    nobody = stack.request("GET", "/v1/purchases")
+    assert nobody.status == 401

@@ -13,6 +13,7 @@ import pytest
 from tests.fakes import FakeAppStore, FakePurchaseStore, FakeStore
 from videogen.domain.account_token import app_account_token
 from videogen.domain.errors import (
+    InvalidCursor,
     InvalidSignature,
     PurchaseAlreadyClaimed,
     PurchaseInvalid,
@@ -22,6 +23,7 @@ from videogen.domain.errors import (
 from videogen.domain.models import LedgerType
 from videogen.domain.products import parse_products
 from videogen.domain.purchases import AppStoreNotification, AppStorePurchase, AppStoreTransaction
+from videogen.services import queries
 from videogen.services.purchases import ATTEMPTS, PurchaseService
 
 SECRET = "per-deployment-secret"
@@ -314,3 +316,31 @@ def test_an_unclaimed_refund_that_loses_the_race_to_a_claim_claws_that_claim_bac
     w.purchases.before("record_unclaimed", lambda: w.service.claim_app_store("alice", jws))
     assert w.service.app_store_notification(w.notify("REFUND", tx()))[1] == "clawed_back"
     assert w.balance("alice") == 0
+
+
+# --- GET /v1/purchases -----------------------------------------------------------------------------
+
+
+def test_the_purchase_list_pages_the_callers_purchases_newest_first_revoked_ones_included(w: World) -> None:
+    ids = [
+        w.service.claim_app_store("alice", w.jws(tx(f"20000000{n:02}"))).purchase.id for n in range(5)
+    ]  # 2000000000 … 04
+    w.service.claim_app_store("bob", w.jws(tx("3000000001", user="bob")))
+    w.service.app_store_notification(w.notify("REFUND", tx("2000000000")))
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = queries.purchases(w.purchases, "alice", 2, cursor)
+        assert len(page.items) <= 2
+        seen += [p.id for p in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == sorted(ids, reverse=True)
+    statuses = {p.transaction_id: p.status for p in queries.purchases(w.purchases, "alice", 100, None).items}
+    assert statuses["2000000000"] == "revoked" and list(statuses.values()).count("granted") == 4
+    assert [p.transaction_id for p in queries.purchases(w.purchases, "bob", 100, None).items] == ["3000000001"]
+    assert queries.purchases(w.purchases, "carol", 20, None).items == []
+    first = queries.purchases(w.purchases, "alice", 2, None)
+    with pytest.raises(InvalidCursor):
+        queries.purchases(w.purchases, "bob", 2, first.next_cursor)

@@ -220,6 +220,11 @@ class Purchase(_Body):
     revoked_at: Timestamp | None
 
 
+class PurchasePage(_Body):
+    items: list[Purchase]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")
+
+
 class GrantedCredits(_Body):
     granted: int
     balance: int = Field(description="The balance right after the grant")

@@ -92,6 +92,11 @@ class PurchaseStore(Protocol):
         """The record, strongly consistent."""
         ...
 
+    def list_purchases(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Purchase], str | None]:
+        """The purchases credited to ``user_id`` (also revoked ones), newest first, and the cursor of
+        the next page (None on the last). Raises InvalidCursor for a cursor not of this list."""
+        ...
+
     def claim(self, purchase: Purchase, replacing: Purchase | None = None) -> Purchase | None:
         """Record ``purchase`` (status granted) and credit its user: the record, ADD credits to the
         balance and a ``purchase`` ledger entry, while the transaction id is unclaimed (no record,

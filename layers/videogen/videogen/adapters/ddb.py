@@ -4,14 +4,18 @@ TransactGetItems that lost to a concurrent transaction (see the contention note 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from videogen.domain.errors import StoreBusy
+from videogen import jsonbody
+from videogen.domain.errors import InvalidCursor, StoreBusy
 from videogen.retry import CONFLICT_ATTEMPTS, backoff, retry_conflicts
 
 _ser = TypeSerializer()
@@ -128,3 +132,60 @@ class DynamoTable:
         return retry_conflicts(
             call, conflicted=conflicted, exhausted=give_up, attempts=self._conflict_attempts, pause=self._pause
         )
+
+    def _page(
+        self,
+        query: dict[str, Any],
+        limit: int,
+        cursor: str | None,
+        *,
+        key_names: tuple[str, ...],
+        owner: tuple[str, str],
+        valid: Callable[[dict[str, str]], bool],
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest-first page of ``limit`` items; the cursor is an opaque start key, accepted only if
+        it is shaped like a key this query returns for this owner."""
+        start = self._decode_cursor(cursor, key_names, owner, valid) if cursor else None
+        out: list[dict[str, Any]] = []
+        while len(out) < limit:
+            kwargs = {**query, "TableName": self._table, "ScanIndexForward": False, "Limit": limit - len(out)}
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            try:
+                resp = self._db.query(**kwargs)
+            except ClientError as exc:
+                if cursor and error_is(exc, "ValidationException"):  # a start key DynamoDB refuses
+                    raise InvalidCursor("cursor is not one this API returned") from None
+                raise
+            out.extend(from_item(i) for i in resp.get("Items", []))
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                break
+        if start and len(out) >= limit:
+            last = out[-1]
+            start = to_item({k: last[k] for k in key_names if k in last})
+        return out, (self._encode_cursor(start) if start else None)
+
+    @staticmethod
+    def _encode_cursor(key: Mapping[str, Any]) -> str:
+        plain = {k: deserialize(v) for k, v in key.items()}
+        return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    @staticmethod
+    def _decode_cursor(
+        cursor: str, key_names: Iterable[str], owner: tuple[str, str], valid: Callable[[dict[str, str]], bool]
+    ) -> dict[str, Any]:
+        try:
+            raw = jsonbody.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))  # bounded depth
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise InvalidCursor("cursor is not one this API returned") from None
+        names = set(key_names)
+        if (
+            not isinstance(raw, dict)
+            or set(raw) != names
+            or not all(isinstance(v, str) for v in raw.values())
+            or raw.get(owner[0]) != owner[1]
+            or not valid(raw)
+        ):
+            raise InvalidCursor("cursor is not one this API returned")
+        return to_item(raw)

@@ -37,24 +37,20 @@ jittered backoff (``retry.CONFLICT_ATTEMPTS`` tries), then :class:`StoreBusy` (5
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from videogen import jsonbody
 from videogen.adapters.ddb import (
     DynamoTable,
     cancel_reasons,
-    deserialize,
     error_is,
     from_item,
     numbers,
@@ -67,7 +63,6 @@ from videogen.domain.errors import (
     GrantConflict,
     IdempotencyKeyInUse,
     IdempotencyKeyTaken,
-    InvalidCursor,
     StoreBusy,
     TransitionRejected,
 )
@@ -654,63 +649,6 @@ class DynamoStore(DynamoTable):
         _, sort_key, prefix = self._job_index(status)
         keys = {"pk": f"JOB#{job.id}", "sk": "JOB", "gsi1pk": user_pk(job.user_id), sort_key: prefix + job.id}
         return self._encode_cursor(to_item(keys))
-
-    def _page(
-        self,
-        query: dict[str, Any],
-        limit: int,
-        cursor: str | None,
-        *,
-        key_names: tuple[str, ...],
-        owner: tuple[str, str],
-        valid: Callable[[dict[str, str]], bool],
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest-first page of ``limit`` items; the cursor is an opaque start key, accepted only if
-        it is shaped like a key this query returns for this owner."""
-        start = self._decode_cursor(cursor, key_names, owner, valid) if cursor else None
-        out: list[dict[str, Any]] = []
-        while len(out) < limit:
-            kwargs = {**query, "TableName": self._table, "ScanIndexForward": False, "Limit": limit - len(out)}
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            try:
-                resp = self._db.query(**kwargs)
-            except ClientError as exc:
-                if cursor and error_is(exc, "ValidationException"):  # a start key DynamoDB refuses
-                    raise InvalidCursor("cursor is not one this API returned") from None
-                raise
-            out.extend(from_item(i) for i in resp.get("Items", []))
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                break
-        if start and len(out) >= limit:
-            last = out[-1]
-            start = to_item({k: last[k] for k in key_names if k in last})
-        return out, (self._encode_cursor(start) if start else None)
-
-    @staticmethod
-    def _encode_cursor(key: Mapping[str, Any]) -> str:
-        plain = {k: deserialize(v) for k, v in key.items()}
-        return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
-
-    @staticmethod
-    def _decode_cursor(
-        cursor: str, key_names: Iterable[str], owner: tuple[str, str], valid: Callable[[dict[str, str]], bool]
-    ) -> dict[str, Any]:
-        try:
-            raw = jsonbody.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))  # bounded depth
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise InvalidCursor("cursor is not one this API returned") from None
-        names = set(key_names)
-        if (
-            not isinstance(raw, dict)
-            or set(raw) != names
-            or not all(isinstance(v, str) for v in raw.values())
-            or raw.get(owner[0]) != owner[1]
-            or not valid(raw)
-        ):
-            raise InvalidCursor("cursor is not one this API returned")
-        return to_item(raw)
 
     # --- job transitions (each a conditional write) ----------------------------------------------
 

@@ -33,6 +33,7 @@ from videogen.domain.models import LedgerType, new_id, rfc3339
 from videogen.domain.purchases import Purchase, Store, Usage
 
 SK = "PURCHASE"
+BY_USER = "PURCHASE#"  # gsi1sk prefix of a claimed record: PURCHASE#<pur_ id>, time-ordered like the id
 PENDING_CONSUME = "PLAYCONSUME"  # active_pk of a Play purchase still to consume (the sparse Active index)
 
 
@@ -63,6 +64,8 @@ def _item(p: Purchase, notifications: frozenset[str], rev: int) -> dict[str, Any
     }
     if notifications:
         values["notifications"] = set(notifications)
+    if p.user_id is not None:  # the user's purchases, newest first (the ByUser index, beside their jobs)
+        values["gsi1pk"], values["gsi1sk"] = user_pk(p.user_id), f"{BY_USER}{p.id}"
     if p.store == "google_play" and p.status == "granted" and p.consumed_at is None:
         values["active_pk"], values["active_sk"] = PENDING_CONSUME, p.created_at
     return to_item(values)
@@ -99,6 +102,21 @@ def _next_rev(seen: Purchase | None) -> int:
 
 
 class DynamoPurchaseStore(DynamoTable):
+    def list_purchases(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[Purchase], str | None]:
+        items, next_cursor = self._page(
+            {
+                "IndexName": "ByUser",
+                "KeyConditionExpression": "gsi1pk = :pk AND begins_with(gsi1sk, :p)",
+                "ExpressionAttributeValues": to_values({":pk": user_pk(user_id), ":p": BY_USER}),
+            },
+            limit,
+            cursor,
+            key_names=("pk", "sk", "gsi1pk", "gsi1sk"),
+            owner=("gsi1pk", user_pk(user_id)),
+            valid=lambda k: k["sk"] == SK and k["pk"].startswith("PURCHASE#") and k["gsi1sk"].startswith(BY_USER),
+        )
+        return [_purchase(to_item(i)) for i in items], next_cursor
+
     def get_purchase(self, store: Store, transaction_id: str) -> Purchase | None:
         item = self._db.get_item(
             TableName=self._table, Key=purchase_key(store, transaction_id), ConsistentRead=True

@@ -8,7 +8,8 @@ from videogen.domain.models import Job, JobStatus
 from videogen.domain.products import Catalog
 from videogen.domain.registry import Registry
 from videogen.ports import JobStore, VideoStore
-from videogen.services.views import job_view, ledger_view, model_view
+from videogen.ports_purchases import PurchaseStore
+from videogen.services.views import job_view, ledger_view, model_view, purchase_view
 
 # A Lambda response is at most 6 MB (API Gateway answers 5xx beyond): a page stops well before it.
 PAGE_MAX_BYTES = 5_000_000
@@ -69,6 +70,12 @@ def credits(store: JobStore, user_id: str, limit: int, cursor: str | None, accou
         ledger=[ledger_view(e) for e in entries],
         next_cursor=next_cursor,
     )
+
+
+def purchases(store: PurchaseStore, user_id: str, limit: int, cursor: str | None) -> contract.PurchasePage:
+    """The caller's purchases, newest first (revoked ones too: the ledger shows their clawback)."""
+    items, next_cursor = store.list_purchases(user_id, limit, cursor or None)
+    return contract.PurchasePage(items=[purchase_view(p) for p in items], next_cursor=next_cursor)
 
 
 def products(catalog: Catalog) -> contract.ProductList:

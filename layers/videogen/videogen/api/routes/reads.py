@@ -1,5 +1,5 @@
 """The read API and cancel (the ApiFunction): GET /v1/videos[/{id}], POST /v1/videos/{id}/cancel,
-GET /v1/credits, GET /v1/models, GET /v1/products, GET /openapi.json. DynamoDB, S3 presigning and
+GET /v1/credits, GET /v1/purchases, GET /v1/models, GET /v1/products, GET /openapi.json. DynamoDB, S3 presigning and
 the account-token secret only."""
 
 from __future__ import annotations
@@ -110,6 +110,21 @@ def get_credits(limit: Limit = 20, cursor: Cursor = None) -> contract.CreditsPag
     _decimal_limit()
     user_id = caller(router)
     return queries.credits(wiring.store(), user_id, limit, cursor, wiring.account_token(user_id))
+
+
+@router.get(
+    "/v1/purchases",
+    operation_id="listPurchases",
+    summary="The caller's store purchases, newest first",
+    description="Every purchase credited to the caller, also the revoked ones (refunded by the store: "
+    "their credits were taken back by a clawback entry of the ledger).",
+    tags=["purchases"],
+    security=SECURED,
+    responses={**ok(contract.PurchasePage, "a page of purchases"), **problems(*_PAGE)},
+)
+def list_purchases(limit: Limit = 20, cursor: Cursor = None) -> contract.PurchasePage:
+    _decimal_limit()
+    return queries.purchases(wiring.purchase_store(), caller(router), limit, cursor)
 
 
 @router.get(
