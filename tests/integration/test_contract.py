@@ -162,7 +162,7 @@ def test_every_route_answers_as_the_document_says(stack):
         200,
     )
     assert len(page["items"]) == 3 and page["next_cursor"]
-    for path in ("/v1/videos", "/v1/credits"):
+    for path in ("/v1/videos", "/v1/credits", "/v1/purchases"):
         conf.check("GET", path, stack.request("GET", f"{path}?limit=2", token=alice), 200)
         conf.check("GET", path, stack.request("GET", f"{path}?limit=0", token=alice), 400, "bad_request")
         conf.check("GET", path, stack.request("GET", f"{path}?cursor=bad", token=alice), 400, "invalid_cursor")
