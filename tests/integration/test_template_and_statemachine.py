@@ -134,6 +134,7 @@ def test_routes_match_the_public_contract() -> None:
         ("GET", "/openapi.json"): ("ApiFunction", False),
         ("POST", "/webhooks/fal"): ("WebhookFunction", False),
         ("POST", "/v1/purchases"): ("PurchasesFunction", True),
+        ("GET", "/v1/purchases"): ("ApiFunction", True),
         ("POST", "/webhooks/app-store"): ("StoreWebhookFunction", False),
         ("POST", "/webhooks/google-play"): ("StoreWebhookFunction", False),
         ("POST", "/v1/uploads"): ("UploadsFunction", True),
